@@ -35,24 +35,37 @@ pub fn eval_weighted(
         let u = match node.op {
             Op::Y => y,
             Op::Yhat => yhat,
-            Op::One => 1.0,
-            Op::NegOne => -1.0,
-            Op::Add => arg(0) + arg(1),
-            Op::Sub => arg(0) - arg(1),
-            Op::Mul => arg(0) * arg(1),
-            Op::Aq => arg(0) / (1.0 + arg(1) * arg(1)).sqrt(),
-            Op::Min => min(arg(0), arg(1)),
-            Op::Max => max(arg(0), arg(1)),
-            Op::Sign => sign(arg(0)),
-            Op::Square => arg(0) * arg(0),
-            Op::Abs => arg(0).abs(),
-            Op::Log => protect(arg(0)).ln(),
-            Op::Sqrt => protect(arg(0)).sqrt(),
-            Op::Tanh => arg(0).tanh(),
+            op => match op.arity() {
+                0 => apply(op, 0.0, 0.0),
+                1 => apply(op, arg(0), 0.0),
+                _ => apply(op, arg(0), arg(1)),
+            },
         };
         scratch.push(if i + 1 == n { u } else { u * weights[i] });
     }
     scratch[n - 1]
+}
+
+/// One operator on its (fed) arguments; `b` is ignored by unary operators, both by constants.
+/// `y` and `yhat` have no fixed value and must be bound by the caller.
+pub(crate) fn apply(op: Op, a: f64, b: f64) -> f64 {
+    match op {
+        Op::Y | Op::Yhat => panic!("{op} is an input, not an operator"),
+        Op::One => 1.0,
+        Op::NegOne => -1.0,
+        Op::Add => a + b,
+        Op::Sub => a - b,
+        Op::Mul => a * b,
+        Op::Aq => a / (1.0 + b * b).sqrt(),
+        Op::Min => min(a, b),
+        Op::Max => max(a, b),
+        Op::Sign => sign(a),
+        Op::Square => a * a,
+        Op::Abs => a.abs(),
+        Op::Log => protect(a).ln(),
+        Op::Sqrt => protect(a).sqrt(),
+        Op::Tanh => a.tanh(),
+    }
 }
 
 fn min(a: f64, b: f64) -> f64 {

@@ -44,8 +44,8 @@ pub enum ParseErrorKind {
     /// A number standing alone that is not one of the terminals 1 and -1.
     #[error("the only constant terminals are 1 and -1, found `{0}` (write `{0}*1` for a scaled 1)")]
     BadConstant(String),
-    /// A number that does not parse as f32.
-    #[error("`{0}` is not a number")]
+    /// A number that does not parse as f32, or overflows it.
+    #[error("`{0}` is not a number in f32 range")]
     BadNumber(String),
     #[error("nesting deeper than {MAX_NESTING}")]
     TooDeep,
@@ -99,9 +99,12 @@ impl Parser<'_> {
             let num = num.to_owned();
             self.skip_ws();
             if self.eat('*') {
-                let weight: f32 = num
-                    .parse()
-                    .map_err(|_| ParseError::at(start, ParseErrorKind::BadNumber(num)))?;
+                // A literal that overflows f32 is a mistake, unlike an explicit `inf`.
+                let weight = num
+                    .parse::<f32>()
+                    .ok()
+                    .filter(|w| w.is_finite() || num.contains("inf") || num.contains("NaN"))
+                    .ok_or_else(|| ParseError::at(start, ParseErrorKind::BadNumber(num)))?;
                 return self.term(depth, weight);
             }
             // Not a weight: the number is the term itself.

@@ -1,1 +1,8 @@
+//! The one integration-test binary (see ARCHITECTURE.md): each module is one area.
 
+mod backends_agree;
+mod canonical;
+mod cli;
+mod derivatives;
+mod strategies;
+mod text;

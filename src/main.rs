@@ -1,1 +1,41 @@
-fn main() {}
+//! The `evomal` binary: argument parsing, dispatch, and exit codes. Commands live in `cli/`.
+
+mod cli;
+
+use std::io::{self, Write};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "evomal", version, about = "Meta-learns symbolic loss functions (EvoMAL).")]
+struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Inspect and evaluate loss expressions.
+    #[command(subcommand)]
+    Loss(cli::loss::LossCommand),
+    /// Measure throughput on this machine.
+    #[command(subcommand)]
+    Bench(cli::bench::BenchCommand),
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let mut out = io::stdout().lock();
+    let res = match args.command {
+        Command::Loss(cmd) => cli::loss::run(cmd, &mut out),
+        Command::Bench(cmd) => cli::bench::run(cmd, &mut out),
+    };
+    match res.and_then(|()| out.flush().map_err(Into::into)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

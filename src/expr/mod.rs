@@ -18,6 +18,7 @@ pub mod interp;
 mod op;
 mod parse;
 mod print;
+pub mod random;
 
 use std::ops::Range;
 

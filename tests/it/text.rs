@@ -12,7 +12,7 @@ proptest! {
     fn print_then_parse_is_identity(e in tree(10)) {
         let text = e.to_string();
         let back: LossExpr = text.parse().map_err(|err: ParseError| {
-            TestCaseError::fail(format!("{}", err.render(&text)))
+            TestCaseError::fail(err.render(&text))
         })?;
         prop_assert_eq!(&back, &e);
         prop_assert_eq!(back.to_string(), text);

@@ -8,7 +8,7 @@ use cranelift_codegen::ir::{
 };
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
 use cranelift_jit::JITModule;
-use cranelift_module::{FuncId, Linkage, Module, ModuleResult};
+use cranelift_module::{FuncId, Linkage, Module};
 
 use super::KernelKind;
 use crate::expr::LossExpr;
@@ -21,13 +21,18 @@ pub(super) struct Libm {
 }
 
 impl Libm {
-    pub(super) fn declare(module: &mut JITModule) -> ModuleResult<Libm> {
+    pub(super) fn declare(module: &mut JITModule) -> Result<Libm, String> {
         let mut sig = module.make_signature();
         sig.params.push(AbiParam::new(types::F64));
         sig.returns.push(AbiParam::new(types::F64));
+        let mut import = |name| {
+            module
+                .declare_function(name, Linkage::Import, &sig)
+                .map_err(|e| e.to_string())
+        };
         Ok(Libm {
-            ln: module.declare_function("evomal_ln", Linkage::Import, &sig)?,
-            tanh: module.declare_function("evomal_tanh", Linkage::Import, &sig)?,
+            ln: import("evomal_ln")?,
+            tanh: import("evomal_tanh")?,
         })
     }
 }

@@ -103,7 +103,7 @@ impl JitBatch {
         builder.symbol("evomal_ln", host_ln as *const u8);
         builder.symbol("evomal_tanh", host_tanh as *const u8);
         let mut module = JITModule::new(builder);
-        let libm = lower::Libm::declare(&mut module).map_err(|e| JitError::Host(e.to_string()))?;
+        let libm = lower::Libm::declare(&mut module).map_err(JitError::Host)?;
         Ok(JitBatch {
             ctx: module.make_context(),
             fctx: FunctionBuilderContext::new(),

@@ -1,0 +1,182 @@
+//! `evomal bench loss`: loss-kernel throughput and JIT compile time on this machine.
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use clap::Subcommand;
+use evomal::backend::jit::{self, JitBatch, KernelKind};
+use evomal::expr::LossExpr;
+use evomal::expr::interp::{self, FullBatchMut};
+use evomal::expr::random::{Method, random_tree};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde_json::json;
+
+use super::parse_expr;
+
+/// Squared error (no libm calls), cross-entropy-like, and a fixed height-8 tree drawn by
+/// `random_tree(Grow, 0..=10)`.
+pub const BENCH_EXPRS: [(&str, &str); 3] = [
+    ("mse", "square(sub(y, yhat))"),
+    ("ce", "mul(-1, mul(y, log(yhat)))"),
+    (
+        "tree8",
+        "tanh(max(aq(sub(sub(-1, 1), square(log(add(sub(1, y), abs(yhat))))), yhat), aq(mul(-1, 1), -1)))",
+    ),
+];
+
+#[derive(Subcommand)]
+pub enum BenchCommand {
+    /// Elements/second of the loss kernels (interpreter vs JIT) and compile time per candidate.
+    Loss {
+        /// Batch size.
+        #[arg(long, default_value_t = 1_000_000)]
+        elements: usize,
+        /// Expressions to measure (default: a cross-entropy-like loss and a height-8 tree).
+        #[arg(long)]
+        expr: Vec<String>,
+        /// Random trees (height <= 10) whose compile time is measured.
+        #[arg(long, default_value_t = 500)]
+        compile_trees: usize,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub fn run(cmd: BenchCommand, out: &mut dyn Write) -> anyhow::Result<()> {
+    let BenchCommand::Loss {
+        elements,
+        expr,
+        compile_trees,
+        json,
+    } = cmd;
+    let exprs: Vec<(String, LossExpr)> = if expr.is_empty() {
+        BENCH_EXPRS
+            .iter()
+            .map(|(name, text)| Ok((name.to_string(), parse_expr(text)?)))
+            .collect::<anyhow::Result<_>>()?
+    } else {
+        expr.iter().map(|t| Ok((t.clone(), parse_expr(t)?))).collect::<anyhow::Result<_>>()?
+    };
+    let (y, yhat) = inputs(elements);
+    let mut rows = Vec::new();
+    if !json {
+        writeln!(out, "loss kernels, {elements} elements, one thread (elements/second, best of 3)")?;
+        writeln!(out, "{:<8} {:<6} {:>14} {:>14} {:>8}", "expr", "kernel", "interpreter", "jit", "speedup")?;
+    }
+    for (name, e) in &exprs {
+        let mut o = Outputs::new(elements, e);
+        for kind in [KernelKind::LossGrad, KernelKind::Full] {
+            let interp_rate = elements as f64 / best_of_3(|| run_interp(e, kind, &y, &yhat, &mut o)).as_secs_f64();
+            let kernel = jit::compile(e, kind)?;
+            let jit_rate = elements as f64 / best_of_3(|| run_jit(&kernel, e, &y, &yhat, &mut o)).as_secs_f64();
+            let label = if kind == KernelKind::Full { "(c)" } else { "(b)" };
+            if !json {
+                writeln!(
+                    out,
+                    "{name:<8} {label:<6} {interp_rate:>14.3e} {jit_rate:>14.3e} {:>7.1}x",
+                    jit_rate / interp_rate
+                )?;
+            }
+            rows.push(json!({"expr": name, "kernel": label, "interp_elems_per_s": interp_rate, "jit_elems_per_s": jit_rate}));
+        }
+    }
+    let compile = compile_times(compile_trees)?;
+    if json {
+        let v = json!({"elements": elements, "kernels": rows, "compile_ms": compile});
+        writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
+    } else {
+        writeln!(out, "\ncompile time per candidate (parse -> callable), {compile_trees} random trees of height <= 10:")?;
+        for (kind, stats) in compile.as_object().into_iter().flatten() {
+            let ms = |key: &str| stats[key].as_f64().unwrap_or(f64::NAN);
+            writeln!(out, "  {kind:<9} median {:.3} ms, p90 {:.3} ms, max {:.3} ms", ms("median"), ms("p90"), ms("max"))?;
+        }
+    }
+    Ok(())
+}
+
+/// Deterministic inputs spread over a classification-like range.
+fn inputs(n: usize) -> (Vec<f32>, Vec<f32>) {
+    let y = (0..n).map(|i| if i % 10 == 0 { 1.0 } else { 0.0 }).collect();
+    let yhat = (0..n).map(|i| ((i * 7919) % 1000) as f32 / 1000.0 + 1e-4).collect();
+    (y, yhat)
+}
+
+fn best_of_3(mut f: impl FnMut()) -> Duration {
+    (0..3)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed()
+        })
+        .min()
+        .unwrap_or_default()
+}
+
+/// Output buffers, allocated once outside the timed region.
+struct Outputs {
+    loss: Vec<f32>,
+    dyhat: Vec<f32>,
+    dphi: Vec<f32>,
+    d2: Vec<f32>,
+}
+
+impl Outputs {
+    fn new(n: usize, e: &LossExpr) -> Outputs {
+        let k = e.n_weights();
+        Outputs { loss: vec![0.0; n], dyhat: vec![0.0; n], dphi: vec![0.0; n * k], d2: vec![0.0; n * k] }
+    }
+
+    fn full(&mut self) -> FullBatchMut<'_> {
+        FullBatchMut { loss: &mut self.loss, dyhat: &mut self.dyhat, dphi: &mut self.dphi, d2: &mut self.d2 }
+    }
+}
+
+fn run_interp(e: &LossExpr, kind: KernelKind, y: &[f32], yhat: &[f32], o: &mut Outputs) {
+    if kind == KernelKind::LossGrad {
+        interp::loss_grad_batch(e, y, yhat, e.weights(), &mut o.loss, &mut o.dyhat);
+    } else {
+        interp::full_batch(e, y, yhat, e.weights(), o.full());
+    }
+}
+
+fn run_jit(kernel: &jit::JitKernel, e: &LossExpr, y: &[f32], yhat: &[f32], o: &mut Outputs) {
+    let res = if kernel.kind() == KernelKind::LossGrad {
+        kernel.loss_grad(y, yhat, e.weights(), &mut o.loss, &mut o.dyhat)
+    } else {
+        kernel.full(y, yhat, e.weights(), o.full())
+    };
+    res.expect("buffers are sized for the kernel");
+}
+
+/// Median and p90 of parse + compile + link per tree, each kind compiled in batches of 50
+/// (as a generation would be) and timed per tree.
+fn compile_times(n_trees: usize) -> anyhow::Result<serde_json::Value> {
+    let mut rng = ChaCha8Rng::seed_from_u64(2023);
+    let texts: Vec<String> = (0..n_trees)
+        .map(|_| random_tree(&mut rng, Method::Grow, 0, 10).to_string())
+        .collect();
+    let mut res = serde_json::Map::new();
+    for (label, kind) in [("loss", KernelKind::Loss), ("loss_grad", KernelKind::LossGrad), ("full", KernelKind::Full)] {
+        let mut ms = Vec::with_capacity(n_trees);
+        for chunk in texts.chunks(50) {
+            let mut batch = JitBatch::new()?;
+            for text in chunk {
+                let t = Instant::now();
+                let e = parse_expr(text)?;
+                batch.add(&e, kind)?;
+                ms.push(t.elapsed().as_secs_f64() * 1e3);
+            }
+            // Linking is per batch; spread it over the batch's trees.
+            let t = Instant::now();
+            let kernels = batch.finish()?;
+            let link = t.elapsed().as_secs_f64() * 1e3 / kernels.len().max(1) as f64;
+            let start = ms.len() - chunk.len();
+            ms[start..].iter_mut().for_each(|m| *m += link);
+        }
+        ms.sort_by(f64::total_cmp);
+        let q = |p: f64| ms[((ms.len() - 1) as f64 * p) as usize];
+        res.insert(label.into(), json!({"median": q(0.5), "p90": q(0.9), "max": q(1.0)}));
+    }
+    Ok(res.into())
+}

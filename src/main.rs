@@ -8,7 +8,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "evomal", version, about = "Meta-learns symbolic loss functions (EvoMAL).")]
+#[command(
+    name = "evomal",
+    version,
+    about = "Meta-learns symbolic loss functions (EvoMAL)."
+)]
 struct Args {
     #[command(subcommand)]
     command: Command,

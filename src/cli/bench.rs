@@ -56,21 +56,36 @@ pub fn run(cmd: BenchCommand, out: &mut dyn Write) -> anyhow::Result<()> {
             .map(|(name, text)| Ok((name.to_string(), parse_expr(text)?)))
             .collect::<anyhow::Result<_>>()?
     } else {
-        expr.iter().map(|t| Ok((t.clone(), parse_expr(t)?))).collect::<anyhow::Result<_>>()?
+        expr.iter()
+            .map(|t| Ok((t.clone(), parse_expr(t)?)))
+            .collect::<anyhow::Result<_>>()?
     };
     let (y, yhat) = inputs(elements);
     let mut rows = Vec::new();
     if !json {
-        writeln!(out, "loss kernels, {elements} elements, one thread (elements/second, best of 3)")?;
-        writeln!(out, "{:<8} {:<6} {:>14} {:>14} {:>8}", "expr", "kernel", "interpreter", "jit", "speedup")?;
+        writeln!(
+            out,
+            "loss kernels, {elements} elements, one thread (elements/second, best of 3)"
+        )?;
+        writeln!(
+            out,
+            "{:<8} {:<6} {:>14} {:>14} {:>8}",
+            "expr", "kernel", "interpreter", "jit", "speedup"
+        )?;
     }
     for (name, e) in &exprs {
         let mut o = Outputs::new(elements, e);
         for kind in [KernelKind::LossGrad, KernelKind::Full] {
-            let interp_rate = elements as f64 / best_of_3(|| run_interp(e, kind, &y, &yhat, &mut o)).as_secs_f64();
+            let interp_rate = elements as f64
+                / best_of_3(|| run_interp(e, kind, &y, &yhat, &mut o)).as_secs_f64();
             let kernel = jit::compile(e, kind)?;
-            let jit_rate = elements as f64 / best_of_3(|| run_jit(&kernel, e, &y, &yhat, &mut o)).as_secs_f64();
-            let label = if kind == KernelKind::Full { "(c)" } else { "(b)" };
+            let jit_rate = elements as f64
+                / best_of_3(|| run_jit(&kernel, e, &y, &yhat, &mut o)).as_secs_f64();
+            let label = if kind == KernelKind::Full {
+                "(c)"
+            } else {
+                "(b)"
+            };
             if !json {
                 writeln!(
                     out,
@@ -86,10 +101,19 @@ pub fn run(cmd: BenchCommand, out: &mut dyn Write) -> anyhow::Result<()> {
         let v = json!({"elements": elements, "kernels": rows, "compile_ms": compile});
         writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
     } else {
-        writeln!(out, "\ncompile time per candidate (parse -> callable), {compile_trees} random trees of height <= 10:")?;
+        writeln!(
+            out,
+            "\ncompile time per candidate (parse -> callable), {compile_trees} random trees of height <= 10:"
+        )?;
         for (kind, stats) in compile.as_object().into_iter().flatten() {
             let ms = |key: &str| stats[key].as_f64().unwrap_or(f64::NAN);
-            writeln!(out, "  {kind:<9} median {:.3} ms, p90 {:.3} ms, max {:.3} ms", ms("median"), ms("p90"), ms("max"))?;
+            writeln!(
+                out,
+                "  {kind:<9} median {:.3} ms, p90 {:.3} ms, max {:.3} ms",
+                ms("median"),
+                ms("p90"),
+                ms("max")
+            )?;
         }
     }
     Ok(())
@@ -97,8 +121,12 @@ pub fn run(cmd: BenchCommand, out: &mut dyn Write) -> anyhow::Result<()> {
 
 /// Deterministic inputs spread over a classification-like range.
 fn inputs(n: usize) -> (Vec<f32>, Vec<f32>) {
-    let y = (0..n).map(|i| if i % 10 == 0 { 1.0 } else { 0.0 }).collect();
-    let yhat = (0..n).map(|i| ((i * 7919) % 1000) as f32 / 1000.0 + 1e-4).collect();
+    let y = (0..n)
+        .map(|i| if i % 10 == 0 { 1.0 } else { 0.0 })
+        .collect();
+    let yhat = (0..n)
+        .map(|i| ((i * 7919) % 1000) as f32 / 1000.0 + 1e-4)
+        .collect();
     (y, yhat)
 }
 
@@ -124,11 +152,21 @@ struct Outputs {
 impl Outputs {
     fn new(n: usize, e: &LossExpr) -> Outputs {
         let k = e.n_weights();
-        Outputs { loss: vec![0.0; n], dyhat: vec![0.0; n], dphi: vec![0.0; n * k], d2: vec![0.0; n * k] }
+        Outputs {
+            loss: vec![0.0; n],
+            dyhat: vec![0.0; n],
+            dphi: vec![0.0; n * k],
+            d2: vec![0.0; n * k],
+        }
     }
 
     fn full(&mut self) -> FullBatchMut<'_> {
-        FullBatchMut { loss: &mut self.loss, dyhat: &mut self.dyhat, dphi: &mut self.dphi, d2: &mut self.d2 }
+        FullBatchMut {
+            loss: &mut self.loss,
+            dyhat: &mut self.dyhat,
+            dphi: &mut self.dphi,
+            d2: &mut self.d2,
+        }
     }
 }
 
@@ -157,7 +195,11 @@ fn compile_times(n_trees: usize) -> anyhow::Result<serde_json::Value> {
         .map(|_| random_tree(&mut rng, Method::Grow, 0, 10).to_string())
         .collect();
     let mut res = serde_json::Map::new();
-    for (label, kind) in [("loss", KernelKind::Loss), ("loss_grad", KernelKind::LossGrad), ("full", KernelKind::Full)] {
+    for (label, kind) in [
+        ("loss", KernelKind::Loss),
+        ("loss_grad", KernelKind::LossGrad),
+        ("full", KernelKind::Full),
+    ] {
         let mut ms = Vec::with_capacity(n_trees);
         for chunk in texts.chunks(50) {
             let mut batch = JitBatch::new()?;
@@ -176,7 +218,10 @@ fn compile_times(n_trees: usize) -> anyhow::Result<serde_json::Value> {
         }
         ms.sort_by(f64::total_cmp);
         let q = |p: f64| ms[((ms.len() - 1) as f64 * p) as usize];
-        res.insert(label.into(), json!({"median": q(0.5), "p90": q(0.9), "max": q(1.0)}));
+        res.insert(
+            label.into(),
+            json!({"median": q(0.5), "p90": q(0.9), "max": q(1.0)}),
+        );
     }
     Ok(res.into())
 }

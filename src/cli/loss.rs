@@ -25,10 +25,20 @@ pub enum LossCommand {
     Eval {
         expr: String,
         /// Targets, comma-separated.
-        #[arg(long, value_delimiter = ',', allow_negative_numbers = true, required = true)]
+        #[arg(
+            long,
+            value_delimiter = ',',
+            allow_negative_numbers = true,
+            required = true
+        )]
         y: Vec<f32>,
         /// Predictions, comma-separated, as many as --y.
-        #[arg(long, value_delimiter = ',', allow_negative_numbers = true, required = true)]
+        #[arg(
+            long,
+            value_delimiter = ',',
+            allow_negative_numbers = true,
+            required = true
+        )]
         yhat: Vec<f32>,
         /// One weight per node in post-order (default: the expression's own weights).
         #[arg(long, value_delimiter = ',', allow_negative_numbers = true)]
@@ -66,7 +76,11 @@ pub fn run(cmd: LossCommand, out: &mut dyn Write) -> anyhow::Result<()> {
             }
             if let Some(w) = weights {
                 if w.len() != e.len() {
-                    bail!("--weights needs one value per node: {} nodes, {} weights given", e.len(), w.len());
+                    bail!(
+                        "--weights needs one value per node: {} nodes, {} weights given",
+                        e.len(),
+                        w.len()
+                    );
                 }
                 e.set_weights(&w);
             }
@@ -97,8 +111,17 @@ fn show(e: &LossExpr, as_json: bool, out: &mut dyn Write) -> anyhow::Result<()> 
     writeln!(out, "canonical   {canonical}")?;
     writeln!(out, "infix       {}", e.to_infix())?;
     writeln!(out, "height      {}", e.height())?;
-    writeln!(out, "size        {} nodes, {} effective weights", e.len(), e.n_weights())?;
-    writeln!(out, "weights     {:?} (post-order; the root's is inert)", e.weights())?;
+    writeln!(
+        out,
+        "size        {} nodes, {} effective weights",
+        e.len(),
+        e.n_weights()
+    )?;
+    writeln!(
+        out,
+        "weights     {:?} (post-order; the root's is inert)",
+        e.weights()
+    )?;
     writeln!(out, "hash        {hash} (of the canonical form)")?;
     let verdict = if e.contains_y_and_yhat() {
         "valid search candidate (uses y and yhat)"
@@ -109,7 +132,14 @@ fn show(e: &LossExpr, as_json: bool, out: &mut dyn Write) -> anyhow::Result<()> 
     Ok(())
 }
 
-fn eval(e: &LossExpr, y: &[f32], yhat: &[f32], backend: Backend, as_json: bool, out: &mut dyn Write) -> anyhow::Result<()> {
+fn eval(
+    e: &LossExpr,
+    y: &[f32],
+    yhat: &[f32],
+    backend: Backend,
+    as_json: bool,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
     let n = y.len();
     let k = e.n_weights();
     let (mut loss, mut dyhat) = (vec![0.0f32; n], vec![0.0f32; n]);
@@ -148,13 +178,29 @@ fn eval(e: &LossExpr, y: &[f32], yhat: &[f32], backend: Backend, as_json: bool, 
         return Ok(());
     }
     writeln!(out, "{e}")?;
-    writeln!(out, "{:>4} {:>12} {:>12} {:>14} {:>14}", "i", "y", "yhat", "M", "dM/dyhat")?;
+    writeln!(
+        out,
+        "{:>4} {:>12} {:>12} {:>14} {:>14}",
+        "i", "y", "yhat", "M", "dM/dyhat"
+    )?;
     for i in 0..n {
-        writeln!(out, "{i:>4} {:>12} {:>12} {:>14.7e} {:>14.7e}", y[i], yhat[i], loss[i], dyhat[i])?;
+        writeln!(
+            out,
+            "{i:>4} {:>12} {:>12} {:>14.7e} {:>14.7e}",
+            y[i], yhat[i], loss[i], dyhat[i]
+        )?;
     }
-    writeln!(out, "\nper weight (node j in post-order; one value per element):")?;
+    writeln!(
+        out,
+        "\nper weight (node j in post-order; one value per element):"
+    )?;
     for j in 0..k {
-        writeln!(out, "phi_{j} = {} on {}", e.weights()[j], e.subtree(NodeId(j as u32)))?;
+        writeln!(
+            out,
+            "phi_{j} = {} on {}",
+            e.weights()[j],
+            e.subtree(NodeId(j as u32))
+        )?;
         writeln!(out, "    dM/dphi          {}", fmt_row(&column(&dphi, j)))?;
         writeln!(out, "    d2M/(dyhat dphi) {}", fmt_row(&column(&d2, j)))?;
     }
@@ -162,5 +208,8 @@ fn eval(e: &LossExpr, y: &[f32], yhat: &[f32], backend: Backend, as_json: bool, 
 }
 
 fn fmt_row(v: &[f32]) -> String {
-    v.iter().map(|x| format!("{x:>14.7e}")).collect::<Vec<_>>().join(" ")
+    v.iter()
+        .map(|x| format!("{x:>14.7e}"))
+        .collect::<Vec<_>>()
+        .join(" ")
 }

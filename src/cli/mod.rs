@@ -8,6 +8,7 @@ use evomal::expr::LossExpr;
 
 /// Parses a loss expression given on the command line; the error shows where it went wrong.
 pub fn parse_expr(text: &str) -> anyhow::Result<LossExpr> {
-    text.parse()
-        .map_err(|e: evomal::expr::ParseError| anyhow!("cannot parse the loss expression:\n{}", e.render(text)))
+    text.parse().map_err(|e: evomal::expr::ParseError| {
+        anyhow!("cannot parse the loss expression:\n{}", e.render(text))
+    })
 }

@@ -18,7 +18,12 @@ pub enum Method {
 }
 
 /// A random tree with height drawn uniformly from `min_height..=max_height`.
-pub fn random_tree(rng: &mut impl Rng, method: Method, min_height: usize, max_height: usize) -> LossExpr {
+pub fn random_tree(
+    rng: &mut impl Rng,
+    method: Method,
+    min_height: usize,
+    max_height: usize,
+) -> LossExpr {
     let height = rng.random_range(min_height..=max_height);
     let mut e: Option<LossExpr> = None;
     build(rng, method, 0, min_height, height, &mut e);
@@ -42,7 +47,11 @@ fn build(
     } else {
         let n_ops = Op::UNARY.len() + Op::BINARY.len();
         let k = rng.random_range(0..n_ops);
-        if k < Op::UNARY.len() { Op::UNARY[k] } else { Op::BINARY[k - Op::UNARY.len()] }
+        if k < Op::UNARY.len() {
+            Op::UNARY[k]
+        } else {
+            Op::BINARY[k - Op::UNARY.len()]
+        }
     };
     let mut args = Vec::with_capacity(2);
     for _ in 0..op.arity() {
@@ -88,7 +97,9 @@ mod tests {
     fn same_seed_same_trees() {
         let draw = |seed| {
             let mut rng = ChaCha8Rng::seed_from_u64(seed);
-            (0..50).map(|_| random_tree(&mut rng, Method::Grow, 0, 8).to_string()).collect::<Vec<_>>()
+            (0..50)
+                .map(|_| random_tree(&mut rng, Method::Grow, 0, 8).to_string())
+                .collect::<Vec<_>>()
         };
         assert_eq!(draw(3), draw(3));
         assert_ne!(draw(3), draw(4));

@@ -18,8 +18,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 const CE: &str = "mul(-1, mul(y, log(yhat)))";
-const TREE8: &str =
-    "tanh(max(aq(sub(sub(-1, 1), square(log(add(sub(1, y), abs(yhat))))), yhat), aq(mul(-1, 1), -1)))";
+const TREE8: &str = "tanh(max(aq(sub(sub(-1, 1), square(log(add(sub(1, y), abs(yhat))))), yhat), aq(mul(-1, 1), -1)))";
 const EPS: f64 = 1e-7;
 
 struct Bufs {
@@ -34,8 +33,12 @@ struct Bufs {
 impl Bufs {
     fn new(n: usize, k: usize) -> Bufs {
         Bufs {
-            y: (0..n).map(|i| if i % 10 == 0 { 1.0 } else { 0.0 }).collect(),
-            yhat: (0..n).map(|i| ((i * 7919) % 1000) as f32 / 1000.0 + 1e-4).collect(),
+            y: (0..n)
+                .map(|i| if i % 10 == 0 { 1.0 } else { 0.0 })
+                .collect(),
+            yhat: (0..n)
+                .map(|i| ((i * 7919) % 1000) as f32 / 1000.0 + 1e-4)
+                .collect(),
             loss: vec![0.0; n],
             dyhat: vec![0.0; n],
             dphi: vec![0.0; n * k],
@@ -60,7 +63,11 @@ fn ce_b(y: &[f32], yhat: &[f32], w: &[f32], loss: &mut [f32], dyhat: &mut [f32])
     let [w0, w1, w2, w3, w4] = [w[0], w[1], w[2], w[3], w[4]].map(f64::from);
     for i in 0..y.len() {
         let p = w2 * yhat[i] as f64;
-        let (l, dl) = if p.abs() < EPS { (EPS.ln(), 0.0) } else { (p.abs().ln(), 1.0 / p) };
+        let (l, dl) = if p.abs() < EPS {
+            (EPS.ln(), 0.0)
+        } else {
+            (p.abs().ln(), 1.0 / p)
+        };
         let c = -w0 * w4 * w1 * y[i] as f64 * w3;
         loss[i] = (c * l) as f32;
         dyhat[i] = (c * dl * w2) as f32;
@@ -72,7 +79,11 @@ fn ce_c(y: &[f32], yhat: &[f32], w: &[f32], out: FullBatchMut<'_>) {
     for i in 0..y.len() {
         let (yi, yh) = (y[i] as f64, yhat[i] as f64);
         let p = w2 * yh;
-        let (l, dl, d2l) = if p.abs() < EPS { (EPS.ln(), 0.0, 0.0) } else { (p.abs().ln(), 1.0 / p, -1.0 / (p * p)) };
+        let (l, dl, d2l) = if p.abs() < EPS {
+            (EPS.ln(), 0.0, 0.0)
+        } else {
+            (p.abs().ln(), 1.0 / p, -1.0 / (p * p))
+        };
         let lw = w3 * l;
         let inner = w1 * yi * lw;
         let m4 = w4 * inner;
@@ -108,10 +119,20 @@ trait Scalar: Copy + Add<Output = Self> + Sub<Output = Self> + Mul<Output = Self
 
 fn plog<T: Scalar>(x: T) -> T {
     let a = x.v().abs();
-    if a < EPS { T::c(EPS.ln()) } else { x.chain(a.ln(), 1.0 / x.v(), -1.0 / (x.v() * x.v())) }
+    if a < EPS {
+        T::c(EPS.ln())
+    } else {
+        x.chain(a.ln(), 1.0 / x.v(), -1.0 / (x.v() * x.v()))
+    }
 }
 fn abs<T: Scalar>(x: T) -> T {
-    let s = if x.v() > 0.0 { 1.0 } else if x.v() < 0.0 { -1.0 } else { 0.0 };
+    let s = if x.v() > 0.0 {
+        1.0
+    } else if x.v() < 0.0 {
+        -1.0
+    } else {
+        0.0
+    };
     x.chain(x.v().abs(), s, 0.0)
 }
 fn tanh<T: Scalar>(x: T) -> T {
@@ -223,7 +244,12 @@ impl Mul for Hyper {
 }
 impl Scalar for Hyper {
     fn c(x: f64) -> Hyper {
-        Hyper { v: x, dy: 0.0, dw: [0.0; K8], dyw: [0.0; K8] }
+        Hyper {
+            v: x,
+            dy: 0.0,
+            dw: [0.0; K8],
+            dyw: [0.0; K8],
+        }
     }
     fn v(self) -> f64 {
         self.v
@@ -274,7 +300,8 @@ type HandB = fn(&[f32], &[f32], &[f32], &mut [f32], &mut [f32]);
 type HandC = fn(&[f32], &[f32], &[f32], FullBatchMut<'_>);
 
 fn kernels(c: &mut Criterion) {
-    let cases: [(&str, &str, HandB, HandC); 2] = [("ce", CE, ce_b, ce_c), ("tree8", TREE8, tree8_b, tree8_c)];
+    let cases: [(&str, &str, HandB, HandC); 2] =
+        [("ce", CE, ce_b, ce_c), ("tree8", TREE8, tree8_b, tree8_c)];
     for (name, text, hand_b, hand_c) in cases {
         let e: LossExpr = text.parse().unwrap();
         let w = e.weights().to_vec();
@@ -287,10 +314,16 @@ fn kernels(c: &mut Criterion) {
             g.throughput(Throughput::Elements(n as u64)).sample_size(10);
             let mut b = Bufs::new(n, k);
             g.bench_function(BenchmarkId::new("interp", n), |bn| {
-                bn.iter(|| interp::loss_grad_batch(&e, &b.y, &b.yhat, &w, &mut b.loss, &mut b.dyhat))
+                bn.iter(|| {
+                    interp::loss_grad_batch(&e, &b.y, &b.yhat, &w, &mut b.loss, &mut b.dyhat)
+                })
             });
             g.bench_function(BenchmarkId::new("jit", n), |bn| {
-                bn.iter(|| jit_b.loss_grad(&b.y, &b.yhat, &w, &mut b.loss, &mut b.dyhat).unwrap())
+                bn.iter(|| {
+                    jit_b
+                        .loss_grad(&b.y, &b.yhat, &w, &mut b.loss, &mut b.dyhat)
+                        .unwrap()
+                })
             });
             g.bench_function(BenchmarkId::new("hand", n), |bn| {
                 bn.iter(|| hand_b(&b.y, &b.yhat, &w, &mut b.loss, &mut b.dyhat))
@@ -332,7 +365,10 @@ fn check_hand_written(e: &LossExpr, hand_b: HandB, hand_c: HandC) {
     hand_c(y, yhat, &w, out);
     let close = |a: &[f32], b: &[f32], what: &str| {
         for (i, (x, z)) in a.iter().zip(b).enumerate() {
-            assert!((x - z).abs() <= 1e-4 * (1.0 + x.abs()), "{e}: hand-written {what}[{i}] {z} vs {x}");
+            assert!(
+                (x - z).abs() <= 1e-4 * (1.0 + x.abs()),
+                "{e}: hand-written {what}[{i}] {z} vs {x}"
+            );
         }
     };
     close(&want.loss, &got.loss, "loss");
@@ -348,10 +384,16 @@ fn check_hand_written(e: &LossExpr, hand_b: HandB, hand_c: HandC) {
 
 fn compile(c: &mut Criterion) {
     let mut rng = ChaCha8Rng::seed_from_u64(2023);
-    let texts: Vec<String> = (0..200).map(|_| random_tree(&mut rng, Method::Grow, 0, 10).to_string()).collect();
+    let texts: Vec<String> = (0..200)
+        .map(|_| random_tree(&mut rng, Method::Grow, 0, 10).to_string())
+        .collect();
     let mut g = c.benchmark_group("compile");
-    g.throughput(Throughput::Elements(texts.len() as u64)).sample_size(10);
-    for (label, kind) in [("loss_grad", KernelKind::LossGrad), ("full", KernelKind::Full)] {
+    g.throughput(Throughput::Elements(texts.len() as u64))
+        .sample_size(10);
+    for (label, kind) in [
+        ("loss_grad", KernelKind::LossGrad),
+        ("full", KernelKind::Full),
+    ] {
         g.bench_function(BenchmarkId::new("parse_to_callable_batch", label), |bn| {
             bn.iter(|| {
                 let mut batch = JitBatch::new().unwrap();

@@ -48,15 +48,26 @@ fn loss_show_json_is_machine_readable() {
 fn loss_eval_gives_values_and_gradients_on_both_backends() {
     for backend in ["jit", "interp"] {
         let args = [
-            "loss", "eval", "--json", "--backend", backend, "mul(-1, mul(y, log(yhat)))", "--y", "1,0",
-            "--yhat", "0.3,0.7",
+            "loss",
+            "eval",
+            "--json",
+            "--backend",
+            backend,
+            "mul(-1, mul(y, log(yhat)))",
+            "--y",
+            "1,0",
+            "--yhat",
+            "0.3,0.7",
         ];
         let o = evomal(&args);
         assert!(o.status.success(), "{}", stderr(&o));
         let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
         let loss0 = v["loss"][0].as_f64().unwrap();
         let grad0 = v["dM_dyhat"][0].as_f64().unwrap();
-        assert!((loss0 - 0.3f64.ln().abs()).abs() < 1e-6, "{backend}: {loss0}");
+        assert!(
+            (loss0 - 0.3f64.ln().abs()).abs() < 1e-6,
+            "{backend}: {loss0}"
+        );
         assert!((grad0 + 1.0 / 0.3).abs() < 1e-5, "{backend}: {grad0}");
         assert_eq!(v["loss"][1].as_f64().unwrap(), 0.0);
         assert_eq!(v["weights"].as_array().unwrap().len(), 5);
@@ -65,7 +76,17 @@ fn loss_eval_gives_values_and_gradients_on_both_backends() {
 
 #[test]
 fn loss_eval_accepts_negative_numbers_and_weights() {
-    let args = ["loss", "eval", "add(y, yhat)", "--y", "-1", "--yhat", "-2", "--weights", "2,3,1"];
+    let args = [
+        "loss",
+        "eval",
+        "add(y, yhat)",
+        "--y",
+        "-1",
+        "--yhat",
+        "-2",
+        "--weights",
+        "2,3,1",
+    ];
     let o = evomal(&args);
     assert!(o.status.success(), "{}", stderr(&o));
     // 2*(-1) + 3*(-2) = -8
@@ -82,25 +103,60 @@ fn bad_input_is_a_clear_error_and_a_failure_exit() {
 
     let o = evomal(&["loss", "eval", "add(y, yhat)", "--y", "1,2", "--yhat", "1"]);
     assert!(!o.status.success());
-    assert!(stderr(&o).contains("--y has 2 values but --yhat has 1"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("--y has 2 values but --yhat has 1"),
+        "{}",
+        stderr(&o)
+    );
 
-    let o = evomal(&["loss", "eval", "add(y, yhat)", "--y", "1", "--yhat", "1", "--weights", "1"]);
+    let o = evomal(&[
+        "loss",
+        "eval",
+        "add(y, yhat)",
+        "--y",
+        "1",
+        "--yhat",
+        "1",
+        "--weights",
+        "1",
+    ]);
     assert!(!o.status.success());
-    assert!(stderr(&o).contains("3 nodes, 1 weights given"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("3 nodes, 1 weights given"),
+        "{}",
+        stderr(&o)
+    );
 
     let o = evomal(&["loss", "eval", "add(y, yhat)", "--y", "one", "--yhat", "1"]);
     assert!(!o.status.success());
-    assert!(stderr(&o).contains("invalid value 'one' for '--y"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("invalid value 'one' for '--y"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
 fn bench_runs_and_reports_json() {
-    let args = ["bench", "loss", "--json", "--elements", "2000", "--compile-trees", "20", "--expr", "square(sub(y, yhat))"];
+    let args = [
+        "bench",
+        "loss",
+        "--json",
+        "--elements",
+        "2000",
+        "--compile-trees",
+        "20",
+        "--expr",
+        "square(sub(y, yhat))",
+    ];
     let o = evomal(&args);
     assert!(o.status.success(), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let rows = v["kernels"].as_array().unwrap();
     assert_eq!(rows.len(), 2);
-    assert!(rows.iter().all(|r| r["jit_elems_per_s"].as_f64().unwrap() > 0.0));
+    assert!(
+        rows.iter()
+            .all(|r| r["jit_elems_per_s"].as_f64().unwrap() > 0.0)
+    );
     assert!(v["compile_ms"]["full"]["median"].as_f64().unwrap() > 0.0);
 }

@@ -1,2 +1,3 @@
 pub mod backend;
 pub mod expr;
+pub mod plugin;

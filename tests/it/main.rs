@@ -4,5 +4,6 @@ mod backends_agree;
 mod canonical;
 mod cli;
 mod derivatives;
+mod plugins;
 mod strategies;
 mod text;

@@ -1,0 +1,157 @@
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use super::*;
+
+fn model(activation: Layer) -> Sequential {
+    let layers = vec![
+        Layer::Flatten,
+        Layer::Dense {
+            inputs: 6,
+            outputs: 5,
+            init: Init::XavierUniform,
+        },
+        activation,
+        Layer::Dense {
+            inputs: 5,
+            outputs: 4,
+            init: Init::HeUniform,
+        },
+        activation,
+        Layer::Dense {
+            inputs: 4,
+            outputs: 3,
+            init: Init::XavierUniform,
+        },
+    ];
+    Sequential::new(6, layers).unwrap()
+}
+
+fn random(rng: &mut ChaCha8Rng, n: usize) -> Vec<f32> {
+    (0..n).map(|_| rng.random_range(-1.0..1.0)).collect()
+}
+
+fn dot(a: &[f32], b: &[f32]) -> f64 {
+    a.iter().zip(b).map(|(&x, &y)| x as f64 * y as f64).sum()
+}
+
+const BATCH: usize = 7;
+
+/// Objective `<r, f(params)>` in f64 for finite differences.
+fn objective(m: &mut Sequential, p: &[f32], x: &[f32], r: &[f32]) -> f64 {
+    let mut out = vec![0.0; BATCH * 3];
+    m.forward(p, x, BATCH, &mut out).unwrap();
+    dot(&out, r)
+}
+
+#[test]
+fn backward_and_jvp_match_finite_differences_for_every_activation() {
+    for act in [Layer::Tanh, Layer::Sigmoid, Layer::Relu] {
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        let mut m = model(act);
+        let mut p = vec![0.0; m.n_params()];
+        m.init(3, &mut p);
+        // Non-zero biases so ReLU kinks are not all at the origin.
+        p.iter_mut().for_each(|v| *v += rng.random_range(-0.1..0.1));
+        let x = random(&mut rng, BATCH * 6);
+        let r = random(&mut rng, BATCH * 3);
+
+        let mut out = vec![0.0; BATCH * 3];
+        m.forward(&p, &x, BATCH, &mut out).unwrap();
+        let mut grad = vec![0.0; m.n_params()];
+        m.backward(&p, &r, &mut grad).unwrap();
+
+        let h = 1e-2f32;
+        let mut checked = 0;
+        for j in 0..m.n_params() {
+            let (mut hi, mut lo) = (p.clone(), p.clone());
+            hi[j] += h;
+            lo[j] -= h;
+            let fd = (objective(&mut m, &hi, &x, &r) - objective(&mut m, &lo, &x, &r))
+                / (2.0 * h as f64);
+            let tol = 2e-3 * (1.0 + fd.abs());
+            if act == Layer::Relu && (fd - grad[j] as f64).abs() > tol {
+                // A ReLU input crossed zero within the step: not a smooth point.
+                continue;
+            }
+            assert!(
+                (fd - grad[j] as f64).abs() <= tol,
+                "{act:?} param {j}: backward {} vs fd {fd}",
+                grad[j]
+            );
+            checked += 1;
+        }
+        assert!(
+            checked * 10 >= m.n_params() * 9,
+            "{act:?}: only {checked} of {} checked",
+            m.n_params()
+        );
+
+        // JVP against a directional finite difference and against backward (adjoint identity).
+        let v = random(&mut rng, m.n_params());
+        let mut jv = vec![0.0; BATCH * 3];
+        m.jvp(&p, &x, BATCH, &v, &mut jv).unwrap();
+        let lhs = dot(&r, &jv);
+        let rhs = dot(&grad, &v);
+        assert!(
+            (lhs - rhs).abs() <= 1e-4 * (1.0 + lhs.abs()),
+            "{act:?}: <r, Jv> {lhs} vs <J^T r, v> {rhs}"
+        );
+        let step = |s: f32| -> Vec<f32> { p.iter().zip(&v).map(|(&a, &b)| a + s * b).collect() };
+        let fd = (objective(&mut m, &step(h), &x, &r) - objective(&mut m, &step(-h), &x, &r))
+            / (2.0 * h as f64);
+        if act != Layer::Relu {
+            assert!(
+                (fd - lhs).abs() <= 2e-3 * (1.0 + fd.abs()),
+                "{act:?}: jvp {lhs} vs fd {fd}"
+            );
+        }
+    }
+}
+
+#[test]
+fn backward_needs_the_forward_batch() {
+    let mut m = model(Layer::Tanh);
+    let p = vec![0.1; m.n_params()];
+    let mut out = vec![0.0; 2 * 3];
+    m.forward(&p, &[0.5; 12], 2, &mut out).unwrap();
+    let mut grad = vec![0.0; m.n_params()];
+    let err = m.backward(&p, &[1.0; 3], &mut grad).unwrap_err();
+    assert!(err.contains("expected 6"), "{err}");
+}
+
+#[test]
+fn init_is_seeded_and_biases_start_at_zero() {
+    let m = Sequential::mlp(4, &[8], 2, Layer::Relu).unwrap();
+    let (mut a, mut b, mut c) = (
+        vec![0.0; m.n_params()],
+        vec![0.0; m.n_params()],
+        vec![0.0; m.n_params()],
+    );
+    m.init(1, &mut a);
+    m.init(1, &mut b);
+    m.init(2, &mut c);
+    assert_eq!(a, b);
+    assert_ne!(a, c);
+    let first = m.layer_params(0, &a);
+    assert!(first[32..].iter().all(|&v| v == 0.0), "bias of layer 0");
+    let bound = (6.0f32 / 12.0).sqrt();
+    assert!(first[..32].iter().all(|v| v.abs() <= bound && *v != 0.0));
+}
+
+#[test]
+fn mismatched_layer_widths_are_an_error() {
+    let err = Sequential::new(
+        3,
+        vec![Layer::Dense {
+            inputs: 4,
+            outputs: 1,
+            init: Init::XavierUniform,
+        }],
+    )
+    .err();
+    assert_eq!(
+        err.as_deref(),
+        Some("layer 0: dense expects 4 inputs, gets 3")
+    );
+}

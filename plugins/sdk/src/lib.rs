@@ -1,0 +1,168 @@
+//! evomal-sdk: everything a task plugin needs.
+//!
+//! A plugin is a `cdylib` that implements [`Task`] (its data and the models it offers) and
+//! exports it with [`export_task!`]. Models are usually a [`Sequential`] stack of the layers in
+//! [`layers`], which come with forward, backward and forward-mode (JVP) passes on the CPU.
+//! The C contract with the host is in [`abi`]; plugin authors rarely need to read it.
+//!
+//! ```text
+//! struct MyTask { /* data */ }
+//! impl evomal_sdk::Task for MyTask { /* ... */ }
+//! evomal_sdk::export_task!(MyTask);
+//! ```
+
+pub mod abi;
+pub mod data;
+pub mod export;
+pub mod layers;
+
+use std::cell::RefCell;
+use std::collections::BTreeSet;
+
+pub use abi::{KIND_CLASSIFICATION, KIND_REGRESSION, TaskInfo};
+pub use layers::{Init, Layer, Sequential};
+
+/// A data split.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Split {
+    Train = 0,
+    Valid = 1,
+    Test = 2,
+}
+
+impl Split {
+    pub fn from_index(i: u32) -> Result<Split, String> {
+        match i {
+            0 => Ok(Split::Train),
+            1 => Ok(Split::Valid),
+            2 => Ok(Split::Test),
+            _ => Err(format!(
+                "split {i} does not exist (0 train, 1 valid, 2 test)"
+            )),
+        }
+    }
+}
+
+/// A task: its data and the models it can build. One instance per process, created by
+/// [`Task::load`] on first use.
+pub trait Task: Sized + Send + Sync + 'static {
+    /// The task's name, as manifests refer to it.
+    const NAME: &'static str;
+    fn load() -> Result<Self, String>;
+    fn info(&self) -> TaskInfo;
+    fn model_names(&self) -> Vec<&'static str>;
+    /// Builds model `name`; read its settings from `params` (unread keys are reported as errors).
+    fn create_model(&self, name: &str, params: &Params) -> Result<Box<dyn Model>, String>;
+    /// Copies the examples `idx` of `split` into `x` (row-major) and their targets into `y`.
+    fn read_batch(
+        &self,
+        split: Split,
+        idx: &[u64],
+        x: &mut [f32],
+        y: &mut [f32],
+    ) -> Result<(), String>;
+}
+
+/// A model over a flat, host-owned `f32` parameter vector.
+pub trait Model: Send {
+    fn n_params(&self) -> usize;
+    /// Floats per input example.
+    fn input_len(&self) -> usize;
+    fn n_outputs(&self) -> usize;
+    fn has_jvp(&self) -> bool {
+        false
+    }
+    fn init(&self, seed: u64, params: &mut [f32]);
+    /// Outputs for a batch; keeps what `backward` needs.
+    fn forward(
+        &mut self,
+        params: &[f32],
+        x: &[f32],
+        batch: usize,
+        out: &mut [f32],
+    ) -> Result<(), String>;
+    /// `grad = J^T dout` for the last `forward`.
+    fn backward(&mut self, params: &[f32], dout: &[f32], grad: &mut [f32]) -> Result<(), String>;
+    /// `out = J tangent` at `params` on batch `x`.
+    fn jvp(
+        &mut self,
+        _params: &[f32],
+        _x: &[f32],
+        _batch: usize,
+        _tangent: &[f32],
+        _out: &mut [f32],
+    ) -> Result<(), String> {
+        Err("this model implements no JVP".into())
+    }
+}
+
+/// A model's parameters from the manifest (a JSON object); keys that no `get_*` asked for are
+/// reported as unknown when the model has been built.
+pub struct Params {
+    model: String,
+    map: serde_json::Map<String, serde_json::Value>,
+    read: RefCell<BTreeSet<String>>,
+}
+
+impl Params {
+    pub fn parse(model: &str, json: &str) -> Result<Params, String> {
+        let map = match serde_json::from_str(if json.trim().is_empty() { "{}" } else { json }) {
+            Ok(serde_json::Value::Object(map)) => map,
+            Ok(_) => return Err(format!("parameters of model `{model}` must be a table")),
+            Err(e) => return Err(format!("parameters of model `{model}`: {e}")),
+        };
+        Ok(Params {
+            model: model.to_string(),
+            map,
+            read: RefCell::default(),
+        })
+    }
+
+    /// A list of positive integers, e.g. `hidden = [1000, 1000]`.
+    pub fn usize_list(&self, key: &str, default: &[usize]) -> Result<Vec<usize>, String> {
+        self.read.borrow_mut().insert(key.to_string());
+        let Some(v) = self.map.get(key) else {
+            return Ok(default.to_vec());
+        };
+        v.as_array()
+            .and_then(|a| {
+                a.iter()
+                    .map(|x| x.as_u64().filter(|&n| n > 0).map(|n| n as usize))
+                    .collect()
+            })
+            .ok_or_else(|| {
+                format!(
+                    "parameter `{key}` of model `{}` must be a list of positive integers",
+                    self.model
+                )
+            })
+    }
+
+    /// A string among `choices`.
+    pub fn choice(&self, key: &str, choices: &[&str], default: &str) -> Result<String, String> {
+        self.read.borrow_mut().insert(key.to_string());
+        let Some(v) = self.map.get(key) else {
+            return Ok(default.to_string());
+        };
+        match v.as_str() {
+            Some(s) if choices.contains(&s) => Ok(s.to_string()),
+            _ => Err(format!(
+                "parameter `{key}` of model `{}` must be one of {choices:?}, found {v}",
+                self.model
+            )),
+        }
+    }
+
+    /// Fails on keys no getter asked for.
+    pub fn finish(&self) -> Result<(), String> {
+        let read = self.read.borrow();
+        match self.map.keys().find(|k| !read.contains(*k)) {
+            None => Ok(()),
+            Some(k) => Err(format!(
+                "unknown parameter `{k}` for model `{}` (known: {})",
+                self.model,
+                read.iter().cloned().collect::<Vec<_>>().join(", ")
+            )),
+        }
+    }
+}

@@ -1,0 +1,464 @@
+//! Task plugins: loading a `cdylib` through the training ABI (`evomal_sdk::abi`) and calling it
+//! through safe handles. The only module that names `libloading`.
+//!
+//! A [`TaskPlugin`] keeps its library loaded for as long as it or any [`PluginModel`] created
+//! from it lives. Every failure is a [`PluginError`] that names the plugin file.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use evomal_sdk::abi::{
+    ABI_VERSION, ENTRY_SYMBOL, ErrBuf, ModelHandle, ModelInfo, PluginDecl, STATUS_OK, STATUS_PANIC,
+    Status, TaskInfo,
+};
+use libloading::Library;
+
+/// Failures at the plugin boundary; each names the plugin file.
+#[derive(Debug, thiserror::Error)]
+pub enum PluginError {
+    /// No file at the path, or no plugin of that name in the searched directories.
+    #[error(
+        "plugin `{what}` not found (looked in: {looked}); build it with `cargo build --release -p evomal-plugin-{what}` or give its path"
+    )]
+    NotFound { what: String, looked: String },
+    /// The file exists but the dynamic loader rejected it.
+    #[error("`{path}` is not a loadable library: {reason}")]
+    NotLoadable { path: PathBuf, reason: String },
+    /// The library has no `evomal_plugin_entry` symbol.
+    #[error("`{path}` is not an evomal plugin: it exports no `{ENTRY_SYMBOL}`")]
+    NotAPlugin { path: PathBuf },
+    /// The plugin was built against another version of the training ABI.
+    #[error(
+        "`{path}` was built for training ABI v{found}, but this evomal speaks v{ABI_VERSION}: rebuild the plugin against this evomal-sdk"
+    )]
+    AbiMismatch { path: PathBuf, found: u32 },
+    /// A model name the plugin does not offer.
+    #[error("`{path}` has no model `{name}`; its models: {known}")]
+    UnknownModel {
+        path: PathBuf,
+        name: String,
+        known: String,
+    },
+    /// The plugin reported an error.
+    #[error("`{path}`: {msg}")]
+    Failed { path: PathBuf, msg: String },
+    /// The plugin panicked (caught at the boundary; the host goes on).
+    #[error("`{path}` {msg}")]
+    Panicked { path: PathBuf, msg: String },
+}
+
+struct Loaded {
+    path: PathBuf,
+    decl: *const PluginDecl,
+    // Declared last: dropped after everything that may point into it.
+    _lib: Library,
+}
+
+// SAFETY: the declaration is immutable static data of the loaded library, and the ABI requires
+// its entry points to be callable from any thread (model handles are used by one at a time).
+unsafe impl Send for Loaded {}
+// SAFETY: as above; `Loaded` has no interior mutability.
+unsafe impl Sync for Loaded {}
+
+impl Loaded {
+    fn decl(&self) -> &PluginDecl {
+        // SAFETY: `decl` points into `_lib`, which lives as long as `self`.
+        unsafe { &*self.decl }
+    }
+
+    /// Calls one entry point with an error buffer and maps its status.
+    fn call(&self, f: impl FnOnce(*mut ErrBuf) -> Status) -> Result<(), PluginError> {
+        let mut msg = vec![0u8; 4096];
+        let mut err = ErrBuf {
+            ptr: msg.as_mut_ptr(),
+            cap: msg.len(),
+            len: 0,
+        };
+        let status = f(&mut err);
+        if status == STATUS_OK {
+            return Ok(());
+        }
+        let text = String::from_utf8_lossy(&msg[..err.len.min(msg.len())]).into_owned();
+        let path = self.path.clone();
+        Err(if status == STATUS_PANIC {
+            PluginError::Panicked { path, msg: text }
+        } else {
+            PluginError::Failed { path, msg: text }
+        })
+    }
+}
+
+/// A loaded task plugin.
+#[derive(Clone)]
+pub struct TaskPlugin {
+    inner: Arc<Loaded>,
+    name: String,
+    info: TaskInfo,
+    models: Vec<String>,
+}
+
+impl TaskPlugin {
+    /// Loads a plugin by path, or by task name from the build output (see [`find`]).
+    pub fn open(name_or_path: &str) -> Result<TaskPlugin, PluginError> {
+        TaskPlugin::load(&find(name_or_path)?)
+    }
+
+    /// Loads the plugin file at `path`, checking the ABI version before anything else.
+    pub fn load(path: &Path) -> Result<TaskPlugin, PluginError> {
+        if !path.is_file() {
+            return Err(PluginError::NotFound {
+                what: path.display().to_string(),
+                looked: path.display().to_string(),
+            });
+        }
+        let path = path.to_path_buf();
+        // SAFETY: loading runs the library's initialisers; we load only files the user names as
+        // plugins, and evomal plugins have no initialisers beyond Rust's.
+        let lib = unsafe { Library::new(&path) }.map_err(|e| PluginError::NotLoadable {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+        // SAFETY: the symbol, if present, has the ABI's entry signature (checked by name, which
+        // is versioned by the declaration it returns).
+        let entry = unsafe {
+            lib.get::<unsafe extern "C" fn() -> *const PluginDecl>(ENTRY_SYMBOL.as_bytes())
+        }
+        .map_err(|_| PluginError::NotAPlugin { path: path.clone() })?;
+        // SAFETY: calling the entry has no preconditions; it returns a pointer to a static.
+        let decl = unsafe { entry() };
+        if decl.is_null() {
+            return Err(PluginError::NotAPlugin { path });
+        }
+        // SAFETY: every ABI version starts with `abi_version: u32, decl_size: u32`; read only
+        // those until both match.
+        let (found, size) = unsafe { (*(decl as *const u32), *(decl as *const u32).add(1)) };
+        if found != ABI_VERSION || size as usize != size_of::<PluginDecl>() {
+            return Err(PluginError::AbiMismatch { path, found });
+        }
+        let inner = Arc::new(Loaded {
+            path,
+            decl,
+            _lib: lib,
+        });
+        let d = inner.decl();
+        // SAFETY: `name` is a static UTF-8 string of `name_len` bytes in the library.
+        let name_bytes = unsafe { std::slice::from_raw_parts(d.name, d.name_len) };
+        let name = String::from_utf8_lossy(name_bytes).into_owned();
+        let mut info = TaskInfo::default();
+        // SAFETY: `describe` writes one `TaskInfo`.
+        inner.call(|err| unsafe { (d.describe)(&mut info, err) })?;
+        let models = model_names(&inner)?;
+        Ok(TaskPlugin {
+            inner,
+            name,
+            info,
+            models,
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    pub fn info(&self) -> &TaskInfo {
+        &self.info
+    }
+
+    pub fn model_names(&self) -> &[String] {
+        &self.models
+    }
+
+    /// Floats per input example.
+    pub fn input_len(&self) -> usize {
+        self.info.input_shape[..self.info.input_rank as usize]
+            .iter()
+            .map(|&d| d as usize)
+            .product()
+    }
+
+    /// Creates model `name` with `params_json` (a JSON object).
+    pub fn create_model(&self, name: &str, params_json: &str) -> Result<PluginModel, PluginError> {
+        if !self.models.iter().any(|m| m == name) {
+            return Err(PluginError::UnknownModel {
+                path: self.inner.path.clone(),
+                name: name.to_string(),
+                known: self.models.join(", "),
+            });
+        }
+        let d = self.inner.decl();
+        let mut handle: ModelHandle = std::ptr::null_mut();
+        self.inner.call(|err| {
+            // SAFETY: both strings are valid for their lengths; `handle` is an out-pointer.
+            unsafe {
+                (d.create_model)(
+                    name.as_ptr(),
+                    name.len(),
+                    params_json.as_ptr(),
+                    params_json.len(),
+                    &mut handle,
+                    err,
+                )
+            }
+        })?;
+        // Owned from here on, so an error below still releases the handle.
+        let mut model = PluginModel {
+            plugin: Arc::clone(&self.inner),
+            handle,
+            info: ModelInfo::default(),
+            input_len: self.input_len(),
+        };
+        let mut info = ModelInfo::default();
+        // SAFETY: `handle` is live; `info` is an out-pointer.
+        self.inner
+            .call(|err| unsafe { (d.model_info)(handle, &mut info, err) })?;
+        model.info = info;
+        Ok(model)
+    }
+
+    /// Copies examples `idx` of split `split` (0 train, 1 valid, 2 test) into `x` and `y`.
+    pub fn read_batch(
+        &self,
+        split: u32,
+        idx: &[u64],
+        x: &mut [f32],
+        y: &mut [f32],
+    ) -> Result<(), PluginError> {
+        let d = self.inner.decl();
+        self.inner.call(|err| {
+            // SAFETY: each buffer is valid for the length passed with it.
+            unsafe {
+                (d.read_batch)(
+                    split,
+                    idx.as_ptr(),
+                    idx.len(),
+                    x.as_mut_ptr(),
+                    x.len(),
+                    y.as_mut_ptr(),
+                    y.len(),
+                    err,
+                )
+            }
+        })
+    }
+}
+
+fn model_names(inner: &Loaded) -> Result<Vec<String>, PluginError> {
+    let d = inner.decl();
+    let mut buf = vec![0u8; 256];
+    loop {
+        let mut len = 0usize;
+        // SAFETY: `buf` has `buf.len()` writable bytes; `len` is an out-pointer.
+        inner.call(|err| unsafe { (d.model_names)(buf.as_mut_ptr(), buf.len(), &mut len, err) })?;
+        if len <= buf.len() {
+            let names = String::from_utf8_lossy(&buf[..len]);
+            return Ok(names
+                .split(',')
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect());
+        }
+        buf.resize(len, 0);
+    }
+}
+
+/// A model created by a plugin; released through the plugin when dropped.
+pub struct PluginModel {
+    plugin: Arc<Loaded>,
+    handle: ModelHandle,
+    info: ModelInfo,
+    input_len: usize,
+}
+
+// SAFETY: the SDK requires models to be `Send`; a `PluginModel` is not `Sync`, so one thread at
+// a time uses the handle, as the ABI demands.
+unsafe impl Send for PluginModel {}
+
+impl PluginModel {
+    pub fn n_params(&self) -> usize {
+        self.info.n_params as usize
+    }
+
+    pub fn n_outputs(&self) -> usize {
+        self.info.n_outputs as usize
+    }
+
+    pub fn has_jvp(&self) -> bool {
+        self.info.has_jvp != 0
+    }
+
+    pub fn init(&mut self, seed: u64, params: &mut [f32]) -> Result<(), PluginError> {
+        let (d, h) = (self.plugin.decl(), self.handle);
+        // SAFETY: `h` is live and `params` is valid for its length.
+        self.plugin
+            .call(|err| unsafe { (d.init_params)(h, seed, params.as_mut_ptr(), params.len(), err) })
+    }
+
+    /// Outputs for a batch of `batch` examples (`x` holds `batch * input_len` floats).
+    pub fn forward(
+        &mut self,
+        params: &[f32],
+        x: &[f32],
+        batch: usize,
+        out: &mut [f32],
+    ) -> Result<(), PluginError> {
+        self.check_x(x, batch)?;
+        let (d, h) = (self.plugin.decl(), self.handle);
+        self.plugin.call(|err| {
+            // SAFETY: `h` is live, `x` holds `batch` examples, the other buffers their lengths.
+            unsafe {
+                (d.forward)(
+                    h,
+                    params.as_ptr(),
+                    params.len(),
+                    x.as_ptr(),
+                    batch,
+                    out.as_mut_ptr(),
+                    out.len(),
+                    err,
+                )
+            }
+        })
+    }
+
+    /// `grad = J^T dout` for the last `forward`.
+    pub fn backward(
+        &mut self,
+        params: &[f32],
+        dout: &[f32],
+        grad: &mut [f32],
+    ) -> Result<(), PluginError> {
+        if grad.len() != params.len() {
+            return Err(self.failed(format!(
+                "`grad` has {} floats, expected {}",
+                grad.len(),
+                params.len()
+            )));
+        }
+        let (d, h) = (self.plugin.decl(), self.handle);
+        self.plugin.call(|err| {
+            // SAFETY: `h` is live; each buffer is valid for its length (`grad` for `params.len()`).
+            unsafe {
+                (d.backward)(
+                    h,
+                    params.as_ptr(),
+                    params.len(),
+                    dout.as_ptr(),
+                    dout.len(),
+                    grad.as_mut_ptr(),
+                    err,
+                )
+            }
+        })
+    }
+
+    /// `out = J tangent` at `params` on batch `x`.
+    pub fn jvp(
+        &mut self,
+        params: &[f32],
+        x: &[f32],
+        batch: usize,
+        tangent: &[f32],
+        out: &mut [f32],
+    ) -> Result<(), PluginError> {
+        self.check_x(x, batch)?;
+        if tangent.len() != params.len() {
+            return Err(self.failed(format!(
+                "`tangent` has {} floats, expected {}",
+                tangent.len(),
+                params.len()
+            )));
+        }
+        let (d, h) = (self.plugin.decl(), self.handle);
+        self.plugin.call(|err| {
+            // SAFETY: `h` is live; `x` holds `batch` examples; `tangent` has `params.len()` floats.
+            unsafe {
+                (d.jvp)(
+                    h,
+                    params.as_ptr(),
+                    params.len(),
+                    x.as_ptr(),
+                    batch,
+                    tangent.as_ptr(),
+                    out.as_mut_ptr(),
+                    out.len(),
+                    err,
+                )
+            }
+        })
+    }
+
+    fn check_x(&self, x: &[f32], batch: usize) -> Result<(), PluginError> {
+        if x.len() == batch * self.input_len {
+            Ok(())
+        } else {
+            Err(self.failed(format!(
+                "`x` has {} floats, expected {} x {}",
+                x.len(),
+                batch,
+                self.input_len
+            )))
+        }
+    }
+
+    fn failed(&self, msg: String) -> PluginError {
+        PluginError::Failed {
+            path: self.plugin.path.clone(),
+            msg,
+        }
+    }
+}
+
+impl Drop for PluginModel {
+    fn drop(&mut self) {
+        // SAFETY: the handle came from this plugin's `create_model` and is released once.
+        unsafe { (self.plugin.decl().drop_model)(self.handle) }
+    }
+}
+
+/// The library file of the plugin named `name_or_path`: a path as given, or
+/// `<prefix>evomal_plugin_<name><suffix>` in `$EVOMAL_PLUGIN_DIR`, next to the running binary,
+/// or in `target/release` and `target/debug` under the current directory.
+pub fn find(name_or_path: &str) -> Result<PathBuf, PluginError> {
+    let as_path = Path::new(name_or_path);
+    if name_or_path.contains(std::path::MAIN_SEPARATOR)
+        || name_or_path.ends_with(std::env::consts::DLL_SUFFIX)
+    {
+        return Ok(as_path.to_path_buf());
+    }
+    let file = format!(
+        "{}evomal_plugin_{}{}",
+        std::env::consts::DLL_PREFIX,
+        name_or_path.replace('-', "_"),
+        std::env::consts::DLL_SUFFIX
+    );
+    let mut dirs: Vec<PathBuf> = Vec::new();
+    if let Some(dir) = std::env::var_os("EVOMAL_PLUGIN_DIR") {
+        dirs.push(dir.into());
+    }
+    if let Ok(exe) = std::env::current_exe()
+        && let Some(dir) = exe.parent()
+    {
+        dirs.push(dir.to_path_buf());
+        // Test binaries live in `target/<profile>/deps`.
+        if let Some(up) = dir.parent() {
+            dirs.push(up.to_path_buf());
+        }
+    }
+    dirs.push("target/release".into());
+    dirs.push("target/debug".into());
+    dirs.iter()
+        .map(|d| d.join(&file))
+        .find(|p| p.is_file())
+        .ok_or_else(|| PluginError::NotFound {
+            what: name_or_path.to_string(),
+            looked: dirs
+                .iter()
+                .map(|d| d.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
+}

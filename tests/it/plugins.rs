@@ -1,0 +1,210 @@
+//! Task plugins through the real ABI: shipped plugins, their models' derivatives, and every
+//! loading failure.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::Mutex;
+
+use evomal::plugin::{PluginError, TaskPlugin};
+
+/// Builds workspace package `pkg` (a cdylib) in this test profile and returns its library.
+pub fn build_plugin(pkg: &str) -> PathBuf {
+    static BUILD: Mutex<()> = Mutex::new(());
+    let _guard = BUILD.lock().unwrap_or_else(|p| p.into_inner());
+    let profile_dir = std::env::current_exe()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let release = profile_dir.ends_with("release");
+    let mut cmd = Command::new(env!("CARGO"));
+    cmd.args(["build", "--quiet", "-p", pkg]);
+    if release {
+        cmd.arg("--release");
+    }
+    let status = cmd.status().expect("cargo runs");
+    assert!(status.success(), "building {pkg} failed");
+    let file = format!(
+        "{}{}{}",
+        std::env::consts::DLL_PREFIX,
+        pkg.replace('-', "_"),
+        std::env::consts::DLL_SUFFIX
+    );
+    profile_dir.join(file)
+}
+
+fn diabetes() -> TaskPlugin {
+    TaskPlugin::load(&build_plugin("evomal-plugin-diabetes")).unwrap()
+}
+
+fn dot(a: &[f32], b: &[f32]) -> f64 {
+    a.iter().zip(b).map(|(&x, &y)| x as f64 * y as f64).sum()
+}
+
+#[test]
+fn diabetes_describes_itself() {
+    let p = diabetes();
+    assert_eq!(p.name(), "diabetes");
+    assert_eq!(p.model_names(), ["linear", "mlp"]);
+    let info = p.info();
+    assert_eq!(info.split_sizes, [265, 88, 89]);
+    assert_eq!(p.input_len(), 10);
+    // Standardised on train: the training targets have mean 0 and variance 1.
+    let n = info.split_sizes[0] as usize;
+    let idx: Vec<u64> = (0..n as u64).collect();
+    let (mut x, mut y) = (vec![0.0; n * 10], vec![0.0; n]);
+    p.read_batch(0, &idx, &mut x, &mut y).unwrap();
+    let mean = y.iter().map(|&v| v as f64).sum::<f64>() / n as f64;
+    let var = y.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n as f64;
+    assert!(
+        mean.abs() < 1e-5 && (var - 1.0).abs() < 1e-4,
+        "mean {mean}, var {var}"
+    );
+}
+
+#[test]
+fn shipped_models_have_consistent_backward_and_jvp() {
+    let p = diabetes();
+    for (name, params) in [
+        ("linear", "{}"),
+        ("mlp", r#"{"hidden": [16, 8], "activation": "tanh"}"#),
+    ] {
+        let mut m = p.create_model(name, params).unwrap();
+        assert!(m.has_jvp());
+        let n = m.n_params();
+        let mut theta = vec![0.0; n];
+        m.init(7, &mut theta).unwrap();
+        let batch = 5;
+        let (mut x, mut y) = (vec![0.0; batch * 10], vec![0.0; batch]);
+        p.read_batch(0, &[0, 3, 9, 27, 81], &mut x, &mut y).unwrap();
+        let mut out = vec![0.0; batch];
+        m.forward(&theta, &x, batch, &mut out).unwrap();
+        let r: Vec<f32> = (0..batch).map(|i| (i as f32 - 2.0) * 0.3).collect();
+        let mut grad = vec![0.0; n];
+        m.backward(&theta, &r, &mut grad).unwrap();
+        let v: Vec<f32> = (0..n).map(|j| ((j * 37 % 11) as f32 - 5.0) * 0.1).collect();
+        let mut jv = vec![0.0; batch];
+        m.jvp(&theta, &x, batch, &v, &mut jv).unwrap();
+        let (lhs, rhs) = (dot(&r, &jv), dot(&grad, &v));
+        assert!(
+            (lhs - rhs).abs() < 1e-3 * (1.0 + lhs.abs()),
+            "{name}: <r,Jv> {lhs} vs <J^T r,v> {rhs}"
+        );
+        // Directional finite difference of <r, f(theta)>.
+        let h = 1e-2f32;
+        let mut f = |s: f32| {
+            let t: Vec<f32> = theta.iter().zip(&v).map(|(&a, &b)| a + s * b).collect();
+            m.forward(&t, &x, batch, &mut out).unwrap();
+            dot(&r, &out)
+        };
+        let fd = (f(h) - f(-h)) / (2.0 * h as f64);
+        assert!(
+            (fd - lhs).abs() < 2e-3 * (1.0 + fd.abs()),
+            "{name}: jvp {lhs} vs fd {fd}"
+        );
+    }
+}
+
+#[test]
+fn model_errors_name_the_problem() {
+    let p = diabetes();
+    let err = p.create_model("resnet", "{}").err().unwrap();
+    assert!(matches!(err, PluginError::UnknownModel { .. }));
+    assert!(
+        err.to_string()
+            .contains("has no model `resnet`; its models: linear, mlp"),
+        "{err}"
+    );
+    let err = p.create_model("mlp", r#"{"hiden": [3]}"#).err().unwrap();
+    assert!(
+        err.to_string()
+            .contains("unknown parameter `hiden` for model `mlp`"),
+        "{err}"
+    );
+    let err = p.create_model("mlp", r#"{"hidden": [0]}"#).err().unwrap();
+    assert!(
+        err.to_string()
+            .contains("must be a list of positive integers"),
+        "{err}"
+    );
+    let err = p
+        .read_batch(1, &[88], &mut [0.0; 10], &mut [0.0])
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("index 88 is out of range for the Valid split (88 examples)"),
+        "{err}"
+    );
+    let mut m = p.create_model("linear", "{}").unwrap();
+    let err = m.forward(&[0.0; 3], &[0.0; 10], 1, &mut [0.0]).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("`params` has 3 floats, expected 11"),
+        "{err}"
+    );
+}
+
+#[test]
+fn loading_failures_are_typed_and_name_the_file() {
+    let err = TaskPlugin::open("no-such-task").err().unwrap();
+    assert!(matches!(err, PluginError::NotFound { .. }), "{err}");
+    assert!(
+        err.to_string()
+            .contains("cargo build --release -p evomal-plugin-no-such-task"),
+        "{err}"
+    );
+
+    let junk = std::env::temp_dir().join(format!("evomal-junk-{}.so", std::process::id()));
+    std::fs::write(&junk, b"not an ELF file").unwrap();
+    let err = TaskPlugin::load(&junk).err().unwrap();
+    std::fs::remove_file(&junk).ok();
+    assert!(matches!(err, PluginError::NotLoadable { .. }), "{err}");
+    assert!(err.to_string().contains("evomal-junk"), "{err}");
+
+    // A real shared library that is not an evomal plugin: the C library.
+    let libc = [
+        "/lib/x86_64-linux-gnu/libc.so.6",
+        "/lib64/libc.so.6",
+        "/usr/lib/libc.so.6",
+        "/lib/aarch64-linux-gnu/libc.so.6",
+    ]
+    .into_iter()
+    .map(PathBuf::from)
+    .find(|p| p.is_file())
+    .expect("a libc.so.6 on this Linux machine");
+    let err = TaskPlugin::load(&libc).err().unwrap();
+    assert!(matches!(err, PluginError::NotAPlugin { .. }), "{err}");
+
+    let err = TaskPlugin::load(&build_plugin("evomal-test-abi-mismatch"))
+        .err()
+        .unwrap();
+    assert!(
+        matches!(err, PluginError::AbiMismatch { found: 2, .. }),
+        "{err}"
+    );
+    assert!(
+        err.to_string()
+            .contains("built for training ABI v2, but this evomal speaks v1"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_panicking_plugin_is_an_error_and_the_host_goes_on() {
+    let p = TaskPlugin::load(&build_plugin("evomal-test-panicky")).unwrap();
+    let mut m = p.create_model("boom", "{}").unwrap();
+    let mut out = [0.0];
+    for _ in 0..2 {
+        let err = m.forward(&[0.0], &[1.0], 1, &mut out).unwrap_err();
+        assert!(matches!(err, PluginError::Panicked { .. }), "{err}");
+        assert!(
+            err.to_string().contains("panicked: forward exploded"),
+            "{err}"
+        );
+    }
+    // Other plugins, and this one's other entry points, still work.
+    diabetes().create_model("linear", "{}").unwrap();
+    p.read_batch(0, &[0], &mut [0.0], &mut [0.0]).unwrap();
+}

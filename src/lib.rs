@@ -1,3 +1,5 @@
 pub mod backend;
 pub mod expr;
+pub mod manifest;
 pub mod plugin;
+pub mod train;

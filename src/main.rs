@@ -23,6 +23,8 @@ enum Command {
     /// Inspect and evaluate loss expressions.
     #[command(subcommand)]
     Loss(cli::loss::LossCommand),
+    /// Meta-test one loss: train a task's model from each seed and report train/test metrics.
+    Train(cli::train::TrainArgs),
     /// Measure throughput on this machine.
     #[command(subcommand)]
     Bench(cli::bench::BenchCommand),
@@ -33,6 +35,7 @@ fn main() -> ExitCode {
     let mut out = io::stdout().lock();
     let res = match args.command {
         Command::Loss(cmd) => cli::loss::run(cmd, &mut out),
+        Command::Train(args) => cli::train::run(args, &mut out),
         Command::Bench(cmd) => cli::bench::run(cmd, &mut out),
     };
     match res.and_then(|()| out.flush().map_err(Into::into)) {

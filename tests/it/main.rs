@@ -7,3 +7,4 @@ mod derivatives;
 mod plugins;
 mod strategies;
 mod text;
+mod train;

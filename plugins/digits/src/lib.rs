@@ -1,0 +1,108 @@
+//! The 8x8 digits classification task (scikit-learn's copy of the UCI optical digits test set:
+//! 1,797 images, 10 classes) with model `mlp`.
+//!
+//! Pixels (0..16) are scaled to [0, 1]. The split is 60/20/20 of one seeded shuffle (ChaCha8,
+//! seed 0), the same on every machine.
+
+use evomal_sdk::{KIND_CLASSIFICATION, Layer, Model, Params, Sequential, Split, Task, TaskInfo};
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+
+const PIXELS: usize = 64;
+const CLASSES: usize = 10;
+
+struct Digits {
+    /// Per split: pixels (row-major) and labels.
+    splits: [(Vec<f32>, Vec<f32>); 3],
+}
+
+impl Task for Digits {
+    const NAME: &'static str = "digits";
+
+    fn load() -> Result<Self, String> {
+        let mut rows: Vec<Vec<f32>> = Vec::new();
+        for (i, line) in include_str!("../data/digits.csv").lines().enumerate() {
+            let row: Vec<f32> = line
+                .split(',')
+                .map(|c| c.trim().parse::<f32>())
+                .collect::<Result<_, _>>()
+                .map_err(|e| format!("digits.csv, line {}: {e}", i + 1))?;
+            if row.len() != PIXELS + 1 {
+                return Err(format!(
+                    "digits.csv, line {}: {} columns, expected 65",
+                    i + 1,
+                    row.len()
+                ));
+            }
+            rows.push(row);
+        }
+        rows.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(0));
+        let n_train = rows.len() * 6 / 10;
+        let n_valid = rows.len() * 2 / 10;
+        let parts = [
+            &rows[..n_train],
+            &rows[n_train..n_train + n_valid],
+            &rows[n_train + n_valid..],
+        ];
+        let splits = parts.map(|part| {
+            let x = part
+                .iter()
+                .flat_map(|r| r[..PIXELS].iter().map(|&p| p / 16.0))
+                .collect();
+            let y = part.iter().map(|r| r[PIXELS]).collect();
+            (x, y)
+        });
+        Ok(Digits { splits })
+    }
+
+    fn info(&self) -> TaskInfo {
+        TaskInfo {
+            kind: KIND_CLASSIFICATION,
+            n_outputs: CLASSES as u32,
+            target_width: 1,
+            input_rank: 3,
+            input_shape: [1, 8, 8, 0],
+            split_sizes: self.splits.each_ref().map(|(_, y)| y.len() as u64),
+        }
+    }
+
+    fn model_names(&self) -> Vec<&'static str> {
+        vec!["mlp"]
+    }
+
+    fn create_model(&self, name: &str, params: &Params) -> Result<Box<dyn Model>, String> {
+        match name {
+            "mlp" => {
+                let hidden = params.usize_list("hidden", &[128])?;
+                let act = match params
+                    .choice("activation", &["relu", "tanh", "sigmoid"], "relu")?
+                    .as_str()
+                {
+                    "tanh" => Layer::Tanh,
+                    "sigmoid" => Layer::Sigmoid,
+                    _ => Layer::Relu,
+                };
+                Ok(Box::new(Sequential::mlp(PIXELS, &hidden, CLASSES, act)?))
+            }
+            other => Err(format!("unknown model `{other}`")),
+        }
+    }
+
+    fn read_batch(
+        &self,
+        split: Split,
+        idx: &[u64],
+        x: &mut [f32],
+        y: &mut [f32],
+    ) -> Result<(), String> {
+        let (xs, ys) = &self.splits[split as usize];
+        for (k, &i) in idx.iter().enumerate() {
+            let i = i as usize;
+            x[k * PIXELS..(k + 1) * PIXELS].copy_from_slice(&xs[i * PIXELS..(i + 1) * PIXELS]);
+            y[k] = ys[i];
+        }
+        Ok(())
+    }
+}
+
+evomal_sdk::export_task!(Digits);

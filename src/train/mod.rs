@@ -1,0 +1,286 @@
+//! Training a plugin's model with a compiled loss: seeded mini-batches, the objective of
+//! METHOD.md §2, SGD or Adam with a multi-step schedule, and evaluation metrics.
+//!
+//! A loss or parameter vector that turns non-finite ends the run with [`Outcome::Diverged`]; it
+//! is a result, not an error. The step loop allocates nothing.
+
+pub mod objective;
+pub mod optim;
+
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+
+use crate::backend::jit::{JitError, JitKernel};
+use crate::plugin::{PluginError, PluginModel, TaskPlugin};
+use objective::{Objective, TaskKind};
+use optim::{Optimizer, OptimizerConfig, lr_at};
+
+/// Failures that stop training (divergence is not one of them).
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error(transparent)]
+    Plugin(#[from] PluginError),
+    #[error(transparent)]
+    Jit(#[from] JitError),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrainConfig {
+    pub steps: usize,
+    pub batch: usize,
+    pub lr: f32,
+    /// Steps at which the learning rate is multiplied by `gamma`.
+    pub milestones: Vec<usize>,
+    pub gamma: f32,
+    pub optimizer: OptimizerConfig,
+}
+
+/// How a training run ended.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    Finished,
+    /// The batch loss or the parameters became NaN or infinite at this step.
+    Diverged {
+        step: usize,
+    },
+}
+
+/// The data splits, as the ABI numbers them.
+pub const SPLITS: [(u32, &str); 3] = [(0, "train"), (1, "valid"), (2, "test")];
+
+/// A performance metric over a whole split.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Metric {
+    /// Mean squared error over all outputs.
+    Mse,
+    /// Fraction of examples whose arg-max output is not the label.
+    ErrorRate,
+    /// Mean softmax cross-entropy.
+    CrossEntropy,
+}
+
+impl Metric {
+    pub fn name(self) -> &'static str {
+        match self {
+            Metric::Mse => "mse",
+            Metric::ErrorRate => "error_rate",
+            Metric::CrossEntropy => "cross_entropy",
+        }
+    }
+}
+
+/// The task facts the loop needs, read once from the plugin.
+pub struct Task<'a> {
+    pub plugin: &'a TaskPlugin,
+    pub kind: TaskKind,
+    pub n_out: usize,
+    pub input_len: usize,
+    pub target_width: usize,
+}
+
+impl<'a> Task<'a> {
+    pub fn new(plugin: &'a TaskPlugin) -> Task<'a> {
+        let info = plugin.info();
+        Task {
+            plugin,
+            kind: if info.kind == evomal_sdk::abi::KIND_CLASSIFICATION {
+                TaskKind::Classification
+            } else {
+                TaskKind::Regression
+            },
+            n_out: info.n_outputs as usize,
+            input_len: plugin.input_len(),
+            target_width: info.target_width as usize,
+        }
+    }
+
+    pub fn split_size(&self, split: u32) -> usize {
+        self.plugin.info().split_sizes[split as usize] as usize
+    }
+
+    /// The metric that scores this task (METHOD.md §7): MSE or error rate.
+    pub fn metric(&self) -> Metric {
+        match self.kind {
+            TaskKind::Regression => Metric::Mse,
+            TaskKind::Classification => Metric::ErrorRate,
+        }
+    }
+
+    /// Trains `params` in place for `cfg.steps` steps on the training split with the loss
+    /// `kernel` (a `LossGrad` kernel) under `loss_weights`. `on_step` sees each finished step.
+    #[allow(clippy::too_many_arguments)]
+    pub fn train(
+        &self,
+        model: &mut PluginModel,
+        kernel: &JitKernel,
+        loss_weights: &[f32],
+        cfg: &TrainConfig,
+        params: &mut [f32],
+        seed: u64,
+        on_step: &mut dyn FnMut(usize, f32),
+    ) -> Result<Outcome, TrainError> {
+        let n_train = self.split_size(0);
+        let batch = cfg.batch.min(n_train);
+        let mut sampler = BatchSampler::new(n_train, seed);
+        let mut idx = vec![0u64; batch];
+        let mut x = vec![0.0f32; batch * self.input_len];
+        let mut y = vec![0.0f32; batch * self.target_width];
+        let mut out = vec![0.0f32; batch * self.n_out];
+        let mut dout = vec![0.0f32; batch * self.n_out];
+        let mut grad = vec![0.0f32; params.len()];
+        let mut objective = Objective::default();
+        let mut opt = Optimizer::new(cfg.optimizer.clone(), params.len());
+        for step in 0..cfg.steps {
+            sampler.next(&mut idx);
+            self.plugin.read_batch(0, &idx, &mut x, &mut y)?;
+            model.forward(params, &x, batch, &mut out)?;
+            let loss = objective.loss_and_grad(
+                kernel,
+                loss_weights,
+                self.kind,
+                &out,
+                &y,
+                self.n_out,
+                &mut dout,
+            )?;
+            if !loss.is_finite() {
+                return Ok(Outcome::Diverged { step });
+            }
+            model.backward(params, &dout, &mut grad)?;
+            opt.step(
+                params,
+                &grad,
+                lr_at(cfg.lr, &cfg.milestones, cfg.gamma, step),
+            );
+            on_step(step, loss);
+        }
+        if params.iter().any(|p| !p.is_finite()) {
+            return Ok(Outcome::Diverged { step: cfg.steps });
+        }
+        Ok(Outcome::Finished)
+    }
+
+    /// `metric` over the whole of `split`.
+    pub fn evaluate(
+        &self,
+        model: &mut PluginModel,
+        params: &[f32],
+        split: u32,
+        metric: Metric,
+    ) -> Result<f64, TrainError> {
+        let n = self.split_size(split);
+        let chunk = 512.min(n.max(1));
+        let mut x = vec![0.0f32; chunk * self.input_len];
+        let mut y = vec![0.0f32; chunk * self.target_width];
+        let mut out = vec![0.0f32; chunk * self.n_out];
+        let mut p = vec![0.0f32; chunk * self.n_out];
+        let mut total = 0.0f64;
+        for start in (0..n).step_by(chunk) {
+            let b = chunk.min(n - start);
+            let idx: Vec<u64> = (start as u64..(start + b) as u64).collect();
+            let (x, y, out) = (
+                &mut x[..b * self.input_len],
+                &mut y[..b * self.target_width],
+                &mut out[..b * self.n_out],
+            );
+            self.plugin.read_batch(split, &idx, x, y)?;
+            model.forward(params, x, b, out)?;
+            total += match metric {
+                Metric::Mse => {
+                    out.iter()
+                        .zip(y.iter())
+                        .map(|(&o, &t)| (o as f64 - t as f64).powi(2))
+                        .sum::<f64>()
+                        / self.n_out as f64
+                }
+                Metric::ErrorRate => out
+                    .chunks_exact(self.n_out)
+                    .zip(y.iter())
+                    .filter(|(row, label)| predicted_class(row) != **label as usize)
+                    .count() as f64,
+                Metric::CrossEntropy => {
+                    let p = &mut p[..b * self.n_out];
+                    objective::probabilities(out, self.n_out, p);
+                    p.chunks_exact(self.n_out)
+                        .zip(y.iter())
+                        .map(|(row, &label)| {
+                            let pi = if self.n_out == 1 {
+                                if label > 0.5 { row[0] } else { 1.0 - row[0] }
+                            } else {
+                                row[label as usize]
+                            };
+                            -(pi.max(1e-12) as f64).ln()
+                        })
+                        .sum()
+                }
+            };
+        }
+        Ok(total / n as f64)
+    }
+}
+
+fn predicted_class(row: &[f32]) -> usize {
+    if row.len() == 1 {
+        return (row[0] > 0.0) as usize;
+    }
+    let mut best = 0;
+    for (i, &v) in row.iter().enumerate() {
+        if v > row[best] {
+            best = i;
+        }
+    }
+    best
+}
+
+/// Shuffled epochs of full batches (the last partial batch of an epoch is dropped), seeded.
+pub struct BatchSampler {
+    perm: Vec<u64>,
+    cursor: usize,
+    rng: ChaCha8Rng,
+}
+
+impl BatchSampler {
+    pub fn new(n: usize, seed: u64) -> BatchSampler {
+        BatchSampler {
+            perm: (0..n as u64).collect(),
+            cursor: n,
+            rng: ChaCha8Rng::seed_from_u64(seed),
+        }
+    }
+
+    pub fn next(&mut self, out: &mut [u64]) {
+        if self.cursor + out.len() > self.perm.len() {
+            self.perm.shuffle(&mut self.rng);
+            self.cursor = 0;
+        }
+        out.copy_from_slice(&self.perm[self.cursor..self.cursor + out.len()]);
+        self.cursor += out.len();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sampler_visits_every_example_once_per_epoch_and_is_seeded() {
+        let mut s = BatchSampler::new(10, 3);
+        let mut seen = Vec::new();
+        let mut b = [0u64; 5];
+        for _ in 0..2 {
+            s.next(&mut b);
+            seen.extend_from_slice(&b);
+        }
+        seen.sort();
+        assert_eq!(seen, (0..10).collect::<Vec<_>>());
+        let draw = |seed| {
+            let mut s = BatchSampler::new(10, seed);
+            let mut b = [0u64; 5];
+            s.next(&mut b);
+            b
+        };
+        assert_eq!(draw(1), draw(1));
+        assert_ne!(draw(1), draw(2));
+    }
+}

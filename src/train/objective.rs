@@ -1,0 +1,200 @@
+//! The batch objective of METHOD.md §2 on top of a compiled loss kernel.
+//!
+//! Regression: the loss sees the raw outputs. Classification: it sees the softmax of the logits
+//! (the sigmoid for one output) against the one-hot target. Either way the per-element loss is
+//! summed over outputs and averaged over the batch, and the gradient is taken with respect to
+//! the model's raw outputs.
+
+use crate::backend::jit::{JitError, JitKernel};
+
+/// Whether the model's outputs go through a softmax before the loss.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TaskKind {
+    Regression,
+    Classification,
+}
+
+/// Reusable buffers for [`Objective::loss_and_grad`]; sized on first use, never reallocated for
+/// the same batch shape.
+#[derive(Default)]
+pub struct Objective {
+    y: Vec<f32>,
+    yhat: Vec<f32>,
+    elem_loss: Vec<f32>,
+    elem_grad: Vec<f32>,
+}
+
+impl Objective {
+    /// The batch loss, and `grad = dL/d(raw outputs)` (both for `batch` rows of `n_out`).
+    /// `targets` holds values (regression) or class indices (classification).
+    #[allow(clippy::too_many_arguments)]
+    pub fn loss_and_grad(
+        &mut self,
+        kernel: &JitKernel,
+        weights: &[f32],
+        kind: TaskKind,
+        outputs: &[f32],
+        targets: &[f32],
+        n_out: usize,
+        grad: &mut [f32],
+    ) -> Result<f32, JitError> {
+        let n = outputs.len();
+        let batch = n / n_out;
+        self.y.resize(n, 0.0);
+        self.yhat.resize(n, 0.0);
+        self.elem_loss.resize(n, 0.0);
+        self.elem_grad.resize(n, 0.0);
+        match kind {
+            TaskKind::Regression => {
+                self.y.copy_from_slice(targets);
+                self.yhat.copy_from_slice(outputs);
+            }
+            TaskKind::Classification => {
+                one_hot(targets, n_out, &mut self.y);
+                probabilities(outputs, n_out, &mut self.yhat);
+            }
+        }
+        kernel.loss_grad(
+            &self.y,
+            &self.yhat,
+            weights,
+            &mut self.elem_loss,
+            &mut self.elem_grad,
+        )?;
+        let inv_b = 1.0 / batch as f32;
+        let loss = self.elem_loss.iter().map(|&l| l as f64).sum::<f64>() as f32 * inv_b;
+        match kind {
+            TaskKind::Regression => {
+                grad.iter_mut()
+                    .zip(&self.elem_grad)
+                    .for_each(|(g, &e)| *g = e * inv_b);
+            }
+            TaskKind::Classification => {
+                probabilities_vjp(&self.yhat, &self.elem_grad, n_out, inv_b, grad);
+            }
+        }
+        Ok(loss)
+    }
+}
+
+/// One-hot rows from class indices.
+pub fn one_hot(labels: &[f32], n_out: usize, out: &mut [f32]) {
+    out.fill(0.0);
+    if n_out == 1 {
+        out.copy_from_slice(labels);
+        return;
+    }
+    for (row, &c) in out.chunks_exact_mut(n_out).zip(labels) {
+        row[c as usize] = 1.0;
+    }
+}
+
+/// Softmax per row, or the sigmoid for a single output.
+pub fn probabilities(logits: &[f32], n_out: usize, out: &mut [f32]) {
+    if n_out == 1 {
+        out.iter_mut()
+            .zip(logits)
+            .for_each(|(p, &z)| *p = 1.0 / (1.0 + (-z).exp()));
+        return;
+    }
+    for (p, z) in out.chunks_exact_mut(n_out).zip(logits.chunks_exact(n_out)) {
+        let max = z.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let mut sum = 0.0;
+        for (pi, &zi) in p.iter_mut().zip(z) {
+            *pi = (zi - max).exp();
+            sum += *pi;
+        }
+        p.iter_mut().for_each(|pi| *pi /= sum);
+    }
+}
+
+/// `dL/dz` from `dL/dp` through the softmax (or sigmoid), scaled by `scale`.
+fn probabilities_vjp(p: &[f32], dp: &[f32], n_out: usize, scale: f32, dz: &mut [f32]) {
+    if n_out == 1 {
+        for ((d, &pi), &g) in dz.iter_mut().zip(p).zip(dp) {
+            *d = scale * g * pi * (1.0 - pi);
+        }
+        return;
+    }
+    for ((d, p), g) in dz
+        .chunks_exact_mut(n_out)
+        .zip(p.chunks_exact(n_out))
+        .zip(dp.chunks_exact(n_out))
+    {
+        let dot: f32 = p.iter().zip(g).map(|(a, b)| a * b).sum();
+        for ((di, &pi), &gi) in d.iter_mut().zip(p).zip(g) {
+            *di = scale * pi * (gi - dot);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::jit::{self, KernelKind};
+
+    fn ce() -> JitKernel {
+        jit::compile(
+            &"mul(-1, mul(y, log(yhat)))".parse().unwrap(),
+            KernelKind::LossGrad,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn softmax_cross_entropy_gradient_is_p_minus_y() {
+        let logits = [1.0f32, -0.5, 2.0, 0.3, 0.3, -1.0];
+        let labels = [2.0f32, 0.0];
+        let mut obj = Objective::default();
+        let mut grad = [0.0f32; 6];
+        let loss = obj
+            .loss_and_grad(
+                &ce(),
+                &[1.0; 6],
+                TaskKind::Classification,
+                &logits,
+                &labels,
+                3,
+                &mut grad,
+            )
+            .unwrap();
+        let mut p = [0.0f32; 6];
+        probabilities(&logits, 3, &mut p);
+        let want_loss = -(p[2].ln() + p[3].ln()) / 2.0;
+        assert!((loss - want_loss).abs() < 1e-6);
+        let mut y = [0.0f32; 6];
+        one_hot(&labels, 3, &mut y);
+        for i in 0..6 {
+            assert!(
+                (grad[i] - (p[i] - y[i]) / 2.0).abs() < 1e-6,
+                "{i}: {} vs {}",
+                grad[i],
+                (p[i] - y[i]) / 2.0
+            );
+        }
+    }
+
+    #[test]
+    fn regression_gradient_is_mean_over_the_batch() {
+        let k = jit::compile(
+            &"square(sub(y, yhat))".parse().unwrap(),
+            KernelKind::LossGrad,
+        )
+        .unwrap();
+        let mut obj = Objective::default();
+        let mut grad = [0.0f32; 4];
+        let loss = obj
+            .loss_and_grad(
+                &k,
+                &[1.0; 4],
+                TaskKind::Regression,
+                &[1.0, 2.0, 3.0, 4.0],
+                &[0.0; 4],
+                1,
+                &mut grad,
+            )
+            .unwrap();
+        assert_eq!(loss, 30.0 / 4.0);
+        assert_eq!(grad, [0.5, 1.0, 1.5, 2.0]);
+    }
+}

@@ -3,11 +3,18 @@
 use std::io::Write;
 use std::time::{Duration, Instant};
 
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, bail};
 use clap::Subcommand;
 use evomal::backend::jit::{self, JitBatch, KernelKind};
 use evomal::expr::LossExpr;
 use evomal::expr::interp::{self, FullBatchMut};
 use evomal::expr::random::{Method, random_tree};
+use evomal::manifest::Manifest;
+use evomal::plugin::TaskPlugin;
+use evomal::train::Task;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde_json::json;
@@ -27,6 +34,19 @@ pub const BENCH_EXPRS: [(&str, &str); 3] = [
 
 #[derive(Subcommand)]
 pub enum BenchCommand {
+    /// Training steps per second of a manifest's model (batch and optimiser from `[testing]`),
+    /// on one thread and on all threads.
+    Train {
+        manifest: PathBuf,
+        /// Steps to time (after 20 warm-up steps).
+        #[arg(long, default_value_t = 500)]
+        steps: usize,
+        #[arg(long)]
+        json: bool,
+        /// Internal: measure in this process and print one JSON line.
+        #[arg(long, hide = true)]
+        worker: bool,
+    },
     /// Elements/second of the loss kernels (interpreter vs JIT) and compile time per candidate.
     Loss {
         /// Batch size.
@@ -44,12 +64,38 @@ pub enum BenchCommand {
 }
 
 pub fn run(cmd: BenchCommand, out: &mut dyn Write) -> anyhow::Result<()> {
-    let BenchCommand::Loss {
-        elements,
-        expr,
-        compile_trees,
-        json,
-    } = cmd;
+    match cmd {
+        BenchCommand::Loss {
+            elements,
+            expr,
+            compile_trees,
+            json,
+        } => bench_loss(elements, &expr, compile_trees, json, out),
+        BenchCommand::Train {
+            manifest,
+            steps,
+            worker: true,
+            ..
+        } => {
+            writeln!(out, "{}", train_steps_per_second(&manifest, steps)?)?;
+            Ok(())
+        }
+        BenchCommand::Train {
+            manifest,
+            steps,
+            json,
+            worker: false,
+        } => bench_train(&manifest, steps, json, out),
+    }
+}
+
+fn bench_loss(
+    elements: usize,
+    expr: &[String],
+    compile_trees: usize,
+    json: bool,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
     let exprs: Vec<(String, LossExpr)> = if expr.is_empty() {
         BENCH_EXPRS
             .iter()
@@ -224,4 +270,106 @@ fn compile_times(n_trees: usize) -> anyhow::Result<serde_json::Value> {
         );
     }
     Ok(res.into())
+}
+
+/// Runs the `--worker` measurement in child processes with 1 and with all GEMM threads.
+fn bench_train(
+    manifest: &Path,
+    steps: usize,
+    json: bool,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    let all = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut rows = Vec::new();
+    for threads in [1, all] {
+        let child = Command::new(std::env::current_exe()?)
+            .args(["bench", "train", "--worker", "--steps", &steps.to_string()])
+            .arg(manifest)
+            .env("MATMUL_NUM_THREADS", threads.to_string())
+            .output()
+            .context("running the benchmark worker")?;
+        if !child.status.success() {
+            bail!("{}", String::from_utf8_lossy(&child.stderr).trim());
+        }
+        let mut row: serde_json::Value =
+            serde_json::from_slice(&child.stdout).context("reading the worker's report")?;
+        row["threads"] = threads.into();
+        rows.push(row);
+        if all == 1 {
+            break;
+        }
+    }
+    if json {
+        writeln!(out, "{}", serde_json::to_string_pretty(&rows)?)?;
+        return Ok(());
+    }
+    let first = &rows[0];
+    writeln!(
+        out,
+        "{} / {}: {} parameters, batch {}, {} timed steps",
+        first["task"].as_str().unwrap_or("?"),
+        first["model"].as_str().unwrap_or("?"),
+        first["n_params"],
+        first["batch"],
+        steps
+    )?;
+    for r in &rows {
+        writeln!(
+            out,
+            "  {:>2} thread(s): {:>10.1} steps/s  (~{:.1} GFLOP/s at 6 x batch x params per step)",
+            r["threads"],
+            r["steps_per_s"].as_f64().unwrap_or(f64::NAN),
+            r["gflops_estimate"].as_f64().unwrap_or(f64::NAN)
+        )?;
+    }
+    Ok(())
+}
+
+/// Times `steps` training steps (after a warm-up) with the task's baseline loss.
+fn train_steps_per_second(manifest: &Path, steps: usize) -> anyhow::Result<String> {
+    let manifest = Manifest::load(manifest)?;
+    let plugin = TaskPlugin::open(&manifest.plugin())?;
+    let task = Task::new(&plugin);
+    let baseline = match task.kind {
+        evomal::train::objective::TaskKind::Regression => super::train::MSE,
+        evomal::train::objective::TaskKind::Classification => super::train::CE,
+    };
+    let loss = parse_expr(baseline)?;
+    let kernel = jit::compile(&loss, KernelKind::LossGrad)?;
+    let mut model = plugin.create_model(&manifest.task.model, &manifest.params_json())?;
+    let mut params = vec![0.0f32; model.n_params()];
+    model.init(0, &mut params)?;
+    let mut cfg = manifest.testing_config();
+    cfg.steps = 20;
+    task.train(
+        &mut model,
+        &kernel,
+        loss.weights(),
+        &cfg,
+        &mut params,
+        0,
+        &mut |_, _| {},
+    )?;
+    cfg.steps = steps;
+    let t = Instant::now();
+    task.train(
+        &mut model,
+        &kernel,
+        loss.weights(),
+        &cfg,
+        &mut params,
+        1,
+        &mut |_, _| {},
+    )?;
+    let rate = steps as f64 / t.elapsed().as_secs_f64();
+    let batch = cfg.batch.min(task.split_size(0));
+    Ok(json!({
+        "task": plugin.name(),
+        "model": manifest.task.model,
+        "n_params": params.len(),
+        "batch": batch,
+        "steps_per_s": rate,
+        "gflops_estimate": rate * 6.0 * batch as f64 * params.len() as f64 / 1e9,
+    })
+    .to_string())
 }

@@ -210,6 +210,7 @@ impl TaskPlugin {
             handle,
             info: ModelInfo::default(),
             input_len: self.input_len(),
+            fd_scratch: (Vec::new(), Vec::new()),
         };
         let mut info = ModelInfo::default();
         // SAFETY: `handle` is live; `info` is an out-pointer.
@@ -271,6 +272,18 @@ pub struct PluginModel {
     handle: ModelHandle,
     info: ModelInfo,
     input_len: usize,
+    /// Parameter vectors for the finite-difference JVP (empty until first needed).
+    fd_scratch: (Vec<f32>, Vec<f32>),
+}
+
+/// How [`PluginModel::jvp_or_fd`] computed a Jacobian-vector product.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JvpMethod {
+    /// The plugin's own JVP.
+    Exact,
+    /// A central finite difference, since the plugin has no JVP; `first` is true the first
+    /// time for this model, so the caller can say so once.
+    CentralDifference { first: bool },
 }
 
 // SAFETY: the SDK requires models to be `Send`; a `PluginModel` is not `Sync`, so one thread at
@@ -389,6 +402,45 @@ impl PluginModel {
                 )
             }
         })
+    }
+
+    /// `out = J tangent`: the plugin's JVP when it has one, else the central difference
+    /// `(f(p + h t) - f(p - h t)) / 2h` with `h = 1e-3 * (1 + max|p|) / max|t|`.
+    pub fn jvp_or_fd(
+        &mut self,
+        params: &[f32],
+        x: &[f32],
+        batch: usize,
+        tangent: &[f32],
+        out: &mut [f32],
+    ) -> Result<JvpMethod, PluginError> {
+        if self.has_jvp() {
+            self.jvp(params, x, batch, tangent, out)?;
+            return Ok(JvpMethod::Exact);
+        }
+        let first = self.fd_scratch.0.is_empty();
+        let max_abs = |v: &[f32]| v.iter().fold(0.0f32, |m, &a| m.max(a.abs()));
+        let t_max = max_abs(tangent);
+        if t_max == 0.0 {
+            out.fill(0.0);
+            return Ok(JvpMethod::CentralDifference { first });
+        }
+        let h = 1e-3 * (1.0 + max_abs(params)) / t_max;
+        let (mut plus, mut minus) = std::mem::take(&mut self.fd_scratch);
+        plus.clear();
+        plus.extend(params.iter().zip(tangent).map(|(&p, &t)| p + h * t));
+        minus.clear();
+        minus.extend(params.iter().zip(tangent).map(|(&p, &t)| p - h * t));
+        let mut lo = vec![0.0f32; out.len()];
+        let res = self
+            .forward(&plus, x, batch, out)
+            .and_then(|()| self.forward(&minus, x, batch, &mut lo));
+        self.fd_scratch = (plus, minus);
+        res?;
+        out.iter_mut()
+            .zip(&lo)
+            .for_each(|(o, &l)| *o = (*o - l) / (2.0 * h));
+        Ok(JvpMethod::CentralDifference { first })
     }
 
     fn check_x(&self, x: &[f32], batch: usize) -> Result<(), PluginError> {

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Mutex;
 
-use evomal::plugin::{PluginError, TaskPlugin};
+use evomal::plugin::{JvpMethod, PluginError, TaskPlugin};
 
 /// Builds workspace package `pkg` (a cdylib) in this test profile and returns its library.
 pub fn build_plugin(pkg: &str) -> PathBuf {
@@ -193,7 +193,7 @@ fn loading_failures_are_typed_and_name_the_file() {
 
 #[test]
 fn a_panicking_plugin_is_an_error_and_the_host_goes_on() {
-    let p = TaskPlugin::load(&build_plugin("evomal-test-panicky")).unwrap();
+    let p = TaskPlugin::load(&build_plugin("evomal-test-fixtures")).unwrap();
     let mut m = p.create_model("boom", "{}").unwrap();
     let mut out = [0.0];
     for _ in 0..2 {
@@ -207,4 +207,40 @@ fn a_panicking_plugin_is_an_error_and_the_host_goes_on() {
     // Other plugins, and this one's other entry points, still work.
     diabetes().create_model("linear", "{}").unwrap();
     p.read_batch(0, &[0], &mut [0.0], &mut [0.0]).unwrap();
+}
+
+#[test]
+fn a_plugin_without_jvp_gets_a_finite_difference_once_announced() {
+    let p = TaskPlugin::load(&build_plugin("evomal-test-fixtures")).unwrap();
+    let mut m = p.create_model("no-jvp", "{}").unwrap();
+    assert!(!m.has_jvp());
+    let mut theta = vec![0.0; m.n_params()];
+    m.init(1, &mut theta).unwrap();
+    let x = [0.3f32, -1.2, 2.0];
+    let v: Vec<f32> = (0..theta.len()).map(|j| (j as f32 * 0.7).sin()).collect();
+    let r = [1.0f32, -0.5, 0.25];
+    let mut out = [0.0f32; 3];
+    m.forward(&theta, &x, 3, &mut out).unwrap();
+    let mut grad = vec![0.0; theta.len()];
+    m.backward(&theta, &r, &mut grad).unwrap();
+    let mut jv = [0.0f32; 3];
+    let first = m.jvp_or_fd(&theta, &x, 3, &v, &mut jv).unwrap();
+    assert_eq!(first, JvpMethod::CentralDifference { first: true });
+    let (lhs, rhs) = (dot(&r, &jv), dot(&grad, &v));
+    assert!(
+        (lhs - rhs).abs() < 1e-3 * (1.0 + rhs.abs()),
+        "fd <r,Jv> {lhs} vs <J^T r,v> {rhs}"
+    );
+    let again = m.jvp_or_fd(&theta, &x, 3, &v, &mut jv).unwrap();
+    assert_eq!(again, JvpMethod::CentralDifference { first: false });
+    // A model with a JVP uses it.
+    let mut lin = diabetes().create_model("linear", "{}").unwrap();
+    let mut th = vec![0.1; lin.n_params()];
+    lin.init(0, &mut th).unwrap();
+    let mut o = [0.0f32; 1];
+    assert_eq!(
+        lin.jvp_or_fd(&th, &[0.5; 10], 1, &vec![1.0; 11], &mut o)
+            .unwrap(),
+        JvpMethod::Exact
+    );
 }

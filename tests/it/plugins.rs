@@ -239,7 +239,7 @@ fn a_plugin_without_jvp_gets_a_finite_difference_once_announced() {
     lin.init(0, &mut th).unwrap();
     let mut o = [0.0f32; 1];
     assert_eq!(
-        lin.jvp_or_fd(&th, &[0.5; 10], 1, &vec![1.0; 11], &mut o)
+        lin.jvp_or_fd(&th, &[0.5; 10], 1, &[1.0; 11], &mut o)
             .unwrap(),
         JvpMethod::Exact
     );

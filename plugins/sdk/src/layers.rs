@@ -1,19 +1,42 @@
 //! CPU layers with forward, backward (vector-Jacobian) and forward-mode (Jacobian-vector)
 //! passes, stacked by [`Sequential`] over one flat parameter vector. Activations are row-major
-//! `[batch][features]`. Dense layers multiply with `matrixmultiply`'s GEMM.
+//! `[batch][features]`, spatial ones `[batch][channel][row][column]`. Dense layers and
+//! convolutions multiply with `matrixmultiply`'s GEMM.
+
+mod conv;
+#[cfg(test)]
+mod tests;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::Model;
 
-/// Weight initialisation of a dense layer (biases start at zero).
+/// Weight initialisation of a dense or convolution layer (biases start at zero).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Init {
     /// U(-a, a), a = sqrt(6 / (fan_in + fan_out)) (Glorot & Bengio).
     XavierUniform,
     /// U(-a, a), a = sqrt(6 / fan_in) (He et al., for ReLU).
     HeUniform,
+}
+
+/// The `[channels, height, width]` shape of a spatial layer's input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Geom {
+    pub c: usize,
+    pub h: usize,
+    pub w: usize,
+}
+
+impl Geom {
+    pub fn len(&self) -> usize {
+        self.c * self.h * self.w
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// One layer of a [`Sequential`] model.
@@ -30,6 +53,25 @@ pub enum Layer {
     Sigmoid,
     /// Reshapes to one feature vector per example (no data movement).
     Flatten,
+    /// 2-D convolution, stride 1, zero padding `pad`, over `[c_in, h, w]` inputs. Weights are
+    /// `c_out x (c_in k k)` row-major, then `c_out` biases.
+    Conv2d {
+        geom: Geom,
+        c_out: usize,
+        k: usize,
+        pad: usize,
+        init: Init,
+    },
+    /// Non-overlapping `size x size` max pooling over `[c, h, w]` (stride `size`).
+    MaxPool2d {
+        geom: Geom,
+        size: usize,
+    },
+    /// Non-overlapping `size x size` average pooling over `[c, h, w]` (stride `size`).
+    AvgPool2d {
+        geom: Geom,
+        size: usize,
+    },
 }
 
 impl Layer {
@@ -38,8 +80,187 @@ impl Layer {
             Layer::Dense {
                 inputs, outputs, ..
             } => inputs * outputs + outputs,
+            Layer::Conv2d { geom, c_out, k, .. } => c_out * geom.c * k * k + c_out,
             _ => 0,
         }
+    }
+
+    /// Output features per example, or why the input width does not fit.
+    fn output_len(&self, input: usize) -> Result<usize, String> {
+        let expect = |want: usize, what: &str| {
+            if want == input {
+                Ok(())
+            } else {
+                Err(format!("{what} expects {want} inputs, gets {input}"))
+            }
+        };
+        match *self {
+            Layer::Dense {
+                inputs, outputs, ..
+            } => expect(inputs, "dense").map(|()| outputs),
+            Layer::Conv2d {
+                geom,
+                c_out,
+                k,
+                pad,
+                ..
+            } => {
+                expect(geom.len(), "conv2d")?;
+                let (ho, wo) =
+                    conv_out(geom, k, pad).ok_or("conv2d kernel larger than its padded input")?;
+                Ok(c_out * ho * wo)
+            }
+            Layer::MaxPool2d { geom, size } | Layer::AvgPool2d { geom, size } => {
+                expect(geom.len(), "pooling")?;
+                if size == 0 || geom.h < size || geom.w < size {
+                    return Err(format!(
+                        "pooling window {size} does not fit {}x{}",
+                        geom.h, geom.w
+                    ));
+                }
+                Ok(geom.c * (geom.h / size) * (geom.w / size))
+            }
+            Layer::Relu | Layer::Tanh | Layer::Sigmoid | Layer::Flatten => Ok(input),
+        }
+    }
+
+    /// `(fan_in, fan_out, weight count, init)` of a weight layer, as PyTorch counts fans.
+    fn fans(&self) -> Option<(usize, usize, usize, Init)> {
+        match *self {
+            Layer::Dense {
+                inputs,
+                outputs,
+                init,
+            } => Some((inputs, outputs, inputs * outputs, init)),
+            Layer::Conv2d {
+                geom,
+                c_out,
+                k,
+                init,
+                ..
+            } => Some((geom.c * k * k, c_out * k * k, c_out * geom.c * k * k, init)),
+            _ => None,
+        }
+    }
+}
+
+fn conv_out(g: Geom, k: usize, pad: usize) -> Option<(usize, usize)> {
+    let (h, w) = (g.h + 2 * pad, g.w + 2 * pad);
+    (k >= 1 && h >= k && w >= k).then(|| (h - k + 1, w - k + 1))
+}
+
+/// Builds a [`Sequential`] while tracking the shape, so spatial layers need no hand-computed
+/// geometry: `Builder::new(1, 28, 28).conv(6, 5, 2).tanh().avg_pool(2).flatten().dense(10)`.
+pub struct Builder {
+    input_len: usize,
+    shape: Geom,
+    layers: Vec<Layer>,
+    init: Init,
+}
+
+impl Builder {
+    pub fn new(c: usize, h: usize, w: usize) -> Builder {
+        Builder {
+            input_len: c * h * w,
+            shape: Geom { c, h, w },
+            layers: Vec::new(),
+            init: Init::XavierUniform,
+        }
+    }
+
+    /// The initialisation of the weight layers added from here on.
+    pub fn init(mut self, init: Init) -> Builder {
+        self.init = init;
+        self
+    }
+
+    pub fn conv(mut self, c_out: usize, k: usize, pad: usize) -> Builder {
+        let geom = self.shape;
+        let (h, w) = conv_out(geom, k, pad).unwrap_or((0, 0));
+        self.layers.push(Layer::Conv2d {
+            geom,
+            c_out,
+            k,
+            pad,
+            init: self.init,
+        });
+        self.shape = Geom { c: c_out, h, w };
+        self
+    }
+
+    pub fn max_pool(mut self, size: usize) -> Builder {
+        self.layers.push(Layer::MaxPool2d {
+            geom: self.shape,
+            size,
+        });
+        self.shape = self.pooled(size);
+        self
+    }
+
+    pub fn avg_pool(mut self, size: usize) -> Builder {
+        self.layers.push(Layer::AvgPool2d {
+            geom: self.shape,
+            size,
+        });
+        self.shape = self.pooled(size);
+        self
+    }
+
+    fn pooled(&self, size: usize) -> Geom {
+        let g = self.shape;
+        Geom {
+            c: g.c,
+            h: g.h / size.max(1),
+            w: g.w / size.max(1),
+        }
+    }
+
+    pub fn flatten(mut self) -> Builder {
+        self.layers.push(Layer::Flatten);
+        self.shape = Geom {
+            c: self.shape.len(),
+            h: 1,
+            w: 1,
+        };
+        self
+    }
+
+    pub fn dense(mut self, outputs: usize) -> Builder {
+        let inputs = self.shape.len();
+        self.layers.push(Layer::Dense {
+            inputs,
+            outputs,
+            init: self.init,
+        });
+        self.shape = Geom {
+            c: outputs,
+            h: 1,
+            w: 1,
+        };
+        self
+    }
+
+    pub fn relu(self) -> Builder {
+        self.push(Layer::Relu)
+    }
+
+    pub fn tanh(self) -> Builder {
+        self.push(Layer::Tanh)
+    }
+
+    pub fn sigmoid(self) -> Builder {
+        self.push(Layer::Sigmoid)
+    }
+
+    /// Appends any layer (an activation given as a value, say).
+    pub fn push(mut self, l: Layer) -> Builder {
+        self.layers.push(l);
+        self
+    }
+
+    /// The model; fails if a layer does not fit its input.
+    pub fn build(self) -> Result<Sequential, String> {
+        Sequential::new(self.input_len, self.layers)
     }
 }
 
@@ -51,12 +272,16 @@ pub struct Sequential {
     /// Offset of each layer's parameters in the flat vector.
     offsets: Vec<usize>,
     n_params: usize,
-    seed_salt: u64,
     batch: usize,
     /// acts[i] is the input of layer i; acts[n] the output.
     acts: Vec<Vec<f32>>,
+    /// Per layer: im2col columns of the last forward (conv) or arg-max indices (max-pool).
+    cols: Vec<Vec<f32>>,
+    argmax: Vec<Vec<u32>>,
     /// Tangents of the activations during `jvp`; gradient buffers during `backward`.
     scratch: [Vec<f32>; 2],
+    /// Column buffer for convolutions' backward and JVP.
+    tmp_cols: Vec<f32>,
 }
 
 impl Sequential {
@@ -66,31 +291,25 @@ impl Sequential {
         let mut offsets = Vec::with_capacity(layers.len());
         let mut n_params = 0;
         for (i, l) in layers.iter().enumerate() {
-            let w = widths[i];
-            let out = match *l {
-                Layer::Dense {
-                    inputs, outputs, ..
-                } if inputs == w => outputs,
-                Layer::Dense { inputs, .. } => {
-                    return Err(format!(
-                        "layer {i}: dense expects {inputs} inputs, gets {w}"
-                    ));
-                }
-                _ => w,
-            };
+            let out = l
+                .output_len(widths[i])
+                .map_err(|e| format!("layer {i}: {e}"))?;
             offsets.push(n_params);
             n_params += l.n_params();
             widths.push(out);
         }
+        let n = layers.len();
         Ok(Sequential {
-            acts: vec![Vec::new(); layers.len() + 1],
             layers,
             widths,
             offsets,
             n_params,
-            seed_salt: 0,
             batch: 0,
+            acts: vec![Vec::new(); n + 1],
+            cols: vec![Vec::new(); n],
+            argmax: vec![Vec::new(); n],
             scratch: [Vec::new(), Vec::new()],
+            tmp_cols: Vec::new(),
         })
     }
 
@@ -102,27 +321,16 @@ impl Sequential {
         outputs: usize,
         activation: Layer,
     ) -> Result<Sequential, String> {
-        let mut layers = Vec::new();
-        let mut w = input_len;
+        let mut b = Builder::new(input_len, 1, 1);
         for &h in hidden {
-            layers.push(Layer::Dense {
-                inputs: w,
-                outputs: h,
-                init: Init::XavierUniform,
-            });
-            layers.push(activation);
-            w = h;
+            b = b.dense(h).push(activation);
         }
-        layers.push(Layer::Dense {
-            inputs: w,
-            outputs,
-            init: Init::XavierUniform,
-        });
-        Sequential::new(input_len, layers)
+        b.dense(outputs).build()
     }
 
-    fn params_of<'a>(&self, i: usize, params: &'a [f32]) -> &'a [f32] {
-        &params[self.offsets[i]..self.offsets[i] + self.layers[i].n_params()]
+    /// The parameters of layer `i` within a flat vector.
+    pub fn layer_params<'a>(&self, i: usize, params: &'a [f32]) -> &'a [f32] {
+        layer_slice(&self.offsets, &self.layers, i, params)
     }
 
     fn run_forward(&mut self, params: &[f32], x: &[f32], batch: usize) {
@@ -133,11 +341,31 @@ impl Sequential {
             let (before, after) = self.acts.split_at_mut(i + 1);
             let (input, out) = (&before[i], &mut after[0]);
             out.resize(batch * self.widths[i + 1], 0.0);
-            let p = &params[self.offsets[i]..self.offsets[i] + self.layers[i].n_params()];
+            let p = layer_slice(&self.offsets, &self.layers, i, params);
             match self.layers[i] {
                 Layer::Dense {
                     inputs, outputs, ..
                 } => dense_forward(p, input, batch, inputs, outputs, out),
+                Layer::Conv2d {
+                    geom,
+                    c_out,
+                    k,
+                    pad,
+                    ..
+                } => {
+                    let s = conv::Shape {
+                        batch,
+                        geom,
+                        c_out,
+                        k,
+                        pad,
+                    };
+                    conv::forward(p, input, s, &mut self.cols[i], out)
+                }
+                Layer::MaxPool2d { geom, size } => {
+                    conv::max_pool(input, batch, geom, size, &mut self.argmax[i], out)
+                }
+                Layer::AvgPool2d { geom, size } => conv::avg_pool(input, batch, geom, size, out),
                 Layer::Relu => map(input, out, |v| v.max(0.0)),
                 Layer::Tanh => map(input, out, f32::tanh),
                 Layer::Sigmoid => map(input, out, |v| 1.0 / (1.0 + (-v).exp())),
@@ -165,22 +393,18 @@ impl Model for Sequential {
     }
 
     fn init(&self, seed: u64, params: &mut [f32]) {
-        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ self.seed_salt);
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
         params.fill(0.0);
         for (i, l) in self.layers.iter().enumerate() {
-            if let Layer::Dense {
-                inputs,
-                outputs,
-                init,
-            } = *l
-            {
-                let a = match init {
-                    Init::XavierUniform => (6.0 / (inputs + outputs) as f64).sqrt(),
-                    Init::HeUniform => (6.0 / inputs as f64).sqrt(),
-                } as f32;
-                let w = &mut params[self.offsets[i]..self.offsets[i] + inputs * outputs];
-                w.iter_mut().for_each(|v| *v = rng.random_range(-a..a));
-            }
+            let Some((fan_in, fan_out, n, init)) = l.fans() else {
+                continue;
+            };
+            let a = match init {
+                Init::XavierUniform => (6.0 / (fan_in + fan_out) as f64).sqrt(),
+                Init::HeUniform => (6.0 / fan_in as f64).sqrt(),
+            } as f32;
+            let w = &mut params[self.offsets[i]..self.offsets[i] + n];
+            w.iter_mut().for_each(|v| *v = rng.random_range(-a..a));
         }
     }
 
@@ -211,25 +435,46 @@ impl Model for Sequential {
         g.extend_from_slice(dout);
         for i in (0..n).rev() {
             let (input, output) = (&self.acts[i], &self.acts[i + 1]);
+            // The first layer's input is data: its gradient is never needed.
             let need_input_grad = i > 0;
             g_in.resize(batch * self.widths[i], 0.0);
+            let p = layer_slice(&self.offsets, &self.layers, i, params);
+            let range = self.offsets[i]..self.offsets[i] + self.layers[i].n_params();
             match self.layers[i] {
                 Layer::Dense {
                     inputs, outputs, ..
                 } => {
-                    let p = &params[self.offsets[i]..self.offsets[i] + self.layers[i].n_params()];
-                    let gp =
-                        &mut grad[self.offsets[i]..self.offsets[i] + inputs * outputs + outputs];
-                    dense_backward(
-                        p,
-                        input,
-                        g,
+                    let g_in = need_input_grad.then_some(&mut *g_in);
+                    dense_backward(p, input, g, batch, inputs, outputs, &mut grad[range], g_in);
+                }
+                Layer::Conv2d {
+                    geom,
+                    c_out,
+                    k,
+                    pad,
+                    ..
+                } => {
+                    let s = conv::Shape {
                         batch,
-                        inputs,
-                        outputs,
-                        gp,
-                        need_input_grad.then_some(&mut *g_in),
+                        geom,
+                        c_out,
+                        k,
+                        pad,
+                    };
+                    let g_in = need_input_grad.then_some(&mut *g_in);
+                    conv::backward(
+                        p,
+                        &self.cols[i],
+                        g,
+                        s,
+                        &mut grad[range],
+                        &mut self.tmp_cols,
+                        g_in,
                     );
+                }
+                Layer::MaxPool2d { .. } => conv::max_pool_backward(g, &self.argmax[i], g_in),
+                Layer::AvgPool2d { geom, size } => {
+                    conv::avg_pool_backward(g, batch, geom, size, g_in)
                 }
                 Layer::Relu => zip_map(g, input, g_in, |g, x| if x > 0.0 { g } else { 0.0 }),
                 Layer::Tanh => zip_map(g, output, g_in, |g, y| g * (1.0 - y * y)),
@@ -257,23 +502,31 @@ impl Model for Sequential {
         for i in 0..self.layers.len() {
             let (input, output) = (&self.acts[i], &self.acts[i + 1]);
             t_out.resize(batch * self.widths[i + 1], 0.0);
+            let p = layer_slice(&self.offsets, &self.layers, i, params);
+            let tp = layer_slice(&self.offsets, &self.layers, i, tangent);
+            let t_in = (i > 0).then_some(&t[..]);
             match self.layers[i] {
                 Layer::Dense {
                     inputs, outputs, ..
+                } => dense_jvp(p, tp, input, t_in, batch, inputs, outputs, t_out),
+                Layer::Conv2d {
+                    geom,
+                    c_out,
+                    k,
+                    pad,
+                    ..
                 } => {
-                    let p = self_params(&self.offsets, &self.layers, i, params);
-                    let tp = self_params(&self.offsets, &self.layers, i, tangent);
-                    dense_jvp(
-                        p,
-                        tp,
-                        input,
-                        (i > 0).then_some(&t[..]),
+                    let s = conv::Shape {
                         batch,
-                        inputs,
-                        outputs,
-                        t_out,
-                    );
+                        geom,
+                        c_out,
+                        k,
+                        pad,
+                    };
+                    conv::jvp(p, tp, &self.cols[i], t_in, s, &mut self.tmp_cols, t_out);
                 }
+                Layer::MaxPool2d { .. } => conv::max_pool_jvp(t, &self.argmax[i], t_out),
+                Layer::AvgPool2d { geom, size } => conv::avg_pool(t, batch, geom, size, t_out),
                 Layer::Relu => zip_map(t, input, t_out, |t, x| if x > 0.0 { t } else { 0.0 }),
                 Layer::Tanh => zip_map(t, output, t_out, |t, y| t * (1.0 - y * y)),
                 Layer::Sigmoid => zip_map(t, output, t_out, |t, y| t * y * (1.0 - y)),
@@ -286,21 +539,9 @@ impl Model for Sequential {
     }
 }
 
-fn self_params<'a>(offsets: &[usize], layers: &[Layer], i: usize, v: &'a [f32]) -> &'a [f32] {
+/// Layer `i`'s part of a parameter-shaped vector.
+fn layer_slice<'a>(offsets: &[usize], layers: &[Layer], i: usize, v: &'a [f32]) -> &'a [f32] {
     &v[offsets[i]..offsets[i] + layers[i].n_params()]
-}
-
-impl Sequential {
-    /// Mixes `salt` into every initialisation seed (models of one task that must differ).
-    pub fn with_seed_salt(mut self, salt: u64) -> Sequential {
-        self.seed_salt = salt;
-        self
-    }
-
-    /// The parameters of layer `i` (for tests and inspection).
-    pub fn layer_params<'a>(&self, i: usize, params: &'a [f32]) -> &'a [f32] {
-        self.params_of(i, params)
-    }
 }
 
 fn map(input: &[f32], out: &mut [f32], f: impl Fn(f32) -> f32) {
@@ -313,9 +554,9 @@ fn zip_map(a: &[f32], b: &[f32], out: &mut [f32], f: impl Fn(f32, f32) -> f32) {
         .for_each(|(o, (&a, &b))| *o = f(a, b));
 }
 
-/// A row-major matrix view for [`gemm`]: `rows x cols` with the given strides.
+/// A matrix view for [`gemm`]: `rows x cols` with the given strides into `data`.
 #[derive(Clone, Copy)]
-struct Mat<'a> {
+pub(crate) struct Mat<'a> {
     data: &'a [f32],
     rows: usize,
     cols: usize,
@@ -324,7 +565,8 @@ struct Mat<'a> {
 }
 
 impl<'a> Mat<'a> {
-    fn new(data: &'a [f32], rows: usize, cols: usize) -> Mat<'a> {
+    /// A row-major `rows x cols` matrix.
+    pub(crate) fn new(data: &'a [f32], rows: usize, cols: usize) -> Mat<'a> {
         Mat {
             data,
             rows,
@@ -334,7 +576,8 @@ impl<'a> Mat<'a> {
         }
     }
 
-    fn t(self) -> Mat<'a> {
+    /// The transpose, without moving data.
+    pub(crate) fn t(self) -> Mat<'a> {
         Mat {
             rows: self.cols,
             cols: self.rows,
@@ -353,7 +596,7 @@ impl<'a> Mat<'a> {
 }
 
 /// `c = a b + beta c`, `c` row-major `a.rows x b.cols`.
-fn gemm(a: Mat<'_>, b: Mat<'_>, beta: f32, c: &mut [f32]) {
+pub(crate) fn gemm(a: Mat<'_>, b: Mat<'_>, beta: f32, c: &mut [f32]) {
     assert_eq!(a.cols, b.rows, "inner dimensions");
     assert!(
         a.fits() && b.fits() && c.len() >= a.rows * b.cols,
@@ -460,6 +703,3 @@ fn dense_jvp(
         );
     }
 }
-
-#[cfg(test)]
-mod tests;

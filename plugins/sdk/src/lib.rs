@@ -20,7 +20,7 @@ use std::cell::RefCell;
 use std::collections::BTreeSet;
 
 pub use abi::{KIND_CLASSIFICATION, KIND_REGRESSION, TaskInfo};
-pub use layers::{Init, Layer, Sequential};
+pub use layers::{Builder, Geom, Init, Layer, Sequential};
 
 /// A data split.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -27,6 +27,21 @@ fn model(activation: Layer) -> Sequential {
     Sequential::new(6, layers).unwrap()
 }
 
+/// Convolutions (padded and not), both poolings, flatten and dense: `[2, 6, 6] -> 3`.
+fn conv_model() -> Sequential {
+    Builder::new(2, 6, 6)
+        .conv(3, 3, 1)
+        .tanh()
+        .max_pool(2)
+        .conv(2, 2, 0)
+        .sigmoid()
+        .avg_pool(2)
+        .flatten()
+        .dense(3)
+        .build()
+        .unwrap()
+}
+
 fn random(rng: &mut ChaCha8Rng, n: usize) -> Vec<f32> {
     (0..n).map(|_| rng.random_range(-1.0..1.0)).collect()
 }
@@ -45,15 +60,22 @@ fn objective(m: &mut Sequential, p: &[f32], x: &[f32], r: &[f32]) -> f64 {
 }
 
 #[test]
-fn backward_and_jvp_match_finite_differences_for_every_activation() {
-    for act in [Layer::Tanh, Layer::Sigmoid, Layer::Relu] {
+fn backward_and_jvp_match_finite_differences_for_every_layer() {
+    let cases = [
+        ("tanh", model(Layer::Tanh), 6),
+        ("sigmoid", model(Layer::Sigmoid), 6),
+        ("relu", model(Layer::Relu), 6),
+        ("conv", conv_model(), 72),
+    ];
+    for (act, mut m, input_len) in cases {
+        // ReLU and max-pool have kinks: a finite-difference step may cross one.
+        let kinked = act == "relu" || act == "conv";
         let mut rng = ChaCha8Rng::seed_from_u64(5);
-        let mut m = model(act);
         let mut p = vec![0.0; m.n_params()];
         m.init(3, &mut p);
         // Non-zero biases so ReLU kinks are not all at the origin.
         p.iter_mut().for_each(|v| *v += rng.random_range(-0.1..0.1));
-        let x = random(&mut rng, BATCH * 6);
+        let x = random(&mut rng, BATCH * input_len);
         let r = random(&mut rng, BATCH * 3);
 
         let mut out = vec![0.0; BATCH * 3];
@@ -70,20 +92,19 @@ fn backward_and_jvp_match_finite_differences_for_every_activation() {
             let fd = (objective(&mut m, &hi, &x, &r) - objective(&mut m, &lo, &x, &r))
                 / (2.0 * h as f64);
             let tol = 2e-3 * (1.0 + fd.abs());
-            if act == Layer::Relu && (fd - grad[j] as f64).abs() > tol {
-                // A ReLU input crossed zero within the step: not a smooth point.
+            if kinked && (fd - grad[j] as f64).abs() > tol {
                 continue;
             }
             assert!(
                 (fd - grad[j] as f64).abs() <= tol,
-                "{act:?} param {j}: backward {} vs fd {fd}",
+                "{act} param {j}: backward {} vs fd {fd}",
                 grad[j]
             );
             checked += 1;
         }
         assert!(
             checked * 10 >= m.n_params() * 9,
-            "{act:?}: only {checked} of {} checked",
+            "{act}: only {checked} of {} checked",
             m.n_params()
         );
 
@@ -95,15 +116,15 @@ fn backward_and_jvp_match_finite_differences_for_every_activation() {
         let rhs = dot(&grad, &v);
         assert!(
             (lhs - rhs).abs() <= 1e-4 * (1.0 + lhs.abs()),
-            "{act:?}: <r, Jv> {lhs} vs <J^T r, v> {rhs}"
+            "{act}: <r, Jv> {lhs} vs <J^T r, v> {rhs}"
         );
         let step = |s: f32| -> Vec<f32> { p.iter().zip(&v).map(|(&a, &b)| a + s * b).collect() };
         let fd = (objective(&mut m, &step(h), &x, &r) - objective(&mut m, &step(-h), &x, &r))
             / (2.0 * h as f64);
-        if act != Layer::Relu {
+        if !kinked {
             assert!(
                 (fd - lhs).abs() <= 2e-3 * (1.0 + fd.abs()),
-                "{act:?}: jvp {lhs} vs fd {fd}"
+                "{act}: jvp {lhs} vs fd {fd}"
             );
         }
     }
@@ -154,4 +175,30 @@ fn mismatched_layer_widths_are_an_error() {
         err.as_deref(),
         Some("layer 0: dense expects 4 inputs, gets 3")
     );
+}
+
+#[test]
+fn builder_tracks_shapes_and_rejects_what_does_not_fit() {
+    let lenet = Builder::new(1, 28, 28)
+        .conv(6, 5, 2)
+        .tanh()
+        .avg_pool(2)
+        .conv(16, 5, 0)
+        .tanh()
+        .avg_pool(2)
+        .flatten()
+        .dense(120)
+        .tanh()
+        .dense(84)
+        .tanh()
+        .dense(10)
+        .build()
+        .unwrap();
+    // LeNet-5's classic count: 156 + 2,416 + 48,120 + 10,164 + 850.
+    assert_eq!(lenet.n_params(), 61_706);
+    assert_eq!(lenet.n_outputs(), 10);
+    let err = Builder::new(1, 4, 4).conv(2, 7, 0).build().err().unwrap();
+    assert!(err.contains("layer 0"), "{err}");
+    let err = Builder::new(1, 4, 4).max_pool(5).build().err().unwrap();
+    assert!(err.contains("pooling window 5 does not fit 4x4"), "{err}");
 }

@@ -316,7 +316,7 @@ fn bench_train(
     for r in &rows {
         writeln!(
             out,
-            "  {:>2} thread(s): {:>10.1} steps/s  (~{:.1} GFLOP/s at 6 x batch x params per step)",
+            "  {:>2} thread(s): {:>10.1} steps/s  (~{:.1} GFLOP/s if dense: 6 x batch x params per step)",
             r["threads"],
             r["steps_per_s"].as_f64().unwrap_or(f64::NAN),
             r["gflops_estimate"].as_f64().unwrap_or(f64::NAN)
@@ -328,7 +328,7 @@ fn bench_train(
 /// Times `steps` training steps (after a warm-up) with the task's baseline loss.
 fn train_steps_per_second(manifest: &Path, steps: usize) -> anyhow::Result<String> {
     let manifest = Manifest::load(manifest)?;
-    let plugin = TaskPlugin::open(&manifest.plugin())?;
+    let plugin = TaskPlugin::open(&manifest.plugin(), &manifest.data_json())?;
     let task = Task::new(&plugin);
     let baseline = match task.kind {
         evomal::train::objective::TaskKind::Regression => super::train::MSE,

@@ -39,7 +39,7 @@ pub struct TrainArgs {
 
 pub fn run(args: TrainArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     let manifest = Manifest::load(&args.manifest)?;
-    let plugin = TaskPlugin::open(&manifest.plugin())?;
+    let plugin = TaskPlugin::open(&manifest.plugin(), &manifest.data_json())?;
     let task = Task::new(&plugin);
     let loss_text = match args.loss.as_str() {
         "mse" => MSE,

@@ -53,6 +53,9 @@ pub struct TaskSection {
     /// Model parameters, handed to the plugin as JSON.
     #[serde(default)]
     pub params: toml::Table,
+    /// Task settings (e.g. `data_dir`), handed to the plugin as JSON when it is loaded.
+    #[serde(default)]
+    pub data: toml::Table,
 }
 
 #[derive(Debug, Deserialize)]
@@ -179,6 +182,11 @@ impl Manifest {
     /// The model parameters as the JSON object the plugin expects.
     pub fn params_json(&self) -> String {
         serde_json::to_string(&self.task.params).unwrap_or_else(|_| "{}".into())
+    }
+
+    /// The task settings as the JSON object the plugin expects.
+    pub fn data_json(&self) -> String {
+        serde_json::to_string(&self.task.data).unwrap_or_else(|_| "{}".into())
     }
 
     /// The meta-testing training configuration.

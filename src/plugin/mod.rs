@@ -98,13 +98,15 @@ pub struct TaskPlugin {
 }
 
 impl TaskPlugin {
-    /// Loads a plugin by path, or by task name from the build output (see [`find`]).
-    pub fn open(name_or_path: &str) -> Result<TaskPlugin, PluginError> {
-        TaskPlugin::load(&find(name_or_path)?)
+    /// Loads a plugin by path, or by task name from the build output (see [`find`]), and
+    /// configures its task with `config_json` (a JSON object; `{}` for the defaults).
+    pub fn open(name_or_path: &str, config_json: &str) -> Result<TaskPlugin, PluginError> {
+        TaskPlugin::load(&find(name_or_path)?, config_json)
     }
 
-    /// Loads the plugin file at `path`, checking the ABI version before anything else.
-    pub fn load(path: &Path) -> Result<TaskPlugin, PluginError> {
+    /// Loads the plugin file at `path`, checking the ABI version before anything else, then
+    /// configures its task with `config_json`.
+    pub fn load(path: &Path, config_json: &str) -> Result<TaskPlugin, PluginError> {
         if !path.is_file() {
             return Err(PluginError::NotFound {
                 what: path.display().to_string(),
@@ -144,6 +146,8 @@ impl TaskPlugin {
         // SAFETY: `name` is a static UTF-8 string of `name_len` bytes in the library.
         let name_bytes = unsafe { std::slice::from_raw_parts(d.name, d.name_len) };
         let name = String::from_utf8_lossy(name_bytes).into_owned();
+        // SAFETY: `configure` reads a UTF-8 buffer of the given length.
+        inner.call(|err| unsafe { (d.configure)(config_json.as_ptr(), config_json.len(), err) })?;
         let mut info = TaskInfo::default();
         // SAFETY: `describe` writes one `TaskInfo`.
         inner.call(|err| unsafe { (d.describe)(&mut info, err) })?;

@@ -83,6 +83,8 @@ fn a_diverging_loss_is_reported_not_a_crash() {
 
 #[test]
 fn bad_manifests_and_plugins_are_clear_errors() {
+    build_plugin("evomal-plugin-diabetes");
+    build_plugin("evomal-plugin-mnist");
     let dir = std::env::temp_dir().join(format!("evomal-manifests-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let write = |name: &str, text: &str| {
@@ -114,6 +116,27 @@ fn bad_manifests_and_plugins_are_clear_errors() {
                 "[task]\nplugin = \"diabetes\"\nmodel = \"linear\"\n[testing]\nlr = -1.0\n",
             ),
             vec!["`testing.lr` must be a positive number"],
+        ),
+        (
+            write(
+                "data.toml",
+                "[task]\nplugin = \"diabetes\"\nmodel = \"linear\"\n[task.data]\nfoo = 1\n",
+            ),
+            vec!["unknown parameter `foo` for task `diabetes` data (it takes none)"],
+        ),
+        (
+            write(
+                "mnist.toml",
+                "[task]\nplugin = \"mnist\"\nmodel = \"mlp\"\n[task.data]\ndata_dir = \"/no/such/dir\"\n",
+            ),
+            vec!["MNIST data_dir `/no/such/dir` has no `train-images-idx3-ubyte`"],
+        ),
+        (
+            write(
+                "params.toml",
+                "[task]\nplugin = \"diabetes\"\nmodel = \"mlp\"\n[task.params]\nhidden = \"big\"\n",
+            ),
+            vec!["parameter `hidden` of model `mlp` must be a list of positive integers"],
         ),
     ];
     for (path, wants) in cases {

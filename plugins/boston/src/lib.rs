@@ -9,7 +9,7 @@ struct Boston(Tabular);
 impl Task for Boston {
     const NAME: &'static str = "boston";
 
-    fn load() -> Result<Self, String> {
+    fn load(_config: &Params) -> Result<Self, String> {
         Tabular::from_csvs(
             "boston",
             include_str!("../data/train.csv"),

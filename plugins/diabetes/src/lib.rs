@@ -9,7 +9,7 @@ struct Diabetes(Tabular);
 impl Task for Diabetes {
     const NAME: &'static str = "diabetes";
 
-    fn load() -> Result<Self, String> {
+    fn load(_config: &Params) -> Result<Self, String> {
         Tabular::from_csvs(
             "diabetes",
             include_str!("../data/train.csv"),

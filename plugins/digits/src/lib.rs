@@ -1,10 +1,12 @@
 //! The 8x8 digits classification task (scikit-learn's copy of the UCI optical digits test set:
-//! 1,797 images, 10 classes) with model `mlp`.
+//! 1,797 images, 10 classes) with models `mlp` and `cnn`.
 //!
 //! Pixels (0..16) are scaled to [0, 1]. The split is 60/20/20 of one seeded shuffle (ChaCha8,
 //! seed 0), the same on every machine.
 
-use evomal_sdk::{KIND_CLASSIFICATION, Layer, Model, Params, Sequential, Split, Task, TaskInfo};
+use evomal_sdk::{
+    Builder, Init, KIND_CLASSIFICATION, Layer, Model, Params, Sequential, Split, Task, TaskInfo,
+};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 
@@ -19,7 +21,7 @@ struct Digits {
 impl Task for Digits {
     const NAME: &'static str = "digits";
 
-    fn load() -> Result<Self, String> {
+    fn load(_config: &Params) -> Result<Self, String> {
         let mut rows: Vec<Vec<f32>> = Vec::new();
         for (i, line) in include_str!("../data/digits.csv").lines().enumerate() {
             let row: Vec<f32> = line
@@ -67,7 +69,7 @@ impl Task for Digits {
     }
 
     fn model_names(&self) -> Vec<&'static str> {
-        vec!["mlp"]
+        vec!["mlp", "cnn"]
     }
 
     fn create_model(&self, name: &str, params: &Params) -> Result<Box<dyn Model>, String> {
@@ -84,6 +86,21 @@ impl Task for Digits {
                 };
                 Ok(Box::new(Sequential::mlp(PIXELS, &hidden, CLASSES, act)?))
             }
+            // Two 3x3 convolutions with ReLU and max-pooling, then a dense read-out.
+            "cnn" => Ok(Box::new(
+                Builder::new(1, 8, 8)
+                    .init(Init::HeUniform)
+                    .conv(8, 3, 1)
+                    .relu()
+                    .max_pool(2)
+                    .conv(16, 3, 1)
+                    .relu()
+                    .max_pool(2)
+                    .flatten()
+                    .init(Init::XavierUniform)
+                    .dense(CLASSES)
+                    .build()?,
+            )),
             other => Err(format!("unknown model `{other}`")),
         }
     }

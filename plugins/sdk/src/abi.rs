@@ -82,6 +82,10 @@ pub struct PluginDecl {
     /// The task's name, UTF-8, static.
     pub name: *const u8,
     pub name_len: usize,
+    /// Loads the task's data with `config` (a JSON object: the manifest's `[task.data]`). The
+    /// host calls it once, before any other entry; a task is configured once per process.
+    pub configure:
+        unsafe extern "C" fn(config: *const u8, config_len: usize, err: *mut ErrBuf) -> Status,
     pub describe: unsafe extern "C" fn(out: *mut TaskInfo, err: *mut ErrBuf) -> Status,
     /// Writes the model names, comma-separated, into `buf` (at most `cap` bytes), sets `len`
     /// to the full length (call again with a larger buffer when `len > cap`).

@@ -4,13 +4,41 @@
 
 use std::ffi::c_void;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::OnceLock;
 
 use crate::abi::*;
 use crate::{Model, Params, Split, Task};
 
-/// The process-wide instance of a task, created on first use; implemented by `export_task!`.
+/// The process-wide instance of a task: `export_task!` provides the cell, the defaults do the
+/// rest.
 pub trait Instance: Task {
-    fn instance() -> Result<&'static Self, String>;
+    /// The task, with the configuration it was loaded with.
+    fn cell() -> &'static OnceLock<(String, Result<Self, String>)>;
+
+    /// Loads the task with `config` (JSON); a second call must bring the same configuration.
+    fn configure(config: &str) -> Result<(), String> {
+        let (first, res) = Self::cell().get_or_init(|| (config.to_string(), load::<Self>(config)));
+        if first != config {
+            return Err(format!(
+                "task `{}` is already configured with {first}",
+                Self::NAME
+            ));
+        }
+        res.as_ref().map(|_| ()).map_err(Clone::clone)
+    }
+
+    /// The task, loaded with an empty configuration if the host did not configure it.
+    fn instance() -> Result<&'static Self, String> {
+        let (_, res) = Self::cell().get_or_init(|| ("{}".to_string(), load::<Self>("{}")));
+        res.as_ref().map_err(Clone::clone)
+    }
+}
+
+fn load<T: Task>(config: &str) -> Result<T, String> {
+    let params = Params::parse_for(&format!("task `{}` data", T::NAME), config)?;
+    let task = T::load(&params)?;
+    params.finish()?;
+    Ok(task)
 }
 
 /// The declaration for task `T` (used by `export_task!` to build its static).
@@ -20,6 +48,7 @@ pub const fn decl<T: Instance>() -> PluginDecl {
         decl_size: size_of::<PluginDecl>() as u32,
         name: T::NAME.as_ptr(),
         name_len: T::NAME.len(),
+        configure: configure::<T>,
         describe: describe::<T>,
         model_names: model_names::<T>,
         create_model: create_model::<T>,
@@ -96,6 +125,19 @@ fn check_len(what: &str, got: usize, want: usize) -> Result<(), String> {
     }
 }
 
+unsafe extern "C" fn configure<T: Instance>(
+    config: *const u8,
+    len: usize,
+    err: *mut ErrBuf,
+) -> Status {
+    guard(err, || {
+        // SAFETY: the host passes a UTF-8 buffer of `len` bytes.
+        let config =
+            std::str::from_utf8(unsafe { slice(config, len) }?).map_err(|e| e.to_string())?;
+        T::configure(config)
+    })
+}
+
 unsafe extern "C" fn describe<T: Instance>(out: *mut TaskInfo, err: *mut ErrBuf) -> Status {
     guard(err, || {
         let info = T::instance()?.info();
@@ -140,7 +182,7 @@ unsafe extern "C" fn create_model<T: Instance>(
         // SAFETY: as above.
         let params = std::str::from_utf8(unsafe { slice(params, params_len) }?)
             .map_err(|e| e.to_string())?;
-        let params = Params::parse(name, params)?;
+        let params = Params::parse_for(&format!("model `{name}`"), params)?;
         let m = T::instance()?.create_model(name, &params)?;
         params.finish()?;
         let handle = Box::into_raw(Box::new(m)) as *mut c_void;
@@ -319,13 +361,15 @@ unsafe extern "C" fn jvp(
 macro_rules! export_task {
     ($task:ty) => {
         impl $crate::export::Instance for $task {
-            fn instance() -> ::std::result::Result<&'static Self, ::std::string::String> {
-                static CELL: ::std::sync::OnceLock<
+            fn cell() -> &'static ::std::sync::OnceLock<(
+                ::std::string::String,
+                ::std::result::Result<$task, ::std::string::String>,
+            )> {
+                static CELL: ::std::sync::OnceLock<(
+                    ::std::string::String,
                     ::std::result::Result<$task, ::std::string::String>,
-                > = ::std::sync::OnceLock::new();
-                CELL.get_or_init(<$task as $crate::Task>::load)
-                    .as_ref()
-                    .map_err(|e| e.clone())
+                )> = ::std::sync::OnceLock::new();
+                &CELL
             }
         }
 

@@ -48,7 +48,8 @@ impl Split {
 pub trait Task: Sized + Send + Sync + 'static {
     /// The task's name, as manifests refer to it.
     const NAME: &'static str;
-    fn load() -> Result<Self, String>;
+    /// Loads the data; `config` is the manifest's `[task.data]` table (unread keys are errors).
+    fn load(config: &Params) -> Result<Self, String>;
     fn info(&self) -> TaskInfo;
     fn model_names(&self) -> Vec<&'static str>;
     /// Builds model `name`; read its settings from `params` (unread keys are reported as errors).
@@ -96,23 +97,24 @@ pub trait Model: Send {
     }
 }
 
-/// A model's parameters from the manifest (a JSON object); keys that no `get_*` asked for are
-/// reported as unknown when the model has been built.
+/// Settings from the manifest (a JSON object): a model's `[task.params]` or a task's
+/// `[task.data]`. Keys that no getter asked for are reported as unknown afterwards.
 pub struct Params {
-    model: String,
+    /// What the settings belong to, for messages ("model `mlp`").
+    owner: String,
     map: serde_json::Map<String, serde_json::Value>,
     read: RefCell<BTreeSet<String>>,
 }
 
 impl Params {
-    pub fn parse(model: &str, json: &str) -> Result<Params, String> {
+    pub fn parse_for(owner: &str, json: &str) -> Result<Params, String> {
         let map = match serde_json::from_str(if json.trim().is_empty() { "{}" } else { json }) {
             Ok(serde_json::Value::Object(map)) => map,
-            Ok(_) => return Err(format!("parameters of model `{model}` must be a table")),
-            Err(e) => return Err(format!("parameters of model `{model}`: {e}")),
+            Ok(_) => return Err(format!("settings of {owner} must be a table")),
+            Err(e) => return Err(format!("settings of {owner}: {e}")),
         };
         Ok(Params {
-            model: model.to_string(),
+            owner: owner.to_string(),
             map,
             read: RefCell::default(),
         })
@@ -132,8 +134,8 @@ impl Params {
             })
             .ok_or_else(|| {
                 format!(
-                    "parameter `{key}` of model `{}` must be a list of positive integers",
-                    self.model
+                    "parameter `{key}` of {} must be a list of positive integers",
+                    self.owner
                 )
             })
     }
@@ -147,8 +149,49 @@ impl Params {
         match v.as_str() {
             Some(s) if choices.contains(&s) => Ok(s.to_string()),
             _ => Err(format!(
-                "parameter `{key}` of model `{}` must be one of {choices:?}, found {v}",
-                self.model
+                "parameter `{key}` of {} must be one of {choices:?}, found {v}",
+                self.owner
+            )),
+        }
+    }
+
+    /// A non-negative integer.
+    pub fn integer(&self, key: &str, default: u64) -> Result<u64, String> {
+        self.read.borrow_mut().insert(key.to_string());
+        match self.map.get(key) {
+            None => Ok(default),
+            Some(v) => v.as_u64().ok_or_else(|| {
+                format!(
+                    "parameter `{key}` of {} must be a non-negative integer, found {v}",
+                    self.owner
+                )
+            }),
+        }
+    }
+
+    /// A finite number.
+    pub fn number(&self, key: &str, default: f64) -> Result<f64, String> {
+        self.read.borrow_mut().insert(key.to_string());
+        match self.map.get(key) {
+            None => Ok(default),
+            Some(v) => v.as_f64().filter(|x| x.is_finite()).ok_or_else(|| {
+                format!(
+                    "parameter `{key}` of {} must be a number, found {v}",
+                    self.owner
+                )
+            }),
+        }
+    }
+
+    /// An optional string, e.g. a data directory.
+    pub fn string(&self, key: &str) -> Result<Option<String>, String> {
+        self.read.borrow_mut().insert(key.to_string());
+        match self.map.get(key) {
+            None => Ok(None),
+            Some(serde_json::Value::String(s)) => Ok(Some(s.clone())),
+            Some(v) => Err(format!(
+                "parameter `{key}` of {} must be a string, found {v}",
+                self.owner
             )),
         }
     }
@@ -156,13 +199,20 @@ impl Params {
     /// Fails on keys no getter asked for.
     pub fn finish(&self) -> Result<(), String> {
         let read = self.read.borrow();
-        match self.map.keys().find(|k| !read.contains(*k)) {
-            None => Ok(()),
-            Some(k) => Err(format!(
-                "unknown parameter `{k}` for model `{}` (known: {})",
-                self.model,
+        let Some(k) = self.map.keys().find(|k| !read.contains(*k)) else {
+            return Ok(());
+        };
+        let known = if read.is_empty() {
+            "it takes none".to_string()
+        } else {
+            format!(
+                "known: {}",
                 read.iter().cloned().collect::<Vec<_>>().join(", ")
-            )),
-        }
+            )
+        };
+        Err(format!(
+            "unknown parameter `{k}` for {} ({known})",
+            self.owner
+        ))
     }
 }

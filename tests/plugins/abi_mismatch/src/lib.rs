@@ -1,5 +1,7 @@
 //! Test fixture: a plugin that claims a future training ABI version.
 
+use std::sync::OnceLock;
+
 use evomal_sdk::abi::{ABI_VERSION, PluginDecl};
 use evomal_sdk::export::{Instance, decl};
 use evomal_sdk::{Model, Params, Split, Task, TaskInfo};
@@ -8,7 +10,7 @@ struct Future;
 
 impl Task for Future {
     const NAME: &'static str = "future";
-    fn load() -> Result<Self, String> {
+    fn load(_config: &Params) -> Result<Self, String> {
         Ok(Future)
     }
     fn info(&self) -> TaskInfo {
@@ -26,8 +28,9 @@ impl Task for Future {
 }
 
 impl Instance for Future {
-    fn instance() -> Result<&'static Self, String> {
-        Ok(&Future)
+    fn cell() -> &'static OnceLock<(String, Result<Self, String>)> {
+        static CELL: OnceLock<(String, Result<Future, String>)> = OnceLock::new();
+        &CELL
     }
 }
 

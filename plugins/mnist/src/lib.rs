@@ -1,0 +1,230 @@
+//! MNIST handwritten digits (28x28, 10 classes) with models `lenet5` and `mlp`.
+//!
+//! Data: by default the 5,000-image sample shipped in `data/mnist_5k.csv.gz` (split 60/20/20
+//! after one seeded shuffle). With `[task.data] data_dir = "..."` the standard IDX files
+//! (`train-images-idx3-ubyte`, `train-labels-idx1-ubyte`, `t10k-images-idx3-ubyte`,
+//! `t10k-labels-idx1-ubyte`, each optionally `.gz`): the first 50,000 training images train, the
+//! last 10,000 validate, and the 10,000 test images test. Pixels are scaled to [0, 1].
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use evomal_sdk::{
+    Builder, KIND_CLASSIFICATION, Layer, Model, Params, Sequential, Split, Task, TaskInfo,
+};
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+
+const SIDE: usize = 28;
+const PIXELS: usize = SIDE * SIDE;
+const CLASSES: usize = 10;
+const IDX_FILES: [&str; 4] = [
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+];
+
+struct Mnist {
+    /// Per split: pixels (row-major) and labels.
+    splits: [(Vec<f32>, Vec<f32>); 3],
+}
+
+impl Task for Mnist {
+    const NAME: &'static str = "mnist";
+
+    fn load(config: &Params) -> Result<Self, String> {
+        match config.string("data_dir")? {
+            None => sample(),
+            Some(dir) => idx(Path::new(&dir)),
+        }
+    }
+
+    fn info(&self) -> TaskInfo {
+        TaskInfo {
+            kind: KIND_CLASSIFICATION,
+            n_outputs: CLASSES as u32,
+            target_width: 1,
+            input_rank: 3,
+            input_shape: [1, SIDE as u32, SIDE as u32, 0],
+            split_sizes: self.splits.each_ref().map(|(_, y)| y.len() as u64),
+        }
+    }
+
+    fn model_names(&self) -> Vec<&'static str> {
+        vec!["lenet5", "mlp"]
+    }
+
+    fn create_model(&self, name: &str, params: &Params) -> Result<Box<dyn Model>, String> {
+        match name {
+            // LeCun et al. 1998 as the EvoMAL reference builds it: tanh, average pooling.
+            "lenet5" => Ok(Box::new(
+                Builder::new(1, SIDE, SIDE)
+                    .conv(6, 5, 2)
+                    .tanh()
+                    .avg_pool(2)
+                    .conv(16, 5, 0)
+                    .tanh()
+                    .avg_pool(2)
+                    .flatten()
+                    .dense(120)
+                    .tanh()
+                    .dense(84)
+                    .tanh()
+                    .dense(CLASSES)
+                    .build()?,
+            )),
+            "mlp" => {
+                let hidden = params.usize_list("hidden", &[1000, 1000])?;
+                let act = match params
+                    .choice("activation", &["relu", "tanh", "sigmoid"], "relu")?
+                    .as_str()
+                {
+                    "tanh" => Layer::Tanh,
+                    "sigmoid" => Layer::Sigmoid,
+                    _ => Layer::Relu,
+                };
+                Ok(Box::new(Sequential::mlp(PIXELS, &hidden, CLASSES, act)?))
+            }
+            other => Err(format!("unknown model `{other}`")),
+        }
+    }
+
+    fn read_batch(
+        &self,
+        split: Split,
+        idx: &[u64],
+        x: &mut [f32],
+        y: &mut [f32],
+    ) -> Result<(), String> {
+        let (xs, ys) = &self.splits[split as usize];
+        for (k, &i) in idx.iter().enumerate() {
+            let i = i as usize;
+            x[k * PIXELS..(k + 1) * PIXELS].copy_from_slice(&xs[i * PIXELS..(i + 1) * PIXELS]);
+            y[k] = ys[i];
+        }
+        Ok(())
+    }
+}
+
+/// The shipped 5,000-image sample: 784 pixels (0..255) then the label per CSV line.
+fn sample() -> Result<Mnist, String> {
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(&include_bytes!("../data/mnist_5k.csv.gz")[..])
+        .read_to_string(&mut text)
+        .map_err(|e| format!("mnist_5k.csv.gz: {e}"))?;
+    let mut rows: Vec<Vec<f32>> = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let row: Vec<f32> = line
+            .split(',')
+            .map(|c| c.trim().parse::<f32>())
+            .collect::<Result<_, _>>()
+            .map_err(|e| format!("mnist_5k.csv, line {}: {e}", i + 1))?;
+        if row.len() != PIXELS + 1 {
+            return Err(format!(
+                "mnist_5k.csv, line {}: {} columns, expected 785",
+                i + 1,
+                row.len()
+            ));
+        }
+        rows.push(row);
+    }
+    rows.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(0));
+    let (n_train, n_valid) = (rows.len() * 6 / 10, rows.len() * 2 / 10);
+    let parts = [
+        &rows[..n_train],
+        &rows[n_train..n_train + n_valid],
+        &rows[n_train + n_valid..],
+    ];
+    let splits = parts.map(|part| {
+        let x = part
+            .iter()
+            .flat_map(|r| r[..PIXELS].iter().map(|&p| p / 255.0))
+            .collect();
+        let y = part.iter().map(|r| r[PIXELS]).collect();
+        (x, y)
+    });
+    Ok(Mnist { splits })
+}
+
+/// The standard IDX files in `dir`.
+fn idx(dir: &Path) -> Result<Mnist, String> {
+    let read = |name: &str| -> Result<Vec<u8>, String> {
+        let plain = dir.join(name);
+        let gz = PathBuf::from(format!("{}.gz", plain.display()));
+        if plain.is_file() {
+            std::fs::read(&plain).map_err(|e| format!("{}: {e}", plain.display()))
+        } else if gz.is_file() {
+            let mut out = Vec::new();
+            let file = std::fs::File::open(&gz).map_err(|e| format!("{}: {e}", gz.display()))?;
+            flate2::read::GzDecoder::new(file)
+                .read_to_end(&mut out)
+                .map_err(|e| format!("{}: {e}", gz.display()))?;
+            Ok(out)
+        } else {
+            Err(format!(
+                "MNIST data_dir `{}` has no `{name}` (nor `{name}.gz`); it needs the four standard files: {}",
+                dir.display(),
+                IDX_FILES.join(", ")
+            ))
+        }
+    };
+    let train_x = images(&read(IDX_FILES[0])?, IDX_FILES[0])?;
+    let train_y = labels(&read(IDX_FILES[1])?, IDX_FILES[1])?;
+    let test_x = images(&read(IDX_FILES[2])?, IDX_FILES[2])?;
+    let test_y = labels(&read(IDX_FILES[3])?, IDX_FILES[3])?;
+    if train_x.len() != train_y.len() * PIXELS || test_x.len() != test_y.len() * PIXELS {
+        return Err("MNIST image and label files disagree on the number of examples".into());
+    }
+    let n_valid = 10_000.min(train_y.len() / 6);
+    let n_train = train_y.len() - n_valid;
+    let (tx, vx) = train_x.split_at(n_train * PIXELS);
+    let (ty, vy) = train_y.split_at(n_train);
+    Ok(Mnist {
+        splits: [
+            (tx.to_vec(), ty.to_vec()),
+            (vx.to_vec(), vy.to_vec()),
+            (test_x, test_y),
+        ],
+    })
+}
+
+fn be_u32(b: &[u8], at: usize) -> u32 {
+    u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+fn images(b: &[u8], name: &str) -> Result<Vec<f32>, String> {
+    if b.len() < 16 || be_u32(b, 0) != 0x0803 {
+        return Err(format!("{name}: not an IDX image file (magic 0x00000803)"));
+    }
+    let (n, rows, cols) = (
+        be_u32(b, 4) as usize,
+        be_u32(b, 8) as usize,
+        be_u32(b, 12) as usize,
+    );
+    if (rows, cols) != (SIDE, SIDE) || b.len() != 16 + n * PIXELS {
+        return Err(format!(
+            "{name}: expected {n} images of 28x28, found {rows}x{cols} and {} bytes",
+            b.len()
+        ));
+    }
+    Ok(b[16..].iter().map(|&p| p as f32 / 255.0).collect())
+}
+
+fn labels(b: &[u8], name: &str) -> Result<Vec<f32>, String> {
+    if b.len() < 8 || be_u32(b, 0) != 0x0801 || b.len() != 8 + be_u32(b, 4) as usize {
+        return Err(format!("{name}: not an IDX label file (magic 0x00000801)"));
+    }
+    b[8..]
+        .iter()
+        .map(|&l| {
+            if (l as usize) < CLASSES {
+                Ok(l as f32)
+            } else {
+                Err(format!("{name}: label {l} is not a digit"))
+            }
+        })
+        .collect()
+}
+
+evomal_sdk::export_task!(Mnist);

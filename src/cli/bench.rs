@@ -285,7 +285,7 @@ fn bench_train(
         let child = Command::new(std::env::current_exe()?)
             .args(["bench", "train", "--worker", "--steps", &steps.to_string()])
             .arg(manifest)
-            .env("MATMUL_NUM_THREADS", threads.to_string())
+            .env("EVOMAL_GEMM_THREADS", threads.to_string())
             .output()
             .context("running the benchmark worker")?;
         if !child.status.success() {

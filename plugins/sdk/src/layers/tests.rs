@@ -202,3 +202,46 @@ fn builder_tracks_shapes_and_rejects_what_does_not_fit() {
     let err = Builder::new(1, 4, 4).max_pool(5).build().err().unwrap();
     assert!(err.contains("pooling window 5 does not fit 4x4"), "{err}");
 }
+
+#[test]
+fn gemm_matches_a_naive_product_on_the_threaded_path_too() {
+    let mut rng = ChaCha8Rng::seed_from_u64(9);
+    // 70 x 301 x 331 = 7 M multiply-adds: above the threading threshold, with a column count
+    // that does not split evenly.
+    for (m, k, n) in [(70, 301, 331), (3, 4, 5)] {
+        let a = random(&mut rng, m * k);
+        let b = random(&mut rng, k * n);
+        let mut c = random(&mut rng, m * n);
+        let mut want = c.clone();
+        for i in 0..m {
+            for j in 0..n {
+                let dot: f64 = (0..k)
+                    .map(|t| a[i * k + t] as f64 * b[t * n + j] as f64)
+                    .sum();
+                want[i * n + j] = (dot + 0.5 * want[i * n + j] as f64) as f32;
+            }
+        }
+        gemm(Mat::new(&a, m, k), Mat::new(&b, k, n), 0.5, &mut c);
+        for (i, (&got, &w)) in c.iter().zip(&want).enumerate() {
+            assert!(
+                (got - w).abs() < 1e-3 * (1.0 + w.abs()),
+                "{m}x{k}x{n} [{i}]: {got} vs {w}"
+            );
+        }
+        // Transposed operands: (B^T A^T) = (A B)^T, checked against the same naive product.
+        let mut ct = vec![0.0; n * m];
+        gemm(Mat::new(&b, k, n).t(), Mat::new(&a, m, k).t(), 0.0, &mut ct);
+        for i in 0..m {
+            for j in 0..n {
+                let dot: f64 = (0..k)
+                    .map(|t| a[i * k + t] as f64 * b[t * n + j] as f64)
+                    .sum();
+                let got = ct[j * m + i];
+                assert!(
+                    (got as f64 - dot).abs() < 1e-3 * (1.0 + dot.abs()),
+                    "transposed [{j},{i}]"
+                );
+            }
+        }
+    }
+}

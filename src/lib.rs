@@ -1,5 +1,6 @@
 pub mod backend;
 pub mod expr;
+pub mod gp;
 pub mod manifest;
 pub mod plugin;
 pub mod train;

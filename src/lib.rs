@@ -3,4 +3,5 @@ pub mod expr;
 pub mod gp;
 pub mod manifest;
 pub mod plugin;
+pub mod search;
 pub mod train;

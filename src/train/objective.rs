@@ -109,7 +109,7 @@ pub fn probabilities(logits: &[f32], n_out: usize, out: &mut [f32]) {
 }
 
 /// `dL/dz` from `dL/dp` through the softmax (or sigmoid), scaled by `scale`.
-fn probabilities_vjp(p: &[f32], dp: &[f32], n_out: usize, scale: f32, dz: &mut [f32]) {
+pub(crate) fn probabilities_vjp(p: &[f32], dp: &[f32], n_out: usize, scale: f32, dz: &mut [f32]) {
     if n_out == 1 {
         for ((d, &pi), &g) in dz.iter_mut().zip(p).zip(dp) {
             *d = scale * g * pi * (1.0 - pi);

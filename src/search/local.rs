@@ -1,0 +1,336 @@
+//! Local search (METHOD.md §4): the weights `phi` of a candidate loss are trained by unrolled
+//! differentiation through one SGD step of the base model.
+//!
+//! With one inner step the meta-gradient is exact and needs no tape:
+//! `dT/dphi_j = -lr_eff * sum_{b,k} (J_f(theta0) v)_{bk} * d g_{bk} / d phi_j`, where `v` is the
+//! gradient of the validation task loss `T` at the updated parameters `theta1`, `J_f v` one JVP
+//! of the model at `theta0` on the training batch, and `g` the gradient of the batch loss with
+//! respect to the raw outputs, whose `phi` derivatives come from the JIT's mixed derivatives
+//! `d2M/(dyhat dphi_j)` (through the softmax for classification). `lr_eff` is the first step's
+//! factor: `lr`, or `lr * (1 + momentum)` with Nesterov (the momentum buffer starts at the first
+//! gradient); weight decay does not depend on `phi`.
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::backend::jit::{self, JitKernel, KernelKind};
+use crate::expr::LossExpr;
+use crate::expr::interp::FullBatchMut;
+use crate::plugin::{JvpMethod, PluginModel};
+use crate::train::objective::{Objective, TaskKind, one_hot, probabilities, probabilities_vjp};
+use crate::train::{BatchSampler, Task, TrainError};
+
+/// Settings of the local search; `Default` is the reference (250 meta steps, Adam 1e-3).
+#[derive(Clone, Debug, PartialEq)]
+pub struct LocalSearchConfig {
+    pub meta_steps: usize,
+    pub meta_lr: f32,
+    /// Unrolled SGD steps; only 1 is supported (the exact, tape-free case).
+    pub inner_steps: usize,
+    pub batch: usize,
+    /// The base model's SGD settings for the unrolled step.
+    pub lr: f32,
+    pub momentum: f32,
+    pub nesterov: bool,
+    pub weight_decay: f32,
+}
+
+impl Default for LocalSearchConfig {
+    fn default() -> LocalSearchConfig {
+        LocalSearchConfig {
+            meta_steps: 250,
+            meta_lr: 1e-3,
+            inner_steps: 1,
+            batch: 128,
+            lr: 0.01,
+            momentum: 0.0,
+            nesterov: false,
+            weight_decay: 0.0,
+        }
+    }
+}
+
+impl LocalSearchConfig {
+    /// The factor of the first SGD step's gradient in `theta1`.
+    pub fn lr_eff(&self) -> f32 {
+        if self.nesterov {
+            self.lr * (1.0 + self.momentum)
+        } else {
+            self.lr
+        }
+    }
+}
+
+/// Failures of the local search.
+#[derive(Debug, thiserror::Error)]
+pub enum LocalSearchError {
+    #[error(
+        "local search with inner_steps = {0} is not supported yet: only the exact one-step case (inner_steps = 1)"
+    )]
+    InnerSteps(usize),
+    #[error(transparent)]
+    Train(#[from] TrainError),
+}
+
+/// What [`local_search`] leaves.
+#[derive(Clone, Debug)]
+pub struct LocalSearchResult {
+    /// The candidate with its learned weights.
+    pub loss: LossExpr,
+    /// Validation task loss after the unrolled step, per meta step.
+    pub trace: Vec<f32>,
+    /// Whether a meta step produced a non-finite loss or gradient (the last finite weights are
+    /// kept, and the search stopped there).
+    pub diverged: bool,
+    /// True when the plugin has no JVP and a finite difference stood in for it.
+    pub used_fd_jvp: bool,
+}
+
+/// Computes one-step meta-gradients of a candidate loss on one task and model.
+pub struct MetaGradient<'t, 'p> {
+    task: &'t Task<'p>,
+    cfg: LocalSearchConfig,
+    full: JitKernel,
+    task_loss: JitKernel,
+    task_loss_weights: Vec<f32>,
+    n_weights: usize,
+    buf: Buffers,
+}
+
+#[derive(Default)]
+struct Buffers {
+    x_t: Vec<f32>,
+    y_t: Vec<f32>,
+    x_v: Vec<f32>,
+    y_v: Vec<f32>,
+    theta0: Vec<f32>,
+    theta1: Vec<f32>,
+    out: Vec<f32>,
+    ky: Vec<f32>,
+    kyhat: Vec<f32>,
+    m: Vec<f32>,
+    dm: Vec<f32>,
+    dphi: Vec<f32>,
+    d2: Vec<f32>,
+    g: Vec<f32>,
+    grad: Vec<f32>,
+    jv: Vec<f32>,
+    dg: Vec<f32>,
+    column: Vec<f32>,
+    dout: Vec<f32>,
+    objective: Objective,
+}
+
+impl<'t, 'p> MetaGradient<'t, 'p> {
+    /// Compiles the candidate's full kernel and the task loss (MSE or cross-entropy).
+    pub fn new(
+        task: &'t Task<'p>,
+        loss: &LossExpr,
+        cfg: LocalSearchConfig,
+    ) -> Result<Self, LocalSearchError> {
+        if cfg.inner_steps != 1 {
+            return Err(LocalSearchError::InnerSteps(cfg.inner_steps));
+        }
+        let task_text = match task.kind {
+            TaskKind::Regression => "square(sub(y, yhat))",
+            TaskKind::Classification => "mul(-1, mul(y, log(yhat)))",
+        };
+        let task_expr: LossExpr = task_text.parse().expect("the task losses parse");
+        let compile =
+            |e: &LossExpr, k| jit::compile(e, k).map_err(|e| LocalSearchError::Train(e.into()));
+        Ok(MetaGradient {
+            task,
+            full: compile(loss, KernelKind::Full)?,
+            task_loss: compile(&task_expr, KernelKind::LossGrad)?,
+            task_loss_weights: task_expr.weights().to_vec(),
+            n_weights: loss.n_weights(),
+            cfg,
+            buf: Buffers::default(),
+        })
+    }
+
+    /// The validation task loss after one SGD step from `theta0 = init(init_seed)` under the
+    /// candidate with weights `phi` (one per node), and `dT/dphi` (one per node; the root's is
+    /// 0). The second value is how the JVP was computed.
+    pub fn compute(
+        &mut self,
+        model: &mut PluginModel,
+        phi: &[f32],
+        init_seed: u64,
+        train_idx: &[u64],
+        valid_idx: &[u64],
+    ) -> Result<(f32, Vec<f32>, JvpMethod), TrainError> {
+        let t = self.task;
+        let (n_out, k) = (t.n_out, self.n_weights);
+        let b = &mut self.buf;
+        let (bt, bv) = (train_idx.len(), valid_idx.len());
+        b.x_t.resize(bt * t.input_len, 0.0);
+        b.y_t.resize(bt * t.target_width, 0.0);
+        b.x_v.resize(bv * t.input_len, 0.0);
+        b.y_v.resize(bv * t.target_width, 0.0);
+        t.plugin.read_batch(0, train_idx, &mut b.x_t, &mut b.y_t)?;
+        t.plugin.read_batch(1, valid_idx, &mut b.x_v, &mut b.y_v)?;
+        let n_params = model.n_params();
+        b.theta0.resize(n_params, 0.0);
+        model.init(init_seed, &mut b.theta0)?;
+
+        // The candidate on the training batch: per element M, dM/dyhat, d2M/(dyhat dphi).
+        let n = bt * n_out;
+        b.out.resize(n, 0.0);
+        model.forward(&b.theta0, &b.x_t, bt, &mut b.out)?;
+        b.ky.resize(n, 0.0);
+        b.kyhat.resize(n, 0.0);
+        match t.kind {
+            TaskKind::Regression => {
+                b.ky.copy_from_slice(&b.y_t);
+                b.kyhat.copy_from_slice(&b.out);
+            }
+            TaskKind::Classification => {
+                one_hot(&b.y_t, n_out, &mut b.ky);
+                probabilities(&b.out, n_out, &mut b.kyhat);
+            }
+        }
+        for v in [&mut b.m, &mut b.dm] {
+            v.resize(n, 0.0);
+        }
+        for v in [&mut b.dphi, &mut b.d2] {
+            v.resize(n * k, 0.0);
+        }
+        let outs = FullBatchMut {
+            loss: &mut b.m,
+            dyhat: &mut b.dm,
+            dphi: &mut b.dphi,
+            d2: &mut b.d2,
+        };
+        self.full
+            .full(&b.ky, &b.kyhat, phi, outs)
+            .map_err(TrainError::from)?;
+        let inv_b = 1.0 / bt as f32;
+        b.g.resize(n, 0.0);
+        to_raw_outputs(t.kind, &b.kyhat, &b.dm, n_out, inv_b, &mut b.g);
+
+        // theta1 = theta0 - lr_eff (grad + wd theta0).
+        b.grad.resize(n_params, 0.0);
+        model.backward(&b.theta0, &b.g, &mut b.grad)?;
+        let (lr_eff, wd) = (self.cfg.lr_eff(), self.cfg.weight_decay);
+        b.theta1.clear();
+        b.theta1.extend(
+            b.theta0
+                .iter()
+                .zip(&b.grad)
+                .map(|(&p, &g)| p - lr_eff * (g + wd * p)),
+        );
+
+        // v = grad of the validation task loss at theta1.
+        b.out.resize(bv * n_out, 0.0);
+        model.forward(&b.theta1, &b.x_v, bv, &mut b.out)?;
+        b.dout.resize(bv * n_out, 0.0);
+        let val_loss = b.objective.loss_and_grad(
+            &self.task_loss,
+            &self.task_loss_weights,
+            t.kind,
+            &b.out,
+            &b.y_v,
+            n_out,
+            &mut b.dout,
+        )?;
+        model.backward(&b.theta1, &b.dout, &mut b.grad)?;
+
+        // J_f(theta0) v on the training batch.
+        b.jv.resize(n, 0.0);
+        let method = model.jvp_or_fd(&b.theta0, &b.x_t, bt, &b.grad, &mut b.jv)?;
+
+        // dT/dphi_j = -lr_eff * <J v, d g / d phi_j>.
+        let mut meta = vec![0.0f32; phi.len()];
+        b.column.resize(n, 0.0);
+        b.dg.resize(n, 0.0);
+        for (j, m) in meta.iter_mut().enumerate().take(k) {
+            for (e, c) in b.column.iter_mut().enumerate() {
+                *c = b.d2[e * k + j];
+            }
+            to_raw_outputs(t.kind, &b.kyhat, &b.column, n_out, inv_b, &mut b.dg);
+            let dot: f64 =
+                b.jv.iter()
+                    .zip(&b.dg)
+                    .map(|(&a, &c)| a as f64 * c as f64)
+                    .sum();
+            *m = (-(lr_eff as f64) * dot) as f32;
+        }
+        Ok((val_loss, meta, method))
+    }
+}
+
+/// `d(batch loss)/d(raw outputs)` from per-element `dM/dyhat`, scaled by `1/B`.
+fn to_raw_outputs(
+    kind: TaskKind,
+    p: &[f32],
+    dm: &[f32],
+    n_out: usize,
+    inv_b: f32,
+    out: &mut [f32],
+) {
+    match kind {
+        TaskKind::Regression => out.iter_mut().zip(dm).for_each(|(o, &d)| *o = d * inv_b),
+        TaskKind::Classification => probabilities_vjp(p, dm, n_out, inv_b, out),
+    }
+}
+
+/// Trains the weights of `loss` for `cfg.meta_steps` Adam steps; weights start at
+/// `1 + 0.001 N(0, 1)` (the reference), each meta step from a fresh base-model initialisation.
+pub fn local_search(
+    task: &Task<'_>,
+    model: &mut PluginModel,
+    loss: &LossExpr,
+    cfg: &LocalSearchConfig,
+    seed: u64,
+) -> Result<LocalSearchResult, LocalSearchError> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut phi: Vec<f32> = (0..loss.len())
+        .map(|_| 1.0 + 0.001 * standard_normal(&mut rng))
+        .collect();
+    let mut meta = MetaGradient::new(task, loss, cfg.clone())?;
+    let batch_t = cfg.batch.min(task.split_size(0));
+    let batch_v = cfg.batch.min(task.split_size(1));
+    let mut train_sampler = BatchSampler::new(task.split_size(0), rng.random());
+    let mut valid_sampler = BatchSampler::new(task.split_size(1), rng.random());
+    let (mut train_idx, mut valid_idx) = (vec![0u64; batch_t], vec![0u64; batch_v]);
+    let mut adam = crate::train::optim::Optimizer::new(
+        crate::train::optim::OptimizerConfig::Adam {
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.0,
+        },
+        phi.len(),
+    );
+    let mut trace = Vec::with_capacity(cfg.meta_steps);
+    let (mut diverged, mut used_fd_jvp) = (false, false);
+    for _ in 0..cfg.meta_steps {
+        train_sampler.next(&mut train_idx);
+        valid_sampler.next(&mut valid_idx);
+        let (val, grad, method) =
+            meta.compute(model, &phi, rng.random(), &train_idx, &valid_idx)?;
+        used_fd_jvp |= method != JvpMethod::Exact;
+        if !val.is_finite() || grad.iter().any(|g| !g.is_finite()) {
+            diverged = true;
+            break;
+        }
+        trace.push(val);
+        adam.step(&mut phi, &grad, cfg.meta_lr);
+    }
+    let mut learned = loss.clone();
+    learned.set_weights(&phi);
+    Ok(LocalSearchResult {
+        loss: learned,
+        trace,
+        diverged,
+        used_fd_jvp,
+    })
+}
+
+/// A standard normal draw (Box-Muller), to keep the dependency list to `rand`.
+fn standard_normal(rng: &mut impl Rng) -> f32 {
+    let u1: f64 = rng.random_range(f64::EPSILON..1.0);
+    let u2: f64 = rng.random();
+    ((-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()) as f32
+}

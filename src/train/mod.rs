@@ -61,6 +61,42 @@ pub enum Metric {
 }
 
 impl Metric {
+    /// The metric summed over the examples of a batch: `outputs` are raw model outputs
+    /// (`n_out` per example), `targets` values or class indices; `scratch` holds
+    /// `outputs.len()` floats.
+    pub fn sum(self, outputs: &[f32], targets: &[f32], n_out: usize, scratch: &mut [f32]) -> f64 {
+        match self {
+            Metric::Mse => {
+                outputs
+                    .iter()
+                    .zip(targets)
+                    .map(|(&o, &t)| (o as f64 - t as f64).powi(2))
+                    .sum::<f64>()
+                    / n_out as f64
+            }
+            Metric::ErrorRate => outputs
+                .chunks_exact(n_out)
+                .zip(targets)
+                .filter(|(row, label)| predicted_class(row) != **label as usize)
+                .count() as f64,
+            Metric::CrossEntropy => {
+                objective::probabilities(outputs, n_out, scratch);
+                scratch
+                    .chunks_exact(n_out)
+                    .zip(targets)
+                    .map(|(row, &label)| {
+                        let pi = if n_out == 1 {
+                            if label > 0.5 { row[0] } else { 1.0 - row[0] }
+                        } else {
+                            row[label as usize]
+                        };
+                        -(pi.max(1e-12) as f64).ln()
+                    })
+                    .sum()
+            }
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Metric::Mse => "mse",
@@ -186,35 +222,8 @@ impl<'a> Task<'a> {
             );
             self.plugin.read_batch(split, &idx, x, y)?;
             model.forward(params, x, b, out)?;
-            total += match metric {
-                Metric::Mse => {
-                    out.iter()
-                        .zip(y.iter())
-                        .map(|(&o, &t)| (o as f64 - t as f64).powi(2))
-                        .sum::<f64>()
-                        / self.n_out as f64
-                }
-                Metric::ErrorRate => out
-                    .chunks_exact(self.n_out)
-                    .zip(y.iter())
-                    .filter(|(row, label)| predicted_class(row) != **label as usize)
-                    .count() as f64,
-                Metric::CrossEntropy => {
-                    let p = &mut p[..b * self.n_out];
-                    objective::probabilities(out, self.n_out, p);
-                    p.chunks_exact(self.n_out)
-                        .zip(y.iter())
-                        .map(|(row, &label)| {
-                            let pi = if self.n_out == 1 {
-                                if label > 0.5 { row[0] } else { 1.0 - row[0] }
-                            } else {
-                                row[label as usize]
-                            };
-                            -(pi.max(1e-12) as f64).ln()
-                        })
-                        .sum()
-                }
-            };
+            let p = &mut p[..b * self.n_out];
+            total += metric.sum(out, y, self.n_out, p);
         }
         Ok(total / n as f64)
     }

@@ -4,6 +4,7 @@ mod backends_agree;
 mod canonical;
 mod cli;
 mod derivatives;
+mod filters;
 mod local_search;
 mod plugins;
 mod strategies;

@@ -23,6 +23,8 @@ enum Command {
     /// Inspect and evaluate loss expressions.
     #[command(subcommand)]
     Loss(cli::loss::LossCommand),
+    /// Run the EvoMAL pipeline: search a loss, then meta-test it against the baseline.
+    Run(cli::run::RunArgs),
     /// Meta-test one loss: train a task's model from each seed and report train/test metrics.
     Train(cli::train::TrainArgs),
     /// Measure throughput on this machine.
@@ -35,6 +37,7 @@ fn main() -> ExitCode {
     let mut out = io::stdout().lock();
     let res = match args.command {
         Command::Loss(cmd) => cli::loss::run(cmd, &mut out),
+        Command::Run(args) => cli::run::run(args, &mut out),
         Command::Train(args) => cli::train::run(args, &mut out),
         Command::Bench(cmd) => cli::bench::run(cmd, &mut out),
     };

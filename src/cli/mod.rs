@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod loss;
+pub mod run;
 pub mod train;
 
 use anyhow::anyhow;

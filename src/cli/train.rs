@@ -4,12 +4,11 @@ use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::Context;
 use clap::Args;
-use evomal::backend::jit::{self, KernelKind};
 use evomal::manifest::Manifest;
 use evomal::plugin::TaskPlugin;
-use evomal::train::{Outcome, Task};
+use evomal::train::meta_test::{SeedResult, mean_std, meta_test};
+use evomal::train::{Metric, Outcome, Task, TrainConfig};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::json;
 
@@ -41,64 +40,68 @@ pub fn run(args: TrainArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     let manifest = Manifest::load(&args.manifest)?;
     let plugin = TaskPlugin::open(&manifest.plugin(), &manifest.data_json())?;
     let task = Task::new(&plugin);
-    let loss_text = match args.loss.as_str() {
+    let loss = parse_expr(match args.loss.as_str() {
         "mse" => MSE,
         "ce" => CE,
         other => other,
-    };
-    let loss = parse_expr(loss_text)?;
-    let kernel = jit::compile(&loss, KernelKind::LossGrad).context("compiling the loss")?;
+    })?;
     let cfg = manifest.testing_config();
     let seeds = args.seeds.unwrap_or_else(|| manifest.testing.seeds.clone());
     let mut model = plugin.create_model(&manifest.task.model, &manifest.params_json())?;
-    let metric = task.metric();
 
-    let bar = progress(seeds.len() * cfg.steps, args.quiet);
-    let mut rows = Vec::new();
     let started = Instant::now();
-    for &seed in &seeds {
-        let mut params = vec![0.0f32; model.n_params()];
-        model.init(seed, &mut params)?;
-        let t = Instant::now();
-        let mut on_step = |step: usize, _loss: f32| {
-            if step % 100 == 99 {
-                bar.inc(100);
-            }
-        };
-        let outcome = task.train(
-            &mut model,
-            &kernel,
-            loss.weights(),
-            &cfg,
-            &mut params,
-            seed,
-            &mut on_step,
-        )?;
-        let seconds = t.elapsed().as_secs_f64();
-        bar.set_position(rows.len() as u64 * cfg.steps as u64 + cfg.steps as u64);
-        let (train, test) = match outcome {
-            Outcome::Finished => (
-                Some(task.evaluate(&mut model, &params, 0, metric)?),
-                Some(task.evaluate(&mut model, &params, 2, metric)?),
-            ),
-            Outcome::Diverged { .. } => (None, None),
-        };
-        rows.push(SeedResult {
-            seed,
-            outcome,
-            train,
-            test,
-            seconds,
-        });
-    }
+    let bar = progress(seeds.len() * cfg.steps, args.quiet);
+    let rows = meta_test(
+        &task,
+        &mut model,
+        &loss,
+        &cfg,
+        &seeds,
+        100,
+        &mut steps_into(&bar),
+    )?;
     bar.finish_and_clear();
 
+    let metric = task.metric();
     writeln!(
         out,
         "{} / {} with loss {loss}",
         plugin.name(),
         manifest.task.model
     )?;
+    write_table(out, &cfg, metric, &rows)?;
+    let path = args.out.unwrap_or_else(|| {
+        let stem = args
+            .manifest
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        manifest.output.dir.join(format!("train-{stem}.json"))
+    });
+    let report = json!({
+        "manifest": args.manifest.display().to_string(),
+        "task": plugin.name(),
+        "model": manifest.task.model,
+        "loss": loss.to_string(),
+        "metric": metric.name(),
+        "config": config_json(&cfg),
+        "seeds": seeds_json(&rows),
+        "train": stats_json(rows.iter().filter_map(|r| r.train)),
+        "test": stats_json(rows.iter().filter_map(|r| r.test)),
+        "seconds": started.elapsed().as_secs_f64(),
+    });
+    write_atomic(&path, serde_json::to_string_pretty(&report)?.as_bytes())?;
+    writeln!(out, "results: {}", path.display())?;
+    Ok(())
+}
+
+/// The per-seed table and the mean ± std line.
+pub fn write_table(
+    out: &mut dyn Write,
+    cfg: &TrainConfig,
+    metric: Metric,
+    rows: &[SeedResult],
+) -> anyhow::Result<()> {
     writeln!(
         out,
         "{} steps, batch {}, lr {}; metric {}",
@@ -112,7 +115,7 @@ pub fn run(args: TrainArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         "{:>6} {:>12} {:>12} {:>9}",
         "seed", "train", "test", "seconds"
     )?;
-    for r in &rows {
+    for r in rows {
         let cell = |v: Option<f64>| v.map_or("diverged".to_string(), |v| format!("{v:.5}"));
         writeln!(
             out,
@@ -123,75 +126,60 @@ pub fn run(args: TrainArgs, out: &mut dyn Write) -> anyhow::Result<()> {
             r.seconds
         )?;
     }
-    let train_stats = mean_std(rows.iter().filter_map(|r| r.train));
-    let test_stats = mean_std(rows.iter().filter_map(|r| r.test));
-    let fmt =
-        |s: Option<(f64, f64)>| s.map_or("n/a".to_string(), |(m, sd)| format!("{m:.5} ± {sd:.5}"));
     writeln!(
         out,
         "mean ± std: train {}, test {}",
-        fmt(train_stats),
-        fmt(test_stats)
+        fmt_stats(mean_std(rows.iter().filter_map(|r| r.train))),
+        fmt_stats(mean_std(rows.iter().filter_map(|r| r.test)))
     )?;
-
-    let path = args.out.unwrap_or_else(|| {
-        let stem = args
-            .manifest
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        manifest.output.dir.join(format!("train-{stem}.json"))
-    });
-    let stats = |s: Option<(f64, f64)>| s.map(|(m, sd)| json!({"mean": m, "std": sd}));
-    let report = json!({
-        "manifest": args.manifest.display().to_string(),
-        "task": plugin.name(),
-        "model": manifest.task.model,
-        "loss": loss.to_string(),
-        "metric": metric.name(),
-        "config": {"steps": cfg.steps, "batch": cfg.batch, "lr": cfg.lr, "optimizer": format!("{:?}", cfg.optimizer),
-                   "milestones": cfg.milestones, "gamma": cfg.gamma},
-        "seeds": rows.iter().map(|r| json!({
-            "seed": r.seed,
-            "outcome": match r.outcome { Outcome::Finished => "finished".to_string(), Outcome::Diverged { step } => format!("diverged at step {step}") },
-            "train": r.train, "test": r.test, "seconds": r.seconds,
-        })).collect::<Vec<_>>(),
-        "train": stats(train_stats),
-        "test": stats(test_stats),
-        "seconds": started.elapsed().as_secs_f64(),
-    });
-    write_atomic(&path, serde_json::to_string_pretty(&report)?.as_bytes())?;
-    writeln!(out, "results: {}", path.display())?;
     Ok(())
 }
 
-struct SeedResult {
-    seed: u64,
-    outcome: Outcome,
-    train: Option<f64>,
-    test: Option<f64>,
-    seconds: f64,
+pub fn fmt_stats(s: Option<(f64, f64)>) -> String {
+    s.map_or("n/a".to_string(), |(m, sd)| format!("{m:.5} ± {sd:.5}"))
 }
 
-/// Mean and population standard deviation (the papers' convention), `None` when empty.
-fn mean_std(values: impl Iterator<Item = f64>) -> Option<(f64, f64)> {
-    let v: Vec<f64> = values.collect();
-    if v.is_empty() {
-        return None;
+pub fn stats_json(values: impl Iterator<Item = f64>) -> serde_json::Value {
+    mean_std(values).map_or(
+        serde_json::Value::Null,
+        |(m, sd)| json!({"mean": m, "std": sd}),
+    )
+}
+
+pub fn config_json(cfg: &TrainConfig) -> serde_json::Value {
+    json!({"steps": cfg.steps, "batch": cfg.batch, "lr": cfg.lr, "optimizer": format!("{:?}", cfg.optimizer),
+           "milestones": cfg.milestones, "gamma": cfg.gamma})
+}
+
+pub fn seeds_json(rows: &[SeedResult]) -> Vec<serde_json::Value> {
+    rows.iter()
+        .map(|r| {
+            let outcome = match r.outcome {
+                Outcome::Finished => "finished".to_string(),
+                Outcome::Diverged { step } => format!("diverged at step {step}"),
+            };
+            json!({"seed": r.seed, "outcome": outcome, "train": r.train, "test": r.test, "seconds": r.seconds,
+                   "curve": r.curve})
+        })
+        .collect()
+}
+
+/// A step callback that advances `bar` every 100 steps.
+pub fn steps_into(bar: &ProgressBar) -> impl FnMut(usize, f32) + '_ {
+    move |step, _| {
+        if step % 100 == 99 {
+            bar.inc(100);
+        }
     }
-    let n = v.len() as f64;
-    let mean = v.iter().sum::<f64>() / n;
-    let var = v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n;
-    Some((mean, var.sqrt()))
 }
 
-fn progress(total: usize, quiet: bool) -> ProgressBar {
+pub fn progress(total: usize, quiet: bool) -> ProgressBar {
     if quiet || !std::io::stderr().is_terminal() {
         return ProgressBar::with_draw_target(Some(total as u64), ProgressDrawTarget::hidden());
     }
     let bar = ProgressBar::new(total as u64);
     if let Ok(style) =
-        ProgressStyle::with_template("{bar:40} {pos}/{len} steps {elapsed} (eta {eta})")
+        ProgressStyle::with_template("{bar:40} {pos}/{len} {msg} {elapsed} (eta {eta})")
     {
         bar.set_style(style);
     }

@@ -4,3 +4,4 @@
 
 pub mod filters;
 pub mod local;
+pub mod run;

@@ -4,6 +4,7 @@
 //! A loss or parameter vector that turns non-finite ends the run with [`Outcome::Diverged`]; it
 //! is a result, not an error. The step loop allocates nothing.
 
+pub mod meta_test;
 pub mod objective;
 pub mod optim;
 

@@ -7,6 +7,7 @@ mod derivatives;
 mod filters;
 mod local_search;
 mod plugins;
+mod run;
 mod strategies;
 mod text;
 mod train;

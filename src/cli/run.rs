@@ -1,0 +1,221 @@
+//! `evomal run MANIFEST`: the EvoMAL pipeline — search, then meta-test the best loss against
+//! the baseline — with a results directory.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::Context;
+use clap::Args;
+use evomal::backend::jit::{self, KernelKind};
+use evomal::manifest::{Manifest, SearchMethod};
+use evomal::plugin::TaskPlugin;
+use evomal::search::run::{Search, SearchPlan};
+use evomal::train::Task;
+use evomal::train::meta_test::{mean_std, meta_test};
+use evomal::train::objective::TaskKind;
+use serde_json::json;
+
+use super::train::{CE, MSE, config_json, fmt_stats, progress, seeds_json, stats_json, steps_into};
+use super::{parse_expr, write_atomic};
+
+#[derive(Args)]
+pub struct RunArgs {
+    /// The experiment manifest (TOML).
+    manifest: PathBuf,
+    /// Results directory (default: `<output.dir>/<manifest name>`).
+    #[arg(long)]
+    out_dir: Option<PathBuf>,
+    /// No progress bars.
+    #[arg(long)]
+    quiet: bool,
+}
+
+pub fn run(args: RunArgs, out: &mut dyn Write) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let manifest = Manifest::load(&args.manifest)?;
+    let plugin = TaskPlugin::open(&manifest.plugin(), &manifest.data_json())?;
+    let task = Task::new(&plugin);
+    let mut model = plugin.create_model(&manifest.task.model, &manifest.params_json())?;
+    let stem = args
+        .manifest
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let dir = args
+        .out_dir
+        .unwrap_or_else(|| manifest.output.dir.join(&stem));
+    let baseline = parse_expr(if task.kind == TaskKind::Classification {
+        CE
+    } else {
+        MSE
+    })?;
+    let metric = task.metric();
+
+    let plan = SearchPlan {
+        gp: manifest.gp_config(),
+        local_search: (manifest.search.method == SearchMethod::Evomal)
+            .then(|| manifest.local_search_config()),
+        fitness: manifest.fitness_config(),
+        rejection: manifest
+            .filters
+            .rejection
+            .then(|| manifest.rejection_config()),
+        gradient_tolerance: (manifest.filters.rejection && manifest.filters.gradient_equivalence)
+            .then_some(manifest.filters.gradient_tolerance),
+        seed: manifest.search.seed,
+    };
+    let mut search = Search::new(&task, plan.clone());
+    if manifest.search.method != SearchMethod::Baseline {
+        let bar = progress(plan.gp.population * plan.gp.generations, args.quiet);
+        let mut on_candidate = |_, _| bar.inc(1);
+        let mut on_generation =
+            |g: &evomal::search::run::Generation, best: Option<&evomal::search::run::Best>| {
+                let best = best.map_or("none yet".to_string(), |b| format!("{:.5}", b.fitness));
+                bar.set_message(format!("generation {}, best {best}", g.index + 1));
+            };
+        search.run(&mut model, &mut on_candidate, &mut on_generation)?;
+        bar.finish_and_clear();
+    }
+    let baseline_kernel = jit::compile(&baseline, KernelKind::LossGrad)?;
+    let baseline_fitness = search.fitness(&mut model, &baseline, &baseline_kernel)?;
+
+    // Meta-testing: the best loss (if the search found one) and the baseline, every seed.
+    let testing = manifest.testing_config();
+    let seeds = &manifest.testing.seeds;
+    let mut contenders = Vec::new();
+    if let Some(best) = &search.best {
+        contenders.push(("learned", best.loss.clone()));
+    }
+    contenders.push(("baseline", baseline.clone()));
+    let bar = progress(contenders.len() * seeds.len() * testing.steps, args.quiet);
+    let mut tested = Vec::new();
+    for (name, loss) in &contenders {
+        bar.set_message(format!("meta-testing the {name} loss"));
+        let rows = meta_test(
+            &task,
+            &mut model,
+            loss,
+            &testing,
+            seeds,
+            100,
+            &mut steps_into(&bar),
+        )?;
+        tested.push((*name, loss, rows));
+    }
+    bar.finish_and_clear();
+
+    // Human summary.
+    writeln!(
+        out,
+        "{} / {}: {:?} search, {} x {} candidates",
+        plugin.name(),
+        manifest.task.model,
+        manifest.search.method,
+        plan.gp.population,
+        plan.gp.generations
+    )?;
+    if !search.generations.is_empty() {
+        writeln!(
+            out,
+            "{:>4} {:>11} {:>11} {:>5} {:>5} {:>5} {:>5} {:>5} {:>7}",
+            "gen", "best", "median", "eval", "canon", "grad", "rej", "div", "seconds"
+        )?;
+        for g in &search.generations {
+            let c = |k: &str| g.counts.get(k).copied().unwrap_or(0);
+            writeln!(
+                out,
+                "{:>4} {:>11.5} {:>11.5} {:>5} {:>5} {:>5} {:>5} {:>5} {:>7.2}",
+                g.index + 1,
+                g.best,
+                g.median,
+                c("evaluated"),
+                c("canonical_hits"),
+                c("gradient_hits"),
+                c("rejected"),
+                c("diverged"),
+                g.seconds
+            )?;
+        }
+    }
+    match &search.best {
+        Some(b) => {
+            writeln!(out, "best loss  {}", b.loss)?;
+            writeln!(out, "  infix    {}", b.loss.to_infix())?;
+            writeln!(
+                out,
+                "  validation {} {:.5} (generation {}) vs baseline {:.5}",
+                metric.name(),
+                b.fitness,
+                b.generation + 1,
+                baseline_fitness
+            )?;
+        }
+        None => writeln!(
+            out,
+            "no candidate survived the search; meta-testing the baseline only"
+        )?,
+    }
+    writeln!(
+        out,
+        "meta-testing, {} seeds, {} steps ({}):",
+        seeds.len(),
+        testing.steps,
+        metric.name()
+    )?;
+    for (name, _, rows) in &tested {
+        writeln!(
+            out,
+            "  {name:<9} train {}   test {}",
+            fmt_stats(mean_std(rows.iter().filter_map(|r| r.train))),
+            fmt_stats(mean_std(rows.iter().filter_map(|r| r.test)))
+        )?;
+    }
+
+    // Results directory.
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let generations: Vec<_> = search
+        .generations
+        .iter()
+        .map(|g| json!({"generation": g.index + 1, "best": finite(g.best), "median": finite(g.median), "counts": g.counts, "seconds": g.seconds}))
+        .collect();
+    let report = json!({
+        "manifest": args.manifest.display().to_string(),
+        "task": plugin.name(),
+        "model": manifest.task.model,
+        "method": format!("{:?}", manifest.search.method).to_lowercase(),
+        "metric": metric.name(),
+        "config": {"gp": format!("{:?}", plan.gp), "local_search": format!("{:?}", plan.local_search),
+                   "fitness": config_json(&plan.fitness), "rejection": format!("{:?}", plan.rejection),
+                   "gradient_tolerance": plan.gradient_tolerance, "seed": plan.seed, "testing": config_json(&testing)},
+        "generations": generations,
+        "best": search.best.as_ref().map(|b| json!({"loss": b.loss.to_string(), "canonical": b.loss.canonical().to_string(),
+                                                      "infix": b.loss.to_infix(), "validation": b.fitness, "generation": b.generation + 1})),
+        "baseline": {"loss": baseline.to_string(), "validation": finite(baseline_fitness)},
+        "meta_test": tested.iter().map(|(name, loss, rows)| json!({
+            "name": name, "loss": loss.to_string(), "seeds": seeds_json(rows),
+            "train": stats_json(rows.iter().filter_map(|r| r.train)), "test": stats_json(rows.iter().filter_map(|r| r.test)),
+        })).collect::<Vec<_>>(),
+        "seconds": started.elapsed().as_secs_f64(),
+    });
+    write_atomic(
+        &dir.join("run.json"),
+        serde_json::to_string_pretty(&report)?.as_bytes(),
+    )?;
+    if let Some(b) = &search.best {
+        let text = format!(
+            "{}\n# canonical (unit weights): {}\n# infix: {}\n",
+            b.loss,
+            b.loss.unweighted().canonical(),
+            b.loss.to_infix()
+        );
+        write_atomic(&dir.join("best_loss.txt"), text.as_bytes())?;
+    }
+    writeln!(out, "results: {}", dir.display())?;
+    Ok(())
+}
+
+/// JSON has no infinity: non-finite fitness is written as null.
+fn finite(x: f64) -> Option<f64> {
+    x.is_finite().then_some(x)
+}

@@ -1,0 +1,293 @@
+//! The EvoMAL generation loop: GP over loss trees, each new candidate screened (canonical-form
+//! cache, rejection protocol, gradient-equivalence cache), tuned by the local search, and
+//! scored by partial training.
+//!
+//! Determinism: every candidate draws from a seed derived from (search seed, generation, index),
+//! and the caches consult only earlier generations plus earlier members of the same generation
+//! in index order, so a seed fixes the whole search.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use crate::backend::jit::{self, KernelKind};
+use crate::expr::{LossExpr, structural_hash};
+use crate::gp::{self, GpConfig};
+use crate::plugin::PluginModel;
+use crate::search::filters::{GradientCache, RejectionConfig, rejection_protocol};
+use crate::search::local::{LocalSearchConfig, LocalSearchError, local_search};
+use crate::train::{Outcome, Task, TrainConfig, TrainError};
+
+/// Everything the search needs besides the task.
+#[derive(Clone, Debug)]
+pub struct SearchPlan {
+    pub gp: GpConfig,
+    /// Whether candidates' weights are tuned (EvoMAL) or stay 1 (GP-LFL).
+    pub local_search: Option<LocalSearchConfig>,
+    pub fitness: TrainConfig,
+    pub rejection: Option<RejectionConfig>,
+    /// Absolute tolerance of the gradient-equivalence check, `None` to skip it.
+    pub gradient_tolerance: Option<f32>,
+    pub seed: u64,
+}
+
+/// How a candidate got its fitness.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Trained and scored.
+    Evaluated,
+    /// Its canonical form was evaluated before.
+    CanonicalHit,
+    /// Its gradient fingerprint matched an evaluated loss.
+    GradientHit,
+    /// Rejected by the rejection protocol (fitness +inf).
+    Rejected,
+    /// Its training or local search went non-finite (fitness +inf).
+    Diverged,
+}
+
+/// One generation's summary.
+#[derive(Clone, Debug)]
+pub struct Generation {
+    pub index: usize,
+    pub best: f64,
+    pub median: f64,
+    pub counts: HashMap<&'static str, usize>,
+    pub seconds: f64,
+}
+
+/// The best candidate found.
+#[derive(Clone, Debug)]
+pub struct Best {
+    /// With learned weights.
+    pub loss: LossExpr,
+    pub fitness: f64,
+    pub generation: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SearchError {
+    #[error(transparent)]
+    Train(#[from] TrainError),
+    #[error(transparent)]
+    LocalSearch(#[from] LocalSearchError),
+}
+
+struct Scored {
+    fitness: f64,
+    learned: LossExpr,
+    verdict: Verdict,
+}
+
+/// The search state between generations.
+pub struct Search<'t, 'p> {
+    task: &'t Task<'p>,
+    plan: SearchPlan,
+    canonical: HashMap<u64, (f64, LossExpr)>,
+    gradients: GradientCache,
+    pub best: Option<Best>,
+    pub generations: Vec<Generation>,
+}
+
+impl<'t, 'p> Search<'t, 'p> {
+    pub fn new(task: &'t Task<'p>, plan: SearchPlan) -> Search<'t, 'p> {
+        let tol = plan.gradient_tolerance.unwrap_or(1e-2);
+        Search {
+            task,
+            plan,
+            canonical: HashMap::new(),
+            gradients: GradientCache::new(tol),
+            best: None,
+            generations: Vec::new(),
+        }
+    }
+
+    /// Runs every generation; `on_candidate(generation, index)` sees each scored candidate.
+    pub fn run(
+        &mut self,
+        model: &mut PluginModel,
+        on_candidate: &mut dyn FnMut(usize, usize),
+        on_generation: &mut dyn FnMut(&Generation, Option<&Best>),
+    ) -> Result<(), SearchError> {
+        let mut rng = ChaCha8Rng::seed_from_u64(self.plan.seed);
+        let mut population = gp::initial_population(&mut rng, &self.plan.gp);
+        for generation in 0..self.plan.gp.generations {
+            let fitness = self.evaluate_generation(model, generation, &population, on_candidate)?;
+            on_generation(
+                self.generations.last().expect("just pushed"),
+                self.best.as_ref(),
+            );
+            if generation + 1 < self.plan.gp.generations {
+                population = gp::next_generation(&mut rng, &self.plan.gp, &population, &fitness);
+            }
+        }
+        Ok(())
+    }
+
+    fn evaluate_generation(
+        &mut self,
+        model: &mut PluginModel,
+        generation: usize,
+        population: &[LossExpr],
+        on_candidate: &mut dyn FnMut(usize, usize),
+    ) -> Result<Vec<f64>, SearchError> {
+        let started = Instant::now();
+        let mut fitness = Vec::with_capacity(population.len());
+        let mut counts: HashMap<&'static str, usize> = HashMap::new();
+        for (index, candidate) in population.iter().enumerate() {
+            let key = structural_hash(&candidate.unweighted().canonical());
+            let scored = match self.canonical.get(&key) {
+                Some((f, learned)) => Scored {
+                    fitness: *f,
+                    learned: learned.clone(),
+                    verdict: Verdict::CanonicalHit,
+                },
+                None => {
+                    let seed = candidate_seed(self.plan.seed, generation, index);
+                    let s = self.score(model, &candidate.unweighted(), seed)?;
+                    self.canonical.insert(key, (s.fitness, s.learned.clone()));
+                    s
+                }
+            };
+            *counts.entry(verdict_name(scored.verdict)).or_default() += 1;
+            if scored.fitness.is_finite()
+                && self
+                    .best
+                    .as_ref()
+                    .is_none_or(|b| scored.fitness < b.fitness)
+            {
+                self.best = Some(Best {
+                    loss: scored.learned.clone(),
+                    fitness: scored.fitness,
+                    generation,
+                });
+            }
+            fitness.push(scored.fitness);
+            on_candidate(generation, index);
+        }
+        let mut sorted: Vec<f64> = fitness
+            .iter()
+            .map(|&f| if f.is_finite() { f } else { f64::INFINITY })
+            .collect();
+        sorted.sort_by(f64::total_cmp);
+        self.generations.push(Generation {
+            index: generation,
+            best: sorted[0],
+            median: sorted[sorted.len() / 2],
+            counts,
+            seconds: started.elapsed().as_secs_f64(),
+        });
+        Ok(fitness)
+    }
+
+    /// Screens, tunes and scores one new (unweighted) candidate.
+    fn score(
+        &mut self,
+        model: &mut PluginModel,
+        candidate: &LossExpr,
+        seed: u64,
+    ) -> Result<Scored, SearchError> {
+        let unscored = |verdict| Scored {
+            fitness: f64::INFINITY,
+            learned: candidate.clone(),
+            verdict,
+        };
+        let kernel = jit::compile(candidate, KernelKind::LossGrad).map_err(TrainError::from)?;
+        let mut fingerprint = None;
+        if let Some(cfg) = &self.plan.rejection {
+            let r = rejection_protocol(
+                self.task,
+                model,
+                &kernel,
+                candidate.weights(),
+                cfg,
+                self.plan.seed,
+            )?;
+            if !r.accepted() {
+                return Ok(unscored(Verdict::Rejected));
+            }
+            if self.plan.gradient_tolerance.is_some() {
+                if let Some(f) = self.gradients.get(&r.grad_norms) {
+                    return Ok(Scored {
+                        fitness: f,
+                        learned: candidate.clone(),
+                        verdict: Verdict::GradientHit,
+                    });
+                }
+                fingerprint = Some(r.grad_norms);
+            }
+        }
+        let learned = match &self.plan.local_search {
+            Some(cfg) => {
+                let res = local_search(self.task, model, candidate, cfg, seed)?;
+                if res.diverged {
+                    return Ok(unscored(Verdict::Diverged));
+                }
+                res.loss
+            }
+            None => candidate.clone(),
+        };
+        let fitness = self.fitness(model, &learned, &kernel)?;
+        if let Some(norms) = fingerprint {
+            self.gradients.insert(norms, fitness);
+        }
+        let verdict = if fitness.is_finite() {
+            Verdict::Evaluated
+        } else {
+            Verdict::Diverged
+        };
+        Ok(Scored {
+            fitness,
+            learned,
+            verdict,
+        })
+    }
+
+    /// Validation metric after partial training from the plan's fixed seed; +inf on divergence.
+    pub fn fitness(
+        &self,
+        model: &mut PluginModel,
+        loss: &LossExpr,
+        kernel: &jit::JitKernel,
+    ) -> Result<f64, TrainError> {
+        let mut params = vec![0.0f32; model.n_params()];
+        model.init(self.plan.seed, &mut params)?;
+        let outcome = self.task.train(
+            model,
+            kernel,
+            loss.weights(),
+            &self.plan.fitness,
+            &mut params,
+            self.plan.seed,
+            &mut |_, _| {},
+        )?;
+        if outcome != Outcome::Finished {
+            return Ok(f64::INFINITY);
+        }
+        let f = self.task.evaluate(model, &params, 1, self.task.metric())?;
+        Ok(if f.is_finite() { f } else { f64::INFINITY })
+    }
+}
+
+/// The counter a verdict increments in [`Generation::counts`].
+pub fn verdict_name(v: Verdict) -> &'static str {
+    match v {
+        Verdict::Evaluated => "evaluated",
+        Verdict::CanonicalHit => "canonical_hits",
+        Verdict::GradientHit => "gradient_hits",
+        Verdict::Rejected => "rejected",
+        Verdict::Diverged => "diverged",
+    }
+}
+
+/// A candidate's own seed, independent of evaluation order.
+fn candidate_seed(seed: u64, generation: usize, index: usize) -> u64 {
+    let mut h = seed ^ 0x9e37_79b9_7f4a_7c15;
+    for v in [generation as u64, index as u64] {
+        h = (h ^ v).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        h ^= h >> 31;
+    }
+    h
+}

@@ -1,0 +1,87 @@
+//! Meta-testing (METHOD.md §6): train a fresh model with a loss from each seed, then score it
+//! on the training and test splits.
+
+use std::time::Instant;
+
+use crate::backend::jit::{self, KernelKind};
+use crate::expr::LossExpr;
+use crate::plugin::PluginModel;
+use crate::train::{Outcome, Task, TrainConfig, TrainError};
+
+/// One seed's meta-test.
+#[derive(Clone, Debug)]
+pub struct SeedResult {
+    pub seed: u64,
+    pub outcome: Outcome,
+    /// The task metric on the training and test splits (`None` after divergence).
+    pub train: Option<f64>,
+    pub test: Option<f64>,
+    pub seconds: f64,
+    /// `(step, batch loss)` every `curve_every` steps.
+    pub curve: Vec<(usize, f32)>,
+}
+
+/// Trains `loss` (with its own weights) from every seed in `seeds`; `on_step` sees each step.
+pub fn meta_test(
+    task: &Task<'_>,
+    model: &mut PluginModel,
+    loss: &LossExpr,
+    cfg: &TrainConfig,
+    seeds: &[u64],
+    curve_every: usize,
+    on_step: &mut dyn FnMut(usize, f32),
+) -> Result<Vec<SeedResult>, TrainError> {
+    let kernel = jit::compile(loss, KernelKind::LossGrad)?;
+    let metric = task.metric();
+    let mut rows = Vec::with_capacity(seeds.len());
+    for &seed in seeds {
+        let mut params = vec![0.0f32; model.n_params()];
+        model.init(seed, &mut params)?;
+        let t = Instant::now();
+        let mut curve = Vec::new();
+        let mut step_fn = |step: usize, l: f32| {
+            if step % curve_every.max(1) == 0 {
+                curve.push((step, l));
+            }
+            on_step(step, l);
+        };
+        let outcome = task.train(
+            model,
+            &kernel,
+            loss.weights(),
+            cfg,
+            &mut params,
+            seed,
+            &mut step_fn,
+        )?;
+        let seconds = t.elapsed().as_secs_f64();
+        let (train, test) = match outcome {
+            Outcome::Finished => (
+                Some(task.evaluate(model, &params, 0, metric)?),
+                Some(task.evaluate(model, &params, 2, metric)?),
+            ),
+            Outcome::Diverged { .. } => (None, None),
+        };
+        rows.push(SeedResult {
+            seed,
+            outcome,
+            train,
+            test,
+            seconds,
+            curve,
+        });
+    }
+    Ok(rows)
+}
+
+/// Mean and population standard deviation (the papers' convention); `None` when empty.
+pub fn mean_std(values: impl Iterator<Item = f64>) -> Option<(f64, f64)> {
+    let v: Vec<f64> = values.collect();
+    if v.is_empty() {
+        return None;
+    }
+    let n = v.len() as f64;
+    let mean = v.iter().sum::<f64>() / n;
+    let var = v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n;
+    Some((mean, var.sqrt()))
+}

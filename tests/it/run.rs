@@ -1,0 +1,130 @@
+//! `evomal run` end to end on the shipped quick manifest.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use evomal::expr::LossExpr;
+
+use crate::plugins::build_plugin;
+
+fn run(manifest: &str, dir: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_evomal"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args([
+            "run",
+            manifest,
+            "--quiet",
+            "--out-dir",
+            dir.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap()
+}
+
+fn temp_dir(name: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("evomal-run-{name}-{}", std::process::id()));
+    std::fs::remove_dir_all(&d).ok();
+    d
+}
+
+#[test]
+fn quick_manifest_runs_end_to_end_and_beats_its_baseline_on_validation() {
+    build_plugin("evomal-plugin-diabetes");
+    let dir = temp_dir("quick");
+    let o = run("tasks/quick.toml", &dir);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("run.json")).unwrap()).unwrap();
+    let generations = report["generations"].as_array().unwrap();
+    assert_eq!(generations.len(), 20);
+    for g in generations {
+        let total: u64 = g["counts"]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|v| v.as_u64().unwrap())
+            .sum();
+        assert_eq!(total, 25, "every candidate is counted once: {g}");
+    }
+    // The best-so-far never gets worse.
+    let best: Vec<f64> = generations
+        .iter()
+        .filter_map(|g| g["best"].as_f64())
+        .collect();
+    let learned = report["best"]["validation"].as_f64().unwrap();
+    assert!(best.iter().all(|&b| b >= learned));
+    let baseline = report["baseline"]["validation"].as_f64().unwrap();
+    assert!(
+        learned < baseline,
+        "learned {learned} vs baseline {baseline}"
+    );
+    assert_eq!(report["meta_test"].as_array().unwrap().len(), 2);
+    assert_eq!(report["meta_test"][0]["seeds"].as_array().unwrap().len(), 3);
+
+    let text = std::fs::read_to_string(dir.join("best_loss.txt")).unwrap();
+    let first: LossExpr = text.lines().next().unwrap().parse().unwrap();
+    assert_eq!(first.to_string(), report["best"]["loss"].as_str().unwrap());
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        stdout.contains("best loss") && stdout.contains("meta-testing"),
+        "{stdout}"
+    );
+
+    // Same seed, same search.
+    let again = temp_dir("quick-again");
+    assert!(run("tasks/quick.toml", &again).status.success());
+    let report2: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(again.join("run.json")).unwrap()).unwrap();
+    assert_eq!(report2["best"], report["best"]);
+    assert_eq!(
+        report2["meta_test"][0]["test"],
+        report["meta_test"][0]["test"]
+    );
+    std::fs::remove_dir_all(&dir).ok();
+    std::fs::remove_dir_all(&again).ok();
+}
+
+#[test]
+fn search_settings_are_validated_with_the_field_named() {
+    let dir = temp_dir("bad");
+    std::fs::create_dir_all(&dir).unwrap();
+    let cases = [
+        ("[search]\npopulation = -5\n", "population"),
+        (
+            "[search]\npopulation = 0\n",
+            "`search.population` must be at least 2",
+        ),
+        ("[search]\npopulaton = 10\n", "unknown field `populaton`"),
+        (
+            "[search]\nmethod = \"random\"\n",
+            "unknown variant `random`, expected one of `evomal`, `gplfl`, `baseline`",
+        ),
+        (
+            "[local_search]\ninner_steps = 3\n",
+            "`local_search.inner_steps` must be 1",
+        ),
+        (
+            "[search]\ncrossover = 0.8\nmutation = 0.3\n",
+            "`search.mutation` plus search.crossover must not exceed 1",
+        ),
+    ];
+    for (i, (section, want)) in cases.iter().enumerate() {
+        let path = dir.join(format!("m{i}.toml"));
+        std::fs::write(
+            &path,
+            format!("[task]\nplugin = \"diabetes\"\nmodel = \"linear\"\n{section}"),
+        )
+        .unwrap();
+        let o = run(path.to_str().unwrap(), &dir.join("out"));
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            !o.status.success() && err.contains(want),
+            "{section:?}: {err}"
+        );
+        assert!(
+            err.contains(&format!("m{i}.toml")),
+            "the file is named: {err}"
+        );
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -40,7 +40,7 @@ pub fn meta_test(
         let t = Instant::now();
         let mut curve = Vec::new();
         let mut step_fn = |step: usize, l: f32| {
-            if step % curve_every.max(1) == 0 {
+            if step.is_multiple_of(curve_every.max(1)) {
                 curve.push((step, l));
             }
             on_step(step, l);

@@ -10,7 +10,7 @@ use clap::Args;
 use evomal::backend::jit::{self, KernelKind};
 use evomal::manifest::{Manifest, SearchMethod};
 use evomal::plugin::TaskPlugin;
-use evomal::search::run::{Search, SearchPlan};
+use evomal::search::run::{Search, SearchError, SearchPlan};
 use evomal::train::Task;
 use evomal::train::meta_test::{mean_std, meta_test};
 use evomal::train::objective::TaskKind;
@@ -22,7 +22,11 @@ use super::{parse_expr, write_atomic};
 #[derive(Args)]
 pub struct RunArgs {
     /// The experiment manifest (TOML).
-    manifest: PathBuf,
+    #[arg(required_unless_present = "resume", conflicts_with = "resume")]
+    manifest: Option<PathBuf>,
+    /// Continue the interrupted run whose results directory this is, from its last checkpoint.
+    #[arg(long, value_name = "DIR")]
+    resume: Option<PathBuf>,
     /// Results directory (default: `<output.dir>/<manifest name>`).
     #[arg(long)]
     out_dir: Option<PathBuf>,
@@ -31,20 +35,49 @@ pub struct RunArgs {
     quiet: bool,
 }
 
+/// The checkpoint file in a results directory, rewritten after every generation.
+const CHECKPOINT: &str = "checkpoint.json";
+
 pub fn run(args: RunArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     let started = Instant::now();
-    let manifest = Manifest::load(&args.manifest)?;
+    // A resumed run reads its manifest from the checkpoint, as it was when the run started.
+    let (manifest_path, manifest_text, checkpoint, dir) = match (&args.resume, &args.manifest) {
+        (Some(dir), _) => {
+            let path = dir.join(CHECKPOINT);
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            let cp: serde_json::Value = serde_json::from_str(&text)
+                .with_context(|| format!("parsing {}", path.display()))?;
+            let manifest = cp["manifest"]
+                .as_str()
+                .context("the checkpoint names no manifest")?;
+            let manifest_text = cp["manifest_text"]
+                .as_str()
+                .context("the checkpoint holds no manifest text")?;
+            (
+                PathBuf::from(manifest),
+                manifest_text.to_string(),
+                Some(cp["search"].clone()),
+                Some(dir.clone()),
+            )
+        }
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read manifest `{}`", path.display()))?;
+            (path.clone(), text, None, args.out_dir.clone())
+        }
+        (None, None) => anyhow::bail!("give a manifest, or --resume DIR"),
+    };
+    let manifest = Manifest::parse(&manifest_path, &manifest_text)?;
     let plugin = TaskPlugin::open(&manifest.plugin(), &manifest.data_json())?;
     let task = Task::new(&plugin);
     let mut model = plugin.create_model(&manifest.task.model, &manifest.params_json())?;
-    let stem = args
-        .manifest
+    let stem = manifest_path
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let dir = args
-        .out_dir
-        .unwrap_or_else(|| manifest.output.dir.join(&stem));
+    let dir = dir.unwrap_or_else(|| manifest.output.dir.join(&stem));
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let baseline = parse_expr(if task.kind == TaskKind::Classification {
         CE
     } else {
@@ -65,15 +98,30 @@ pub fn run(args: RunArgs, out: &mut dyn Write) -> anyhow::Result<()> {
             .then_some(manifest.filters.gradient_tolerance),
         seed: manifest.search.seed,
     };
-    let mut search = Search::new(&task, plan.clone());
+    let mut search = match &checkpoint {
+        Some(cp) => Search::restore(&task, plan.clone(), cp)?,
+        None => Search::new(&task, plan.clone()),
+    };
     if manifest.search.method != SearchMethod::Baseline {
+        let done = search.generations.len();
         let bar = progress(plan.gp.population * plan.gp.generations, args.quiet);
+        bar.set_position((done * plan.gp.population) as u64);
         let mut on_candidate = |_, _| bar.inc(1);
-        let mut on_generation =
-            |g: &evomal::search::run::Generation, best: Option<&evomal::search::run::Best>| {
-                let best = best.map_or("none yet".to_string(), |b| format!("{:.5}", b.fitness));
-                bar.set_message(format!("generation {}, best {best}", g.index + 1));
-            };
+        let checkpoint_path = dir.join(CHECKPOINT);
+        let mut on_generation = |s: &Search<'_, '_>| {
+            let best = s
+                .best
+                .as_ref()
+                .map_or("none yet".to_string(), |b| format!("{:.5}", b.fitness));
+            bar.set_message(format!("generation {}, best {best}", s.generations.len()));
+            let cp = json!({
+                "manifest": manifest_path.display().to_string(),
+                "manifest_text": manifest_text,
+                "search": s.checkpoint(),
+            });
+            write_atomic(&checkpoint_path, cp.to_string().as_bytes())
+                .map_err(|e| SearchError::Io(format!("writing the checkpoint: {e:#}")))
+        };
         search.run(&mut model, &mut on_candidate, &mut on_generation)?;
         bar.finish_and_clear();
     }
@@ -173,14 +221,13 @@ pub fn run(args: RunArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     }
 
     // Results directory.
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let generations: Vec<_> = search
         .generations
         .iter()
         .map(|g| json!({"generation": g.index + 1, "best": finite(g.best), "median": finite(g.median), "counts": g.counts, "seconds": g.seconds}))
         .collect();
     let report = json!({
-        "manifest": args.manifest.display().to_string(),
+        "manifest": manifest_path.display().to_string(),
         "task": plugin.name(),
         "model": manifest.task.model,
         "method": format!("{:?}", manifest.search.method).to_lowercase(),

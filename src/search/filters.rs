@@ -168,6 +168,14 @@ impl GradientCache {
         self.buckets.values().map(Vec::len).sum()
     }
 
+    /// Every stored fingerprint with its fitness (for checkpoints).
+    pub fn entries(&self) -> impl Iterator<Item = (&[f32], f64)> {
+        self.buckets
+            .values()
+            .flatten()
+            .map(|(n, f)| (n.as_slice(), *f))
+    }
+
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

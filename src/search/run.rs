@@ -11,6 +11,7 @@ use std::time::Instant;
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
+use serde_json::json;
 
 use crate::backend::jit::{self, KernelKind};
 use crate::expr::{LossExpr, structural_hash};
@@ -73,6 +74,12 @@ pub enum SearchError {
     Train(#[from] TrainError),
     #[error(transparent)]
     LocalSearch(#[from] LocalSearchError),
+    /// A checkpoint that cannot be read back.
+    #[error("checkpoint: {0}")]
+    Checkpoint(String),
+    /// Saving a checkpoint failed (the message names the file).
+    #[error("{0}")]
+    Io(String),
 }
 
 struct Scored {
@@ -81,10 +88,14 @@ struct Scored {
     verdict: Verdict,
 }
 
-/// The search state between generations.
+/// The search state between generations: everything a checkpoint holds.
 pub struct Search<'t, 'p> {
     task: &'t Task<'p>,
     plan: SearchPlan,
+    /// The next generation to evaluate, and its population.
+    next: usize,
+    population: Vec<LossExpr>,
+    rng: ChaCha8Rng,
     canonical: HashMap<u64, (f64, LossExpr)>,
     gradients: GradientCache,
     pub best: Option<Best>,
@@ -94,9 +105,14 @@ pub struct Search<'t, 'p> {
 impl<'t, 'p> Search<'t, 'p> {
     pub fn new(task: &'t Task<'p>, plan: SearchPlan) -> Search<'t, 'p> {
         let tol = plan.gradient_tolerance.unwrap_or(1e-2);
+        let mut rng = ChaCha8Rng::seed_from_u64(plan.seed);
+        let population = gp::initial_population(&mut rng, &plan.gp);
         Search {
             task,
             plan,
+            next: 0,
+            population,
+            rng,
             canonical: HashMap::new(),
             gradients: GradientCache::new(tol),
             best: None,
@@ -104,24 +120,30 @@ impl<'t, 'p> Search<'t, 'p> {
         }
     }
 
-    /// Runs every generation; `on_candidate(generation, index)` sees each scored candidate.
+    /// Whether every generation has been evaluated.
+    pub fn finished(&self) -> bool {
+        self.next >= self.plan.gp.generations
+    }
+
+    /// Runs the remaining generations. `on_candidate(generation, index)` sees each scored
+    /// candidate; `on_generation` each finished generation, when the state is a consistent
+    /// checkpoint (see [`Search::checkpoint`]).
     pub fn run(
         &mut self,
         model: &mut PluginModel,
         on_candidate: &mut dyn FnMut(usize, usize),
-        on_generation: &mut dyn FnMut(&Generation, Option<&Best>),
+        on_generation: &mut dyn FnMut(&Search<'_, '_>) -> Result<(), SearchError>,
     ) -> Result<(), SearchError> {
-        let mut rng = ChaCha8Rng::seed_from_u64(self.plan.seed);
-        let mut population = gp::initial_population(&mut rng, &self.plan.gp);
-        for generation in 0..self.plan.gp.generations {
-            let fitness = self.evaluate_generation(model, generation, &population, on_candidate)?;
-            on_generation(
-                self.generations.last().expect("just pushed"),
-                self.best.as_ref(),
-            );
-            if generation + 1 < self.plan.gp.generations {
-                population = gp::next_generation(&mut rng, &self.plan.gp, &population, &fitness);
-            }
+        while !self.finished() {
+            let population = std::mem::take(&mut self.population);
+            let fitness = self.evaluate_generation(model, self.next, &population, on_candidate)?;
+            self.next += 1;
+            self.population = if self.finished() {
+                population
+            } else {
+                gp::next_generation(&mut self.rng, &self.plan.gp, &population, &fitness)
+            };
+            on_generation(self)?;
         }
         Ok(())
     }
@@ -269,6 +291,146 @@ impl<'t, 'p> Search<'t, 'p> {
         let f = self.task.evaluate(model, &params, 1, self.task.metric())?;
         Ok(if f.is_finite() { f } else { f64::INFINITY })
     }
+}
+
+impl Search<'_, '_> {
+    /// The whole state as JSON: restoring it with [`Search::restore`] continues exactly where
+    /// this search stands (same RNG stream, caches and best-so-far).
+    pub fn checkpoint(&self) -> serde_json::Value {
+        let finite = |x: f64| x.is_finite().then_some(x);
+        json!({
+            "version": 1,
+            "seed": self.plan.seed,
+            "next_generation": self.next,
+            "population": self.population.iter().map(|e| e.to_string()).collect::<Vec<_>>(),
+            "rng": {
+                "seed": self.rng.get_seed().to_vec(),
+                "stream": self.rng.get_stream(),
+                "word_pos": self.rng.get_word_pos().to_string(),
+            },
+            "canonical": self.canonical.iter()
+                .map(|(k, (f, e))| json!([k.to_string(), finite(*f), e.to_string()]))
+                .collect::<Vec<_>>(),
+            "gradients": self.gradients.entries().map(|(n, f)| json!([n, finite(f)])).collect::<Vec<_>>(),
+            "best": self.best.as_ref().map(|b| json!({"loss": b.loss.to_string(), "fitness": b.fitness, "generation": b.generation})),
+            "generations": self.generations.iter().map(|g| json!({
+                "index": g.index, "best": finite(g.best), "median": finite(g.median), "counts": g.counts, "seconds": g.seconds,
+            })).collect::<Vec<_>>(),
+        })
+    }
+}
+
+impl<'t, 'p> Search<'t, 'p> {
+    /// A search continuing from [`Search::checkpoint`]'s output, under the same plan.
+    pub fn restore(
+        task: &'t Task<'p>,
+        plan: SearchPlan,
+        cp: &serde_json::Value,
+    ) -> Result<Search<'t, 'p>, SearchError> {
+        let bad = |what: &str| SearchError::Checkpoint(format!("missing or malformed `{what}`"));
+        let expr = |v: &serde_json::Value, what: &str| -> Result<LossExpr, SearchError> {
+            v.as_str()
+                .ok_or_else(|| bad(what))?
+                .parse()
+                .map_err(|e| SearchError::Checkpoint(format!("{what}: {e}")))
+        };
+        let fit = |v: &serde_json::Value| v.as_f64().unwrap_or(f64::INFINITY);
+        if cp["version"] != 1 || cp["seed"].as_u64() != Some(plan.seed) {
+            return Err(SearchError::Checkpoint(
+                "written by another version or for another seed".into(),
+            ));
+        }
+        let mut s = Search::new(task, plan);
+        s.next = cp["next_generation"]
+            .as_u64()
+            .ok_or_else(|| bad("next_generation"))? as usize;
+        s.population = cp["population"]
+            .as_array()
+            .ok_or_else(|| bad("population"))?
+            .iter()
+            .map(|v| expr(v, "population"))
+            .collect::<Result<_, _>>()?;
+        let rng = &cp["rng"];
+        let seed: Vec<u8> = rng["seed"]
+            .as_array()
+            .ok_or_else(|| bad("rng.seed"))?
+            .iter()
+            .map(|b| b.as_u64().map(|b| b as u8))
+            .collect::<Option<_>>()
+            .ok_or_else(|| bad("rng.seed"))?;
+        let seed: [u8; 32] = seed.try_into().map_err(|_| bad("rng.seed"))?;
+        s.rng = ChaCha8Rng::from_seed(seed);
+        s.rng
+            .set_stream(rng["stream"].as_u64().ok_or_else(|| bad("rng.stream"))?);
+        s.rng.set_word_pos(
+            rng["word_pos"]
+                .as_str()
+                .and_then(|p| p.parse().ok())
+                .ok_or_else(|| bad("rng.word_pos"))?,
+        );
+        for entry in cp["canonical"].as_array().ok_or_else(|| bad("canonical"))? {
+            let key = entry[0]
+                .as_str()
+                .and_then(|k| k.parse().ok())
+                .ok_or_else(|| bad("canonical"))?;
+            s.canonical
+                .insert(key, (fit(&entry[1]), expr(&entry[2], "canonical")?));
+        }
+        for entry in cp["gradients"].as_array().ok_or_else(|| bad("gradients"))? {
+            let norms = entry[0]
+                .as_array()
+                .ok_or_else(|| bad("gradients"))?
+                .iter()
+                .map(|v| v.as_f64().map(|x| x as f32))
+                .collect::<Option<Vec<f32>>>()
+                .ok_or_else(|| bad("gradients"))?;
+            s.gradients.insert(norms, fit(&entry[1]));
+        }
+        if let Some(b) = cp["best"].as_object() {
+            s.best = Some(Best {
+                loss: expr(&b["loss"], "best.loss")?,
+                fitness: fit(&b["fitness"]),
+                generation: b["generation"]
+                    .as_u64()
+                    .ok_or_else(|| bad("best.generation"))? as usize,
+            });
+        }
+        for g in cp["generations"]
+            .as_array()
+            .ok_or_else(|| bad("generations"))?
+        {
+            let counts = g["counts"]
+                .as_object()
+                .ok_or_else(|| bad("generations.counts"))?
+                .iter()
+                .map(|(k, v)| (counter_name(k), v.as_u64().unwrap_or(0) as usize))
+                .filter_map(|(k, v)| k.map(|k| (k, v)))
+                .collect();
+            s.generations.push(Generation {
+                index: g["index"]
+                    .as_u64()
+                    .ok_or_else(|| bad("generations.index"))? as usize,
+                best: fit(&g["best"]),
+                median: fit(&g["median"]),
+                counts,
+                seconds: g["seconds"].as_f64().unwrap_or(0.0),
+            });
+        }
+        Ok(s)
+    }
+}
+
+fn counter_name(name: &str) -> Option<&'static str> {
+    [
+        Verdict::Evaluated,
+        Verdict::CanonicalHit,
+        Verdict::GradientHit,
+        Verdict::Rejected,
+        Verdict::Diverged,
+    ]
+    .into_iter()
+    .map(verdict_name)
+    .find(|n| *n == name)
 }
 
 /// The counter a verdict increments in [`Generation::counts`].

@@ -128,3 +128,75 @@ fn search_settings_are_validated_with_the_field_named() {
     }
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn a_killed_run_resumes_to_the_same_result() {
+    build_plugin("evomal-plugin-diabetes");
+    let killed = temp_dir("killed");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_evomal"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args([
+            "run",
+            "tasks/quick.toml",
+            "--quiet",
+            "--out-dir",
+            killed.to_str().unwrap(),
+        ])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait for the third generation's checkpoint, then kill -9.
+    let checkpoint = killed.join("checkpoint.json");
+    let generations_done = || -> usize {
+        std::fs::read(&checkpoint)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .and_then(|v| v["search"]["generations"].as_array().map(Vec::len))
+            .unwrap_or(0)
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while generations_done() < 3 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let at_kill = generations_done();
+    assert!(at_kill >= 3, "no checkpoint before the deadline");
+    eprintln!("killed after {at_kill} of 20 generations");
+    assert!(
+        !killed.join("run.json").exists() || at_kill == 20,
+        "the run finished before the kill"
+    );
+
+    let o = Command::new(env!("CARGO_BIN_EXE_evomal"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["run", "--quiet", "--resume", killed.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let whole = temp_dir("whole");
+    assert!(run("tasks/quick.toml", &whole).status.success());
+    let read = |d: &Path| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(d.join("run.json")).unwrap()).unwrap()
+    };
+    let (resumed, uninterrupted) = (read(&killed), read(&whole));
+    assert_eq!(
+        resumed["best"], uninterrupted["best"],
+        "killed after {at_kill} generations"
+    );
+    assert_eq!(
+        resumed["meta_test"][0]["test"],
+        uninterrupted["meta_test"][0]["test"]
+    );
+    let fitness = |v: &serde_json::Value| -> Vec<serde_json::Value> {
+        v["generations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|g| g["best"].clone())
+            .collect()
+    };
+    assert_eq!(fitness(&resumed), fitness(&uninterrupted));
+    std::fs::remove_dir_all(&killed).ok();
+    std::fs::remove_dir_all(&whole).ok();
+}

@@ -30,6 +30,10 @@ pub struct RunArgs {
     /// Results directory (default: `<output.dir>/<manifest name>`).
     #[arg(long)]
     out_dir: Option<PathBuf>,
+    /// Worker threads for candidate evaluation (default: all cores). The result does not
+    /// depend on it.
+    #[arg(long)]
+    threads: Option<usize>,
     /// No progress bars.
     #[arg(long)]
     quiet: bool,
@@ -106,7 +110,8 @@ pub fn run(args: RunArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         let done = search.generations.len();
         let bar = progress(plan.gp.population * plan.gp.generations, args.quiet);
         bar.set_position((done * plan.gp.population) as u64);
-        let mut on_candidate = |_, _| bar.inc(1);
+        let on_candidate = |_, _| bar.inc(1);
+        let make_model = || plugin.create_model(&manifest.task.model, &manifest.params_json());
         let checkpoint_path = dir.join(CHECKPOINT);
         let mut on_generation = |s: &Search<'_, '_>| {
             let best = s
@@ -122,7 +127,12 @@ pub fn run(args: RunArgs, out: &mut dyn Write) -> anyhow::Result<()> {
             write_atomic(&checkpoint_path, cp.to_string().as_bytes())
                 .map_err(|e| SearchError::Io(format!("writing the checkpoint: {e:#}")))
         };
-        search.run(&mut model, &mut on_candidate, &mut on_generation)?;
+        let mut pool = rayon::ThreadPoolBuilder::new();
+        if let Some(n) = args.threads {
+            pool = pool.num_threads(n);
+        }
+        let pool = pool.build().context("starting the worker threads")?;
+        pool.install(|| search.run(&make_model, &on_candidate, &mut on_generation))?;
         bar.finish_and_clear();
     }
     let baseline_kernel = jit::compile(&baseline, KernelKind::LossGrad)?;

@@ -14,7 +14,7 @@ use evomal_sdk::abi::{
 use libloading::Library;
 
 /// Failures at the plugin boundary; each names the plugin file.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum PluginError {
     /// No file at the path, or no plugin of that name in the searched directories.
     #[error(

@@ -11,12 +11,13 @@ use std::time::Instant;
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
 use serde_json::json;
 
 use crate::backend::jit::{self, KernelKind};
 use crate::expr::{LossExpr, structural_hash};
 use crate::gp::{self, GpConfig};
-use crate::plugin::PluginModel;
+use crate::plugin::{PluginError, PluginModel};
 use crate::search::filters::{GradientCache, RejectionConfig, rejection_protocol};
 use crate::search::local::{LocalSearchConfig, LocalSearchError, local_search};
 use crate::train::{Outcome, Task, TrainConfig, TrainError};
@@ -125,18 +126,20 @@ impl<'t, 'p> Search<'t, 'p> {
         self.next >= self.plan.gp.generations
     }
 
-    /// Runs the remaining generations. `on_candidate(generation, index)` sees each scored
-    /// candidate; `on_generation` each finished generation, when the state is a consistent
+    /// Runs the remaining generations on the current rayon pool, each worker with a model from
+    /// `make_model`. `on_candidate(generation, index)` sees each scored candidate (from any
+    /// thread); `on_generation` each finished generation, when the state is a consistent
     /// checkpoint (see [`Search::checkpoint`]).
     pub fn run(
         &mut self,
-        model: &mut PluginModel,
-        on_candidate: &mut dyn FnMut(usize, usize),
+        make_model: &(dyn Fn() -> Result<PluginModel, PluginError> + Sync),
+        on_candidate: &(dyn Fn(usize, usize) + Sync),
         on_generation: &mut dyn FnMut(&Search<'_, '_>) -> Result<(), SearchError>,
     ) -> Result<(), SearchError> {
         while !self.finished() {
             let population = std::mem::take(&mut self.population);
-            let fitness = self.evaluate_generation(model, self.next, &population, on_candidate)?;
+            let fitness =
+                self.evaluate_generation(make_model, self.next, &population, on_candidate)?;
             self.next += 1;
             self.population = if self.finished() {
                 population
@@ -148,46 +151,67 @@ impl<'t, 'p> Search<'t, 'p> {
         Ok(())
     }
 
+    /// Scores a generation in three phases, so the result does not depend on the thread count:
+    /// canonical-cache hits and duplicates first (in order), then the new candidates in
+    /// parallel against the caches as they stood, then the caches are updated in order.
     fn evaluate_generation(
         &mut self,
-        model: &mut PluginModel,
+        make_model: &(dyn Fn() -> Result<PluginModel, PluginError> + Sync),
         generation: usize,
         population: &[LossExpr],
-        on_candidate: &mut dyn FnMut(usize, usize),
+        on_candidate: &(dyn Fn(usize, usize) + Sync),
     ) -> Result<Vec<f64>, SearchError> {
         let started = Instant::now();
-        let mut fitness = Vec::with_capacity(population.len());
+        let keys: Vec<u64> = population
+            .iter()
+            .map(|c| structural_hash(&c.unweighted().canonical()))
+            .collect();
+        let mut first_of: HashMap<u64, usize> = HashMap::new();
+        let mut fresh = Vec::new();
+        for (i, &key) in keys.iter().enumerate() {
+            if !self.canonical.contains_key(&key) && !first_of.contains_key(&key) {
+                first_of.insert(key, i);
+                fresh.push(i);
+            }
+        }
+        let this = &*self;
+        let scored: Vec<(usize, Scored, Option<Vec<f32>>)> = fresh
+            .par_iter()
+            .map_init(make_model, |model, &i| {
+                let model = model
+                    .as_mut()
+                    .map_err(|e| SearchError::Train(TrainError::Plugin(e.clone())))?;
+                let seed = candidate_seed(this.plan.seed, generation, i);
+                let (s, fingerprint) = this.score(model, &population[i].unweighted(), seed)?;
+                on_candidate(generation, i);
+                Ok((i, s, fingerprint))
+            })
+            .collect::<Result<_, SearchError>>()?;
         let mut counts: HashMap<&'static str, usize> = HashMap::new();
-        for (index, candidate) in population.iter().enumerate() {
-            let key = structural_hash(&candidate.unweighted().canonical());
-            let scored = match self.canonical.get(&key) {
-                Some((f, learned)) => Scored {
-                    fitness: *f,
-                    learned: learned.clone(),
-                    verdict: Verdict::CanonicalHit,
-                },
-                None => {
-                    let seed = candidate_seed(self.plan.seed, generation, index);
-                    let s = self.score(model, &candidate.unweighted(), seed)?;
-                    self.canonical.insert(key, (s.fitness, s.learned.clone()));
-                    s
-                }
-            };
-            *counts.entry(verdict_name(scored.verdict)).or_default() += 1;
-            if scored.fitness.is_finite()
-                && self
-                    .best
-                    .as_ref()
-                    .is_none_or(|b| scored.fitness < b.fitness)
-            {
+        for (i, s, fingerprint) in scored {
+            if let Some(norms) = fingerprint {
+                self.gradients.insert(norms, s.fitness);
+            }
+            *counts.entry(verdict_name(s.verdict)).or_default() += 1;
+            self.canonical.insert(keys[i], (s.fitness, s.learned));
+        }
+        let mut fitness = Vec::with_capacity(population.len());
+        for (i, key) in keys.iter().enumerate() {
+            let (f, learned) = self.canonical[key].clone();
+            if !fresh.contains(&i) {
+                *counts
+                    .entry(verdict_name(Verdict::CanonicalHit))
+                    .or_default() += 1;
+                on_candidate(generation, i);
+            }
+            if f.is_finite() && self.best.as_ref().is_none_or(|b| f < b.fitness) {
                 self.best = Some(Best {
-                    loss: scored.learned.clone(),
-                    fitness: scored.fitness,
+                    loss: learned,
+                    fitness: f,
                     generation,
                 });
             }
-            fitness.push(scored.fitness);
-            on_candidate(generation, index);
+            fitness.push(f);
         }
         let mut sorted: Vec<f64> = fitness
             .iter()
@@ -204,13 +228,14 @@ impl<'t, 'p> Search<'t, 'p> {
         Ok(fitness)
     }
 
-    /// Screens, tunes and scores one new (unweighted) candidate.
+    /// Screens, tunes and scores one new (unweighted) candidate; also returns its gradient
+    /// fingerprint when it was computed and found no match, for the caller to store.
     fn score(
-        &mut self,
+        &self,
         model: &mut PluginModel,
         candidate: &LossExpr,
         seed: u64,
-    ) -> Result<Scored, SearchError> {
+    ) -> Result<(Scored, Option<Vec<f32>>), SearchError> {
         let unscored = |verdict| Scored {
             fitness: f64::INFINITY,
             learned: candidate.clone(),
@@ -228,15 +253,16 @@ impl<'t, 'p> Search<'t, 'p> {
                 self.plan.seed,
             )?;
             if !r.accepted() {
-                return Ok(unscored(Verdict::Rejected));
+                return Ok((unscored(Verdict::Rejected), None));
             }
             if self.plan.gradient_tolerance.is_some() {
                 if let Some(f) = self.gradients.get(&r.grad_norms) {
-                    return Ok(Scored {
+                    let hit = Scored {
                         fitness: f,
                         learned: candidate.clone(),
                         verdict: Verdict::GradientHit,
-                    });
+                    };
+                    return Ok((hit, None));
                 }
                 fingerprint = Some(r.grad_norms);
             }
@@ -245,26 +271,26 @@ impl<'t, 'p> Search<'t, 'p> {
             Some(cfg) => {
                 let res = local_search(self.task, model, candidate, cfg, seed)?;
                 if res.diverged {
-                    return Ok(unscored(Verdict::Diverged));
+                    return Ok((unscored(Verdict::Diverged), fingerprint));
                 }
                 res.loss
             }
             None => candidate.clone(),
         };
         let fitness = self.fitness(model, &learned, &kernel)?;
-        if let Some(norms) = fingerprint {
-            self.gradients.insert(norms, fitness);
-        }
         let verdict = if fitness.is_finite() {
             Verdict::Evaluated
         } else {
             Verdict::Diverged
         };
-        Ok(Scored {
-            fitness,
-            learned,
-            verdict,
-        })
+        Ok((
+            Scored {
+                fitness,
+                learned,
+                verdict,
+            },
+            fingerprint,
+        ))
     }
 
     /// Validation metric after partial training from the plan's fixed seed; +inf on divergence.

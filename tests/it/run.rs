@@ -70,9 +70,24 @@ fn quick_manifest_runs_end_to_end_and_beats_its_baseline_on_validation() {
         "{stdout}"
     );
 
-    // Same seed, same search.
+    // Same seed, same search, whatever the number of worker threads.
     let again = temp_dir("quick-again");
-    assert!(run("tasks/quick.toml", &again).status.success());
+    assert!(
+        run_with("tasks/quick.toml", &again, &["--threads", "1"])
+            .status
+            .success()
+    );
+    let threes = temp_dir("quick-three");
+    assert!(
+        run_with("tasks/quick.toml", &threes, &["--threads", "3"])
+            .status
+            .success()
+    );
+    let report3: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(threes.join("run.json")).unwrap()).unwrap();
+    assert_eq!(report3["best"], report["best"]);
+    assert_eq!(report3["generations"].as_array().map(|g| g.len()), Some(20));
+    std::fs::remove_dir_all(&threes).ok();
     let report2: serde_json::Value =
         serde_json::from_slice(&std::fs::read(again.join("run.json")).unwrap()).unwrap();
     assert_eq!(report2["best"], report["best"]);

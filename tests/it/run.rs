@@ -8,6 +8,10 @@ use evomal::expr::LossExpr;
 use crate::plugins::build_plugin;
 
 fn run(manifest: &str, dir: &Path) -> Output {
+    run_with(manifest, dir, &[])
+}
+
+fn run_with(manifest: &str, dir: &Path, extra: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_evomal"))
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .args([
@@ -17,6 +21,7 @@ fn run(manifest: &str, dir: &Path) -> Output {
             "--out-dir",
             dir.to_str().unwrap(),
         ])
+        .args(extra)
         .output()
         .unwrap()
 }

@@ -4,6 +4,7 @@ pub mod bench;
 pub mod loss;
 pub mod run;
 pub mod train;
+pub mod transfer;
 
 use anyhow::anyhow;
 use evomal::expr::LossExpr;

@@ -100,6 +100,40 @@ fn quick_manifest_runs_end_to_end_and_beats_its_baseline_on_validation() {
         report2["meta_test"][0]["test"],
         report["meta_test"][0]["test"]
     );
+    // The learned loss transfers to another task; a directory without a run is a clear error.
+    build_plugin("evomal-plugin-sine");
+    let target = dir.join("sine.toml");
+    std::fs::write(
+        &target,
+        "[task]\nplugin = \"sine\"\nmodel = \"mlp\"\n[testing]\nsteps = 300\nseeds = [0, 1]\n",
+    )
+    .unwrap();
+    let transfer = |from: &Path| {
+        Command::new(env!("CARGO_BIN_EXE_evomal"))
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .args([
+                "transfer",
+                from.to_str().unwrap(),
+                target.to_str().unwrap(),
+                "--quiet",
+            ])
+            .output()
+            .unwrap()
+    };
+    let o = transfer(&dir);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let t: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("transfer-sine.json")).unwrap()).unwrap();
+    assert_eq!(t["meta_test"][0]["loss"], report["best"]["loss"]);
+    assert_eq!(t["to"]["task"], "sine");
+    assert_eq!(t["meta_test"][1]["seeds"].as_array().unwrap().len(), 2);
+    let o = transfer(&std::env::temp_dir());
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("run.json"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     std::fs::remove_dir_all(&dir).ok();
     std::fs::remove_dir_all(&again).ok();
 }

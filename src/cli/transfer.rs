@@ -1,0 +1,113 @@
+//! `evomal transfer RUN_DIR MANIFEST`: meta-test the loss learned by one run on another task or
+//! model (the manifest's `[testing]`), against that task's baseline.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Args;
+use evomal::manifest::Manifest;
+use evomal::plugin::TaskPlugin;
+use evomal::train::Task;
+use evomal::train::meta_test::{mean_std, meta_test};
+use evomal::train::objective::TaskKind;
+use serde_json::json;
+
+use super::train::{CE, MSE, config_json, fmt_stats, progress, seeds_json, stats_json, steps_into};
+use super::{parse_expr, write_atomic};
+
+#[derive(Args)]
+pub struct TransferArgs {
+    /// A results directory of `evomal run` (its `run.json` names the learned loss).
+    run_dir: PathBuf,
+    /// The task and model to meta-test on.
+    manifest: PathBuf,
+    /// Where to write the JSON results (default: `RUN_DIR/transfer-<manifest name>.json`).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    #[arg(long)]
+    quiet: bool,
+}
+
+pub fn run(args: TransferArgs, out: &mut dyn Write) -> anyhow::Result<()> {
+    let run_json = args.run_dir.join("run.json");
+    let text = std::fs::read_to_string(&run_json)
+        .with_context(|| format!("reading {}", run_json.display()))?;
+    let report: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("parsing {}", run_json.display()))?;
+    let learned_text = report["best"]["loss"].as_str().with_context(|| {
+        format!(
+            "{} holds no learned loss (did every candidate fail?)",
+            run_json.display()
+        )
+    })?;
+    let learned = parse_expr(learned_text)?;
+    let manifest = Manifest::load(&args.manifest)?;
+    let plugin = TaskPlugin::open(&manifest.plugin(), &manifest.data_json())?;
+    let task = Task::new(&plugin);
+    let mut model = plugin.create_model(&manifest.task.model, &manifest.params_json())?;
+    let baseline = parse_expr(if task.kind == TaskKind::Classification {
+        CE
+    } else {
+        MSE
+    })?;
+    let cfg = manifest.testing_config();
+    let seeds = &manifest.testing.seeds;
+    let bar = progress(2 * seeds.len() * cfg.steps, args.quiet);
+    let mut results = Vec::new();
+    for (name, loss) in [("learned", &learned), ("baseline", &baseline)] {
+        let rows = meta_test(
+            &task,
+            &mut model,
+            loss,
+            &cfg,
+            seeds,
+            100,
+            &mut steps_into(&bar),
+        )?;
+        results.push((name, loss, rows));
+    }
+    bar.finish_and_clear();
+
+    let from = format!(
+        "{} / {}",
+        report["task"].as_str().unwrap_or("?"),
+        report["model"].as_str().unwrap_or("?")
+    );
+    writeln!(out, "loss learned on {from}: {learned}")?;
+    writeln!(
+        out,
+        "meta-tested on {} / {}, {} seeds, {} steps ({}):",
+        plugin.name(),
+        manifest.task.model,
+        seeds.len(),
+        cfg.steps,
+        task.metric().name()
+    )?;
+    for (name, _, rows) in &results {
+        let train = fmt_stats(mean_std(rows.iter().filter_map(|r| r.train)));
+        let test = fmt_stats(mean_std(rows.iter().filter_map(|r| r.test)));
+        writeln!(out, "  {name:<9} train {train}   test {test}")?;
+    }
+    let stem = args
+        .manifest
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let path = args
+        .out
+        .unwrap_or_else(|| args.run_dir.join(format!("transfer-{stem}.json")));
+    let json = json!({
+        "from": {"run": args.run_dir.display().to_string(), "task": report["task"], "model": report["model"]},
+        "to": {"manifest": args.manifest.display().to_string(), "task": plugin.name(), "model": manifest.task.model},
+        "metric": task.metric().name(),
+        "config": config_json(&cfg),
+        "meta_test": results.iter().map(|(name, loss, rows)| json!({
+            "name": name, "loss": loss.to_string(), "seeds": seeds_json(rows),
+            "train": stats_json(rows.iter().filter_map(|r| r.train)), "test": stats_json(rows.iter().filter_map(|r| r.test)),
+        })).collect::<Vec<_>>(),
+    });
+    write_atomic(&path, serde_json::to_string_pretty(&json)?.as_bytes())?;
+    writeln!(out, "results: {}", path.display())?;
+    Ok(())
+}

@@ -348,7 +348,7 @@ fn train_steps_per_second(manifest: &Path, steps: usize) -> anyhow::Result<Strin
         &cfg,
         &mut params,
         0,
-        &mut |_, _| {},
+        &mut |_| {},
     )?;
     cfg.steps = steps;
     let t = Instant::now();
@@ -359,7 +359,7 @@ fn train_steps_per_second(manifest: &Path, steps: usize) -> anyhow::Result<Strin
         &cfg,
         &mut params,
         1,
-        &mut |_, _| {},
+        &mut |_| {},
     )?;
     let rate = steps as f64 / t.elapsed().as_secs_f64();
     let batch = cfg.batch.min(task.split_size(0));

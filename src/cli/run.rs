@@ -9,6 +9,7 @@ use anyhow::Context;
 use clap::Args;
 use evomal::backend::jit::{self, KernelKind};
 use evomal::manifest::{Manifest, SearchMethod};
+use evomal::plot::{self, Series};
 use evomal::plugin::TaskPlugin;
 use evomal::search::run::{Search, SearchError, SearchPlan};
 use evomal::train::Task;
@@ -156,7 +157,7 @@ pub fn run(args: RunArgs, out: &mut dyn Write) -> anyhow::Result<()> {
             loss,
             &testing,
             seeds,
-            100,
+            20,
             &mut steps_into(&bar),
         )?;
         tested.push((*name, loss, rows));
@@ -268,6 +269,7 @@ pub fn run(args: RunArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         );
         write_atomic(&dir.join("best_loss.txt"), text.as_bytes())?;
     }
+    draw_plots(&dir, metric.name(), &search, &tested)?;
     writeln!(out, "results: {}", dir.display())?;
     Ok(())
 }
@@ -275,4 +277,63 @@ pub fn run(args: RunArgs, out: &mut dyn Write) -> anyhow::Result<()> {
 /// JSON has no infinity: non-finite fitness is written as null.
 fn finite(x: f64) -> Option<f64> {
     x.is_finite().then_some(x)
+}
+
+/// `fitness.svg` (best and median validation fitness per generation) and `meta_test.svg` (the
+/// test metric during meta-testing, mean over seeds, learned vs baseline).
+fn draw_plots(
+    dir: &std::path::Path,
+    metric: &str,
+    search: &Search<'_, '_>,
+    tested: &[(
+        &str,
+        &evomal::expr::LossExpr,
+        Vec<evomal::train::meta_test::SeedResult>,
+    )],
+) -> anyhow::Result<()> {
+    if !search.generations.is_empty() {
+        let per_gen = |f: fn(&evomal::search::run::Generation) -> f64| {
+            search
+                .generations
+                .iter()
+                .map(|g| ((g.index + 1) as f64, f(g)))
+                .collect::<Vec<_>>()
+        };
+        let series = [
+            Series {
+                name: "best",
+                points: per_gen(|g| g.best),
+            },
+            Series {
+                name: "median",
+                points: per_gen(|g| g.median),
+            },
+        ];
+        let title = format!("validation {metric} per generation");
+        plot::lines(
+            &dir.join("fitness.svg"),
+            &title,
+            "generation",
+            metric,
+            &series,
+        )?;
+    }
+    let series: Vec<Series<'_>> = tested
+        .iter()
+        .map(|(name, _, rows)| Series {
+            name,
+            points: plot::mean_curve(&rows.iter().map(|r| r.curve.as_slice()).collect::<Vec<_>>()),
+        })
+        .collect();
+    if series.iter().any(|s| !s.points.is_empty()) {
+        let title = format!("meta-testing: test {metric} (mean over seeds)");
+        plot::lines(
+            &dir.join("meta_test.svg"),
+            &title,
+            "training step",
+            metric,
+            &series,
+        )?;
+    }
+    Ok(())
 }

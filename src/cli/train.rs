@@ -57,7 +57,7 @@ pub fn run(args: TrainArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         &loss,
         &cfg,
         &seeds,
-        100,
+        20,
         &mut steps_into(&bar),
     )?;
     bar.finish_and_clear();
@@ -165,8 +165,8 @@ pub fn seeds_json(rows: &[SeedResult]) -> Vec<serde_json::Value> {
 }
 
 /// A step callback that advances `bar` every 100 steps.
-pub fn steps_into(bar: &ProgressBar) -> impl FnMut(usize, f32) + '_ {
-    move |step, _| {
+pub fn steps_into(bar: &ProgressBar) -> impl FnMut(usize) + '_ {
+    move |step| {
         if step % 100 == 99 {
             bar.inc(100);
         }

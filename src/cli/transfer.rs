@@ -62,7 +62,7 @@ pub fn run(args: TransferArgs, out: &mut dyn Write) -> anyhow::Result<()> {
             loss,
             &cfg,
             seeds,
-            100,
+            20,
             &mut steps_into(&bar),
         )?;
         results.push((name, loss, rows));

@@ -309,7 +309,7 @@ impl<'t, 'p> Search<'t, 'p> {
             &self.plan.fitness,
             &mut params,
             self.plan.seed,
-            &mut |_, _| {},
+            &mut |_| {},
         )?;
         if outcome != Outcome::Finished {
             return Ok(f64::INFINITY);

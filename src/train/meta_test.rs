@@ -6,7 +6,7 @@ use std::time::Instant;
 use crate::backend::jit::{self, KernelKind};
 use crate::expr::LossExpr;
 use crate::plugin::PluginModel;
-use crate::train::{Outcome, Task, TrainConfig, TrainError};
+use crate::train::{Outcome, Step, Task, TrainConfig, TrainError};
 
 /// One seed's meta-test.
 #[derive(Clone, Debug)]
@@ -17,19 +17,20 @@ pub struct SeedResult {
     pub train: Option<f64>,
     pub test: Option<f64>,
     pub seconds: f64,
-    /// `(step, batch loss)` every `curve_every` steps.
-    pub curve: Vec<(usize, f32)>,
+    /// `(steps done, test metric)` at evenly spaced points of the training, and at the end.
+    pub curve: Vec<(usize, f64)>,
 }
 
-/// Trains `loss` (with its own weights) from every seed in `seeds`; `on_step` sees each step.
+/// Trains `loss` (with its own weights) from every seed in `seeds`, recording the test metric at
+/// `curve_points` evenly spaced steps; `on_step` sees each step's index.
 pub fn meta_test(
     task: &Task<'_>,
     model: &mut PluginModel,
     loss: &LossExpr,
     cfg: &TrainConfig,
     seeds: &[u64],
-    curve_every: usize,
-    on_step: &mut dyn FnMut(usize, f32),
+    curve_points: usize,
+    on_step: &mut dyn FnMut(usize),
 ) -> Result<Vec<SeedResult>, TrainError> {
     let kernel = jit::compile(loss, KernelKind::LossGrad)?;
     let metric = task.metric();
@@ -39,11 +40,16 @@ pub fn meta_test(
         model.init(seed, &mut params)?;
         let t = Instant::now();
         let mut curve = Vec::new();
-        let mut step_fn = |step: usize, l: f32| {
-            if step.is_multiple_of(curve_every.max(1)) {
-                curve.push((step, l));
+        let every = (cfg.steps / curve_points.max(1)).max(1);
+        let mut probe_error = None;
+        let mut step_fn = |s: Step<'_>| {
+            if (s.index + 1).is_multiple_of(every) && probe_error.is_none() {
+                match task.evaluate(s.model, s.params, 2, metric) {
+                    Ok(m) => curve.push((s.index + 1, m)),
+                    Err(e) => probe_error = Some(e),
+                }
             }
-            on_step(step, l);
+            on_step(s.index);
         };
         let outcome = task.train(
             model,
@@ -54,6 +60,9 @@ pub fn meta_test(
             seed,
             &mut step_fn,
         )?;
+        if let Some(e) = probe_error {
+            return Err(e);
+        }
         let seconds = t.elapsed().as_secs_f64();
         let (train, test) = match outcome {
             Outcome::Finished => (

@@ -37,6 +37,17 @@ pub struct TrainConfig {
     pub optimizer: OptimizerConfig,
 }
 
+/// What a training callback sees after each step. The model may be used (to evaluate, say):
+/// the next step starts with its own forward pass.
+pub struct Step<'a> {
+    pub index: usize,
+    /// The batch loss of this step.
+    pub loss: f32,
+    /// The parameters after this step's update.
+    pub params: &'a [f32],
+    pub model: &'a mut PluginModel,
+}
+
 /// How a training run ended.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Outcome {
@@ -155,7 +166,7 @@ impl<'a> Task<'a> {
         cfg: &TrainConfig,
         params: &mut [f32],
         seed: u64,
-        on_step: &mut dyn FnMut(usize, f32),
+        on_step: &mut dyn FnMut(Step<'_>),
     ) -> Result<Outcome, TrainError> {
         let n_train = self.split_size(0);
         let batch = cfg.batch.min(n_train);
@@ -190,7 +201,12 @@ impl<'a> Task<'a> {
                 &grad,
                 lr_at(cfg.lr, &cfg.milestones, cfg.gamma, step),
             );
-            on_step(step, loss);
+            on_step(Step {
+                index: step,
+                loss,
+                params: &*params,
+                model: &mut *model,
+            });
         }
         if params.iter().any(|p| !p.is_finite()) {
             return Ok(Outcome::Diverged { step: cfg.steps });

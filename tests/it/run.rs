@@ -66,6 +66,24 @@ fn quick_manifest_runs_end_to_end_and_beats_its_baseline_on_validation() {
     assert_eq!(report["meta_test"].as_array().unwrap().len(), 2);
     assert_eq!(report["meta_test"][0]["seeds"].as_array().unwrap().len(), 3);
 
+    for (svg, labels) in [
+        ("fitness.svg", ["best", "median"]),
+        ("meta_test.svg", ["learned", "baseline"]),
+    ] {
+        let text = std::fs::read_to_string(dir.join(svg)).unwrap();
+        assert!(
+            text.starts_with("<svg") && labels.iter().all(|l| text.contains(l)),
+            "{svg}"
+        );
+    }
+    let curve = report["meta_test"][0]["seeds"][0]["curve"]
+        .as_array()
+        .unwrap();
+    assert_eq!(
+        curve.len(),
+        20,
+        "the test metric at 20 points of meta-testing"
+    );
     let text = std::fs::read_to_string(dir.join("best_loss.txt")).unwrap();
     let first: LossExpr = text.lines().next().unwrap().parse().unwrap();
     assert_eq!(first.to_string(), report["best"]["loss"].as_str().unwrap());

@@ -1,0 +1,111 @@
+//! SVG line plots of a run: fitness per generation and meta-test learning curves. The only
+//! module that names plotters.
+
+use std::path::Path;
+
+use plotters::prelude::*;
+
+/// Drawing failed (the message names the file).
+#[derive(Debug, thiserror::Error)]
+#[error("plotting {path}: {msg}")]
+pub struct PlotError {
+    pub path: String,
+    pub msg: String,
+}
+
+/// One named line of `(x, y)` points.
+pub struct Series<'a> {
+    pub name: &'a str,
+    pub points: Vec<(f64, f64)>,
+}
+
+/// Draws `series` as lines into an SVG at `path`.
+pub fn lines(
+    path: &Path,
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    series: &[Series<'_>],
+) -> Result<(), PlotError> {
+    let err = |e: &dyn std::fmt::Display| PlotError {
+        path: path.display().to_string(),
+        msg: e.to_string(),
+    };
+    let finite = series
+        .iter()
+        .flat_map(|s| s.points.iter())
+        .filter(|(x, y)| x.is_finite() && y.is_finite());
+    let (mut x0, mut x1, mut y0, mut y1) = (
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+    );
+    for &(x, y) in finite {
+        (x0, x1, y0, y1) = (x0.min(x), x1.max(x), y0.min(y), y1.max(y));
+    }
+    if !x0.is_finite() {
+        return Err(err(&"no finite point to draw"));
+    }
+    // A little room around the data, and a non-empty range when every value is equal.
+    let pad = |lo: f64, hi: f64| {
+        let d = if hi > lo {
+            (hi - lo) * 0.05
+        } else {
+            lo.abs().max(1.0) * 0.05
+        };
+        (lo - d, hi + d)
+    };
+    let ((x0, x1), (y0, y1)) = (pad(x0, x1), pad(y0, y1));
+    let root = SVGBackend::new(path, (900, 540)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| err(&e))?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 22))
+        .margin(16)
+        .x_label_area_size(44)
+        .y_label_area_size(70)
+        .build_cartesian_2d(x0..x1, y0..y1)
+        .map_err(|e| err(&e))?;
+    chart
+        .configure_mesh()
+        .x_desc(x_label)
+        .y_desc(y_label)
+        .draw()
+        .map_err(|e| err(&e))?;
+    const COLOURS: [RGBColor; 6] = [BLUE, RED, GREEN, MAGENTA, CYAN, BLACK];
+    for (s, colour) in series.iter().zip(COLOURS.iter().cycle()) {
+        let points = s
+            .points
+            .iter()
+            .copied()
+            .filter(|(x, y)| x.is_finite() && y.is_finite());
+        chart
+            .draw_series(LineSeries::new(points, colour.stroke_width(2)))
+            .map_err(|e| err(&e))?
+            .label(s.name)
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2))
+            });
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()
+        .map_err(|e| err(&e))?;
+    root.present().map_err(|e| err(&e))?;
+    Ok(())
+}
+
+/// The mean over seeds of per-seed curves sampled at the same steps (seeds whose curve ended
+/// early, by divergence, stop counting where they end).
+pub fn mean_curve(curves: &[&[(usize, f64)]]) -> Vec<(f64, f64)> {
+    let longest = curves.iter().map(|c| c.len()).max().unwrap_or(0);
+    (0..longest)
+        .filter_map(|i| {
+            let at: Vec<&(usize, f64)> = curves.iter().filter_map(|c| c.get(i)).collect();
+            let mean = at.iter().map(|p| p.1).sum::<f64>() / at.len() as f64;
+            at.first().map(|p| (p.0 as f64, mean))
+        })
+        .collect()
+}

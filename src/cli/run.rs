@@ -1,7 +1,7 @@
 //! `evomal run MANIFEST`: the EvoMAL pipeline — search, then meta-test the best loss against
 //! the baseline — with a results directory.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -15,6 +15,7 @@ use evomal::search::run::{Search, SearchError, SearchPlan};
 use evomal::train::Task;
 use evomal::train::meta_test::{mean_std, meta_test};
 use evomal::train::objective::TaskKind;
+use indicatif::{MultiProgress, ProgressDrawTarget};
 use serde_json::json;
 
 use super::train::{CE, MSE, config_json, fmt_stats, progress, seeds_json, stats_json, steps_into};
@@ -109,9 +110,16 @@ pub fn run(args: RunArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     };
     if manifest.search.method != SearchMethod::Baseline {
         let done = search.generations.len();
-        let bar = progress(plan.gp.population * plan.gp.generations, args.quiet);
-        bar.set_position((done * plan.gp.population) as u64);
-        let on_candidate = |_, _| bar.inc(1);
+        // Two bars: generations (with the best fitness so far), and this generation's candidates.
+        let multi = MultiProgress::new();
+        if args.quiet || !std::io::stderr().is_terminal() {
+            multi.set_draw_target(ProgressDrawTarget::hidden());
+        }
+        let bar = multi.add(progress(plan.gp.generations, false));
+        bar.set_position(done as u64);
+        let candidates = multi.add(progress(plan.gp.population, false));
+        candidates.set_message("candidates");
+        let on_candidate = |_, _| candidates.inc(1);
         let make_model = || plugin.create_model(&manifest.task.model, &manifest.params_json());
         let checkpoint_path = dir.join(CHECKPOINT);
         let mut on_generation = |s: &Search<'_, '_>| {
@@ -119,7 +127,9 @@ pub fn run(args: RunArgs, out: &mut dyn Write) -> anyhow::Result<()> {
                 .best
                 .as_ref()
                 .map_or("none yet".to_string(), |b| format!("{:.5}", b.fitness));
-            bar.set_message(format!("generation {}, best {best}", s.generations.len()));
+            bar.set_position(s.generations.len() as u64);
+            bar.set_message(format!("generations, best {best}"));
+            candidates.reset();
             let cp = json!({
                 "manifest": manifest_path.display().to_string(),
                 "manifest_text": manifest_text,
@@ -134,6 +144,7 @@ pub fn run(args: RunArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         }
         let pool = pool.build().context("starting the worker threads")?;
         pool.install(|| search.run(&make_model, &on_candidate, &mut on_generation))?;
+        candidates.finish_and_clear();
         bar.finish_and_clear();
     }
     let baseline_kernel = jit::compile(&baseline, KernelKind::LossGrad)?;

@@ -272,3 +272,16 @@ fn a_killed_run_resumes_to_the_same_result() {
     std::fs::remove_dir_all(&killed).ok();
     std::fs::remove_dir_all(&whole).ok();
 }
+
+#[test]
+fn every_shipped_manifest_loads() {
+    let mut n = 0;
+    for entry in std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("tasks")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            evomal::manifest::Manifest::load(&path).unwrap_or_else(|e| panic!("{e}"));
+            n += 1;
+        }
+    }
+    assert!(n >= 10, "only {n} manifests");
+}

@@ -302,7 +302,8 @@ fn draw_plots(
         Vec<evomal::train::meta_test::SeedResult>,
     )],
 ) -> anyhow::Result<()> {
-    if !search.generations.is_empty() {
+    // A search where every candidate failed has no finite fitness to draw.
+    if search.generations.iter().any(|g| g.best.is_finite()) {
         let per_gen = |f: fn(&evomal::search::run::Generation) -> f64| {
             search
                 .generations
@@ -336,7 +337,10 @@ fn draw_plots(
             points: plot::mean_curve(&rows.iter().map(|r| r.curve.as_slice()).collect::<Vec<_>>()),
         })
         .collect();
-    if series.iter().any(|s| !s.points.is_empty()) {
+    if series
+        .iter()
+        .any(|s| s.points.iter().any(|p| p.1.is_finite()))
+    {
         let title = format!("meta-testing: test {metric} (mean over seeds)");
         plot::lines(
             &dir.join("meta_test.svg"),

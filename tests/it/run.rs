@@ -285,3 +285,28 @@ fn every_shipped_manifest_loads() {
     }
     assert!(n >= 10, "only {n} manifests");
 }
+
+#[test]
+fn a_search_where_every_candidate_is_rejected_still_finishes() {
+    build_plugin("evomal-plugin-diabetes");
+    let dir = temp_dir("all-rejected");
+    std::fs::create_dir_all(&dir).unwrap();
+    // With no optimisation step nothing improves: every candidate is rejected.
+    let manifest = dir.join("m.toml");
+    let text = "[task]\nplugin = \"diabetes\"\nmodel = \"linear\"\n[search]\npopulation = 4\ngenerations = 2\n\
+                [filters]\nrejection_steps = 0\n[testing]\nsteps = 50\nseeds = [0]\n";
+    std::fs::write(&manifest, text).unwrap();
+    let o = run(manifest.to_str().unwrap(), &dir.join("out"));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("out/run.json")).unwrap()).unwrap();
+    assert!(report["best"].is_null());
+    assert_eq!(report["generations"][0]["counts"]["rejected"], 4);
+    assert_eq!(
+        report["meta_test"].as_array().unwrap().len(),
+        1,
+        "the baseline alone"
+    );
+    assert!(String::from_utf8_lossy(&o.stdout).contains("no candidate survived"));
+    std::fs::remove_dir_all(&dir).ok();
+}

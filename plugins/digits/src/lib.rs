@@ -5,7 +5,7 @@
 //! seed 0), the same on every machine.
 
 use evomal_sdk::{
-    Builder, Init, KIND_CLASSIFICATION, Layer, Model, Params, Sequential, Split, Task, TaskInfo,
+    Builder, Init, KIND_CLASSIFICATION, Model, Params, Sequential, Split, Task, TaskInfo,
 };
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
@@ -76,14 +76,7 @@ impl Task for Digits {
         match name {
             "mlp" => {
                 let hidden = params.usize_list("hidden", &[128])?;
-                let act = match params
-                    .choice("activation", &["relu", "tanh", "sigmoid"], "relu")?
-                    .as_str()
-                {
-                    "tanh" => Layer::Tanh,
-                    "sigmoid" => Layer::Sigmoid,
-                    _ => Layer::Relu,
-                };
+                let act = params.activation("activation", "relu")?;
                 Ok(Box::new(Sequential::mlp(PIXELS, &hidden, CLASSES, act)?))
             }
             // Two 3x3 convolutions with ReLU and max-pooling, then a dense read-out.
@@ -113,11 +106,7 @@ impl Task for Digits {
         y: &mut [f32],
     ) -> Result<(), String> {
         let (xs, ys) = &self.splits[split as usize];
-        for (k, &i) in idx.iter().enumerate() {
-            let i = i as usize;
-            x[k * PIXELS..(k + 1) * PIXELS].copy_from_slice(&xs[i * PIXELS..(i + 1) * PIXELS]);
-            y[k] = ys[i];
-        }
+        evomal_sdk::data::copy_rows(xs, ys, PIXELS, idx, x, y);
         Ok(())
     }
 }

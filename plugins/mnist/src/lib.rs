@@ -9,9 +9,7 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use evomal_sdk::{
-    Builder, KIND_CLASSIFICATION, Layer, Model, Params, Sequential, Split, Task, TaskInfo,
-};
+use evomal_sdk::{Builder, KIND_CLASSIFICATION, Model, Params, Sequential, Split, Task, TaskInfo};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 
@@ -76,14 +74,7 @@ impl Task for Mnist {
             )),
             "mlp" => {
                 let hidden = params.usize_list("hidden", &[1000, 1000])?;
-                let act = match params
-                    .choice("activation", &["relu", "tanh", "sigmoid"], "relu")?
-                    .as_str()
-                {
-                    "tanh" => Layer::Tanh,
-                    "sigmoid" => Layer::Sigmoid,
-                    _ => Layer::Relu,
-                };
+                let act = params.activation("activation", "relu")?;
                 Ok(Box::new(Sequential::mlp(PIXELS, &hidden, CLASSES, act)?))
             }
             other => Err(format!("unknown model `{other}`")),
@@ -98,11 +89,7 @@ impl Task for Mnist {
         y: &mut [f32],
     ) -> Result<(), String> {
         let (xs, ys) = &self.splits[split as usize];
-        for (k, &i) in idx.iter().enumerate() {
-            let i = i as usize;
-            x[k * PIXELS..(k + 1) * PIXELS].copy_from_slice(&xs[i * PIXELS..(i + 1) * PIXELS]);
-            y[k] = ys[i];
-        }
+        evomal_sdk::data::copy_rows(xs, ys, PIXELS, idx, x, y);
         Ok(())
     }
 }

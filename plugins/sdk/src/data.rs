@@ -1,5 +1,15 @@
 //! Helpers for vendored tabular data: CSV parsing and standardisation fitted on train only.
 
+/// Copies examples `idx` of a split stored row-major (`width` floats per example in `xs`, one
+/// target each in `ys`) into a batch: the usual body of `Task::read_batch`.
+pub fn copy_rows(xs: &[f32], ys: &[f32], width: usize, idx: &[u64], x: &mut [f32], y: &mut [f32]) {
+    for (k, &i) in idx.iter().enumerate() {
+        let i = i as usize;
+        x[k * width..(k + 1) * width].copy_from_slice(&xs[i * width..(i + 1) * width]);
+        y[k] = ys[i];
+    }
+}
+
 /// Parses a numeric CSV with one header line into rows.
 pub fn parse_csv(name: &str, text: &str) -> Result<Vec<Vec<f32>>, String> {
     let mut rows = Vec::new();
@@ -115,12 +125,7 @@ impl Tabular {
 
     pub fn read_batch(&self, split: crate::Split, idx: &[u64], x: &mut [f32], y: &mut [f32]) {
         let (xs, ys) = &self.splits[split as usize];
-        let f = self.n_features;
-        for (k, &i) in idx.iter().enumerate() {
-            let i = i as usize;
-            x[k * f..(k + 1) * f].copy_from_slice(&xs[i * f..(i + 1) * f]);
-            y[k] = ys[i];
-        }
+        copy_rows(xs, ys, self.n_features, idx, x, y);
     }
 
     /// The models every tabular task offers: `linear`, and `mlp` with `hidden` sizes (default:
@@ -135,14 +140,7 @@ impl Tabular {
             "linear" => crate::Sequential::mlp(f, &[], 1, crate::Layer::Relu)?,
             "mlp" => {
                 let hidden = params.usize_list("hidden", &[1000, 1000])?;
-                let act = match params
-                    .choice("activation", &["relu", "tanh", "sigmoid"], "relu")?
-                    .as_str()
-                {
-                    "tanh" => crate::Layer::Tanh,
-                    "sigmoid" => crate::Layer::Sigmoid,
-                    _ => crate::Layer::Relu,
-                };
+                let act = params.activation("activation", "relu")?;
                 crate::Sequential::mlp(f, &hidden, 1, act)?
             }
             other => return Err(format!("unknown model `{other}`")),

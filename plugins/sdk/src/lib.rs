@@ -155,6 +155,20 @@ impl Params {
         }
     }
 
+    /// The hidden-layer activation `key` (`relu`, `tanh` or `sigmoid`) as a layer.
+    pub fn activation(&self, key: &str, default: &str) -> Result<Layer, String> {
+        Ok(
+            match self
+                .choice(key, &["relu", "tanh", "sigmoid"], default)?
+                .as_str()
+            {
+                "tanh" => Layer::Tanh,
+                "sigmoid" => Layer::Sigmoid,
+                _ => Layer::Relu,
+            },
+        )
+    }
+
     /// A non-negative integer.
     pub fn integer(&self, key: &str, default: u64) -> Result<u64, String> {
         self.read.borrow_mut().insert(key.to_string());

@@ -94,10 +94,7 @@ impl Task for Sine {
         y: &mut [f32],
     ) -> Result<(), String> {
         let (xs, ys) = &self.splits[split as usize];
-        for (k, &i) in idx.iter().enumerate() {
-            x[k] = xs[i as usize];
-            y[k] = ys[i as usize];
-        }
+        evomal_sdk::data::copy_rows(xs, ys, 1, idx, x, y);
         Ok(())
     }
 }

@@ -3,9 +3,14 @@
 //! `[batch][features]`, spatial ones `[batch][channel][row][column]`. Dense layers and
 //! convolutions multiply with `matrixmultiply`'s GEMM.
 
+mod builder;
 mod conv;
+mod gemm;
 #[cfg(test)]
 mod tests;
+
+pub use builder::Builder;
+pub(crate) use gemm::{Mat, gemm};
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -147,121 +152,6 @@ impl Layer {
 fn conv_out(g: Geom, k: usize, pad: usize) -> Option<(usize, usize)> {
     let (h, w) = (g.h + 2 * pad, g.w + 2 * pad);
     (k >= 1 && h >= k && w >= k).then(|| (h - k + 1, w - k + 1))
-}
-
-/// Builds a [`Sequential`] while tracking the shape, so spatial layers need no hand-computed
-/// geometry: `Builder::new(1, 28, 28).conv(6, 5, 2).tanh().avg_pool(2).flatten().dense(10)`.
-pub struct Builder {
-    input_len: usize,
-    shape: Geom,
-    layers: Vec<Layer>,
-    init: Init,
-}
-
-impl Builder {
-    pub fn new(c: usize, h: usize, w: usize) -> Builder {
-        Builder {
-            input_len: c * h * w,
-            shape: Geom { c, h, w },
-            layers: Vec::new(),
-            init: Init::XavierUniform,
-        }
-    }
-
-    /// The initialisation of the weight layers added from here on.
-    pub fn init(mut self, init: Init) -> Builder {
-        self.init = init;
-        self
-    }
-
-    pub fn conv(mut self, c_out: usize, k: usize, pad: usize) -> Builder {
-        let geom = self.shape;
-        let (h, w) = conv_out(geom, k, pad).unwrap_or((0, 0));
-        self.layers.push(Layer::Conv2d {
-            geom,
-            c_out,
-            k,
-            pad,
-            init: self.init,
-        });
-        self.shape = Geom { c: c_out, h, w };
-        self
-    }
-
-    pub fn max_pool(mut self, size: usize) -> Builder {
-        self.layers.push(Layer::MaxPool2d {
-            geom: self.shape,
-            size,
-        });
-        self.shape = self.pooled(size);
-        self
-    }
-
-    pub fn avg_pool(mut self, size: usize) -> Builder {
-        self.layers.push(Layer::AvgPool2d {
-            geom: self.shape,
-            size,
-        });
-        self.shape = self.pooled(size);
-        self
-    }
-
-    fn pooled(&self, size: usize) -> Geom {
-        let g = self.shape;
-        Geom {
-            c: g.c,
-            h: g.h / size.max(1),
-            w: g.w / size.max(1),
-        }
-    }
-
-    pub fn flatten(mut self) -> Builder {
-        self.layers.push(Layer::Flatten);
-        self.shape = Geom {
-            c: self.shape.len(),
-            h: 1,
-            w: 1,
-        };
-        self
-    }
-
-    pub fn dense(mut self, outputs: usize) -> Builder {
-        let inputs = self.shape.len();
-        self.layers.push(Layer::Dense {
-            inputs,
-            outputs,
-            init: self.init,
-        });
-        self.shape = Geom {
-            c: outputs,
-            h: 1,
-            w: 1,
-        };
-        self
-    }
-
-    pub fn relu(self) -> Builder {
-        self.push(Layer::Relu)
-    }
-
-    pub fn tanh(self) -> Builder {
-        self.push(Layer::Tanh)
-    }
-
-    pub fn sigmoid(self) -> Builder {
-        self.push(Layer::Sigmoid)
-    }
-
-    /// Appends any layer (an activation given as a value, say).
-    pub fn push(mut self, l: Layer) -> Builder {
-        self.layers.push(l);
-        self
-    }
-
-    /// The model; fails if a layer does not fit its input.
-    pub fn build(self) -> Result<Sequential, String> {
-        Sequential::new(self.input_len, self.layers)
-    }
 }
 
 /// A stack of layers; owns the activations of the last forward pass.
@@ -552,128 +442,6 @@ fn zip_map(a: &[f32], b: &[f32], out: &mut [f32], f: impl Fn(f32, f32) -> f32) {
     out.iter_mut()
         .zip(a.iter().zip(b))
         .for_each(|(o, (&a, &b))| *o = f(a, b));
-}
-
-/// A matrix view for [`gemm`]: `rows x cols` with the given strides into `data`.
-#[derive(Clone, Copy)]
-pub(crate) struct Mat<'a> {
-    data: &'a [f32],
-    rows: usize,
-    cols: usize,
-    row_stride: usize,
-    col_stride: usize,
-}
-
-impl<'a> Mat<'a> {
-    /// A row-major `rows x cols` matrix.
-    pub(crate) fn new(data: &'a [f32], rows: usize, cols: usize) -> Mat<'a> {
-        Mat {
-            data,
-            rows,
-            cols,
-            row_stride: cols,
-            col_stride: 1,
-        }
-    }
-
-    /// The transpose, without moving data.
-    pub(crate) fn t(self) -> Mat<'a> {
-        Mat {
-            rows: self.cols,
-            cols: self.rows,
-            row_stride: self.col_stride,
-            col_stride: self.row_stride,
-            ..self
-        }
-    }
-
-    fn fits(&self) -> bool {
-        self.rows == 0
-            || self.cols == 0
-            || (self.rows - 1) * self.row_stride + (self.cols - 1) * self.col_stride
-                < self.data.len()
-    }
-}
-
-/// GEMMs smaller than this many multiply-adds run on one thread: spawning costs more.
-const PARALLEL_MIN_MACS: usize = 1 << 22;
-
-/// Threads for large GEMMs: `EVOMAL_GEMM_THREADS`, else every available core.
-fn gemm_threads() -> usize {
-    static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    *THREADS.get_or_init(|| {
-        std::env::var("EVOMAL_GEMM_THREADS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .filter(|&n| n > 0)
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
-    })
-}
-
-/// `c = a b + beta c`, `c` row-major `a.rows x b.cols`. Large products split `c`'s columns
-/// into one block per thread.
-pub(crate) fn gemm(a: Mat<'_>, b: Mat<'_>, beta: f32, c: &mut [f32]) {
-    assert_eq!(a.cols, b.rows, "inner dimensions");
-    assert!(
-        a.fits() && b.fits() && c.len() >= a.rows * b.cols,
-        "matrix views exceed their buffers"
-    );
-    let (m, k, n) = (a.rows, a.cols, b.cols);
-    let threads = gemm_threads().min(n / 64).max(1);
-    let c_ptr = SendPtr(c.as_mut_ptr());
-    let block = |start: usize, end: usize| {
-        // SAFETY: the asserts above keep every index sgemm touches inside `a.data`, `b.data`
-        // and `c` (columns `start..end` of B and C are inside them); `c` is borrowed mutably for
-        // this call, so it aliases neither input, and blocks cover disjoint columns of C.
-        unsafe {
-            matrixmultiply::sgemm(
-                m,
-                k,
-                end - start,
-                1.0,
-                a.data.as_ptr(),
-                a.row_stride as isize,
-                a.col_stride as isize,
-                b.data.as_ptr().add(start * b.col_stride),
-                b.row_stride as isize,
-                b.col_stride as isize,
-                beta,
-                c_ptr.at(start),
-                n as isize,
-                1,
-            )
-        }
-    };
-    if threads == 1 || m * k * n < PARALLEL_MIN_MACS {
-        block(0, n);
-        return;
-    }
-    let chunk = n.div_ceil(threads);
-    std::thread::scope(|scope| {
-        for start in (chunk..n).step_by(chunk) {
-            let end = (start + chunk).min(n);
-            scope.spawn(move || block(start, end));
-        }
-        block(0, chunk.min(n));
-    });
-}
-
-/// A pointer into C that threads may share: each writes only its own columns.
-#[derive(Clone, Copy)]
-struct SendPtr(*mut f32);
-
-// SAFETY: the threads of one `gemm` call write disjoint columns through it, and the scope ends
-// before the borrow of C does.
-unsafe impl Send for SendPtr {}
-unsafe impl Sync for SendPtr {}
-
-impl SendPtr {
-    /// # Safety
-    /// `col` must lie within the row-major matrix the pointer addresses.
-    unsafe fn at(self, col: usize) -> *mut f32 {
-        // SAFETY: guaranteed by the caller.
-        unsafe { self.0.add(col) }
-    }
 }
 
 fn dense_forward(

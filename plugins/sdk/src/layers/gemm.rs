@@ -1,0 +1,124 @@
+//! The one matrix product every layer uses: `matrixmultiply`'s single-threaded SGEMM, with
+//! large products split by columns across threads.
+
+/// A matrix view for [`gemm`]: `rows x cols` with the given strides into `data`.
+#[derive(Clone, Copy)]
+pub(crate) struct Mat<'a> {
+    data: &'a [f32],
+    rows: usize,
+    cols: usize,
+    row_stride: usize,
+    col_stride: usize,
+}
+
+impl<'a> Mat<'a> {
+    /// A row-major `rows x cols` matrix.
+    pub(crate) fn new(data: &'a [f32], rows: usize, cols: usize) -> Mat<'a> {
+        Mat {
+            data,
+            rows,
+            cols,
+            row_stride: cols,
+            col_stride: 1,
+        }
+    }
+
+    /// The transpose, without moving data.
+    pub(crate) fn t(self) -> Mat<'a> {
+        Mat {
+            rows: self.cols,
+            cols: self.rows,
+            row_stride: self.col_stride,
+            col_stride: self.row_stride,
+            ..self
+        }
+    }
+
+    fn fits(&self) -> bool {
+        self.rows == 0
+            || self.cols == 0
+            || (self.rows - 1) * self.row_stride + (self.cols - 1) * self.col_stride
+                < self.data.len()
+    }
+}
+
+/// GEMMs smaller than this many multiply-adds run on one thread: spawning costs more.
+const PARALLEL_MIN_MACS: usize = 1 << 22;
+
+/// Threads for large GEMMs: `EVOMAL_GEMM_THREADS`, else every available core.
+fn gemm_threads() -> usize {
+    static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *THREADS.get_or_init(|| {
+        std::env::var("EVOMAL_GEMM_THREADS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .filter(|&n| n > 0)
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+    })
+}
+
+/// `c = a b + beta c`, `c` row-major `a.rows x b.cols`. Large products split `c`'s columns
+/// into one block per thread.
+pub(crate) fn gemm(a: Mat<'_>, b: Mat<'_>, beta: f32, c: &mut [f32]) {
+    assert_eq!(a.cols, b.rows, "inner dimensions");
+    assert!(
+        a.fits() && b.fits() && c.len() >= a.rows * b.cols,
+        "matrix views exceed their buffers"
+    );
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    let threads = gemm_threads().min(n / 64).max(1);
+    let c_ptr = SendPtr(c.as_mut_ptr());
+    let block = |start: usize, end: usize| {
+        // SAFETY: the asserts above keep every index sgemm touches inside `a.data`, `b.data`
+        // and `c` (columns `start..end` of B and C are inside them); `c` is borrowed mutably for
+        // this call, so it aliases neither input, and blocks cover disjoint columns of C.
+        unsafe {
+            matrixmultiply::sgemm(
+                m,
+                k,
+                end - start,
+                1.0,
+                a.data.as_ptr(),
+                a.row_stride as isize,
+                a.col_stride as isize,
+                b.data.as_ptr().add(start * b.col_stride),
+                b.row_stride as isize,
+                b.col_stride as isize,
+                beta,
+                c_ptr.at(start),
+                n as isize,
+                1,
+            )
+        }
+    };
+    if threads == 1 || m * k * n < PARALLEL_MIN_MACS {
+        block(0, n);
+        return;
+    }
+    let chunk = n.div_ceil(threads);
+    std::thread::scope(|scope| {
+        for start in (chunk..n).step_by(chunk) {
+            let end = (start + chunk).min(n);
+            scope.spawn(move || block(start, end));
+        }
+        block(0, chunk.min(n));
+    });
+}
+
+/// A pointer into C that threads may share: each writes only its own columns.
+#[derive(Clone, Copy)]
+struct SendPtr(*mut f32);
+
+// SAFETY: the threads of one `gemm` call write disjoint columns through it, and the scope ends
+// before the borrow of C does.
+unsafe impl Send for SendPtr {}
+unsafe impl Sync for SendPtr {}
+
+impl SendPtr {
+    /// # Safety
+    /// `col` must lie within the row-major matrix the pointer addresses.
+    unsafe fn at(self, col: usize) -> *mut f32 {
+        // SAFETY: guaranteed by the caller.
+        unsafe { self.0.add(col) }
+    }
+}

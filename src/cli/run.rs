@@ -78,6 +78,13 @@ pub fn run(args: RunArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     let plugin = TaskPlugin::open(&manifest.plugin(), &manifest.data_json())?;
     let task = Task::new(&plugin);
     let mut model = plugin.create_model(&manifest.task.model, &manifest.params_json())?;
+    if manifest.search.method == SearchMethod::Evomal && !model.has_jvp() {
+        eprintln!(
+            "note: model `{}` of plugin `{}` offers no JVP; the local search uses central finite differences instead",
+            manifest.task.model,
+            plugin.name()
+        );
+    }
     let stem = manifest_path
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())

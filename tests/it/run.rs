@@ -310,3 +310,23 @@ fn a_search_where_every_candidate_is_rejected_still_finishes() {
     assert!(String::from_utf8_lossy(&o.stdout).contains("no candidate survived"));
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn a_model_without_jvp_is_searched_with_finite_differences_and_says_so_once() {
+    let lib = build_plugin("evomal-test-fixtures");
+    let dir = temp_dir("no-jvp");
+    std::fs::create_dir_all(&dir).unwrap();
+    let manifest = dir.join("m.toml");
+    let text = format!(
+        "[task]\nplugin = {:?}\nmodel = \"no-jvp\"\n[search]\npopulation = 4\ngenerations = 2\n\
+         [local_search]\nmeta_steps = 3\n[fitness]\nsteps = 5\n[filters]\nrejection = false\n\
+         [testing]\nsteps = 5\nseeds = [0]\n",
+        lib.display().to_string()
+    );
+    std::fs::write(&manifest, text).unwrap();
+    let o = run(manifest.to_str().unwrap(), &dir.join("out"));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert_eq!(err.matches("offers no JVP").count(), 1, "{err}");
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -25,6 +25,8 @@ enum Command {
     Loss(cli::loss::LossCommand),
     /// Run the EvoMAL pipeline: search a loss, then meta-test it against the baseline.
     Run(cli::run::RunArgs),
+    /// Write a loss (or a run's best loss) as a standalone WGSL compute shader.
+    EmitShader(cli::shader::ShaderArgs),
     /// Meta-test the loss learned by a run on another task or model.
     Transfer(cli::transfer::TransferArgs),
     /// Meta-test one loss: train a task's model from each seed and report train/test metrics.
@@ -42,6 +44,7 @@ fn main() -> ExitCode {
         Command::Run(args) => cli::run::run(args, &mut out),
         Command::Train(args) => cli::train::run(args, &mut out),
         Command::Transfer(args) => cli::transfer::run(args, &mut out),
+        Command::EmitShader(args) => cli::shader::run(args, &mut out),
         Command::Bench(cmd) => cli::bench::run(cmd, &mut out),
     };
     match res.and_then(|()| out.flush().map_err(Into::into)) {

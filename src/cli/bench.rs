@@ -8,7 +8,8 @@ use std::process::Command;
 
 use anyhow::{Context, bail};
 use clap::Subcommand;
-use evomal::backend::jit::{self, JitBatch, KernelKind};
+use evomal::backend::KernelKind;
+use evomal::backend::jit::{self, JitBatch};
 use evomal::expr::LossExpr;
 use evomal::expr::interp::{self, FullBatchMut};
 use evomal::expr::random::{Method, random_tree};

@@ -4,7 +4,8 @@ use std::io::Write;
 
 use anyhow::{Context, bail};
 use clap::{Subcommand, ValueEnum};
-use evomal::backend::jit::{self, KernelKind};
+use evomal::backend::KernelKind;
+use evomal::backend::jit;
 use evomal::expr::interp::{self, FullBatchMut};
 use evomal::expr::{LossExpr, NodeId, structural_hash};
 use serde_json::json;

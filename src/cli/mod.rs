@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod loss;
 pub mod run;
+pub mod shader;
 pub mod train;
 pub mod transfer;
 

@@ -7,7 +7,8 @@ use std::time::Instant;
 
 use anyhow::Context;
 use clap::Args;
-use evomal::backend::jit::{self, KernelKind};
+use evomal::backend::KernelKind;
+use evomal::backend::jit;
 use evomal::manifest::{Manifest, SearchMethod};
 use evomal::plot::{self, Series};
 use evomal::plugin::TaskPlugin;
@@ -286,6 +287,9 @@ pub fn run(args: RunArgs, out: &mut dyn Write) -> anyhow::Result<()> {
             b.loss.to_infix()
         );
         write_atomic(&dir.join("best_loss.txt"), text.as_bytes())?;
+        let shader =
+            super::shader::validated_shader(&b.loss, evomal::backend::KernelKind::LossGrad)?;
+        write_atomic(&dir.join("best_loss.wgsl"), shader.as_bytes())?;
     }
     draw_plots(&dir, metric.name(), &search, &tested)?;
     writeln!(out, "results: {}", dir.display())?;

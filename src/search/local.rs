@@ -13,7 +13,8 @@
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::backend::jit::{self, JitKernel, KernelKind};
+use crate::backend::KernelKind;
+use crate::backend::jit::{self, JitKernel};
 use crate::expr::LossExpr;
 use crate::expr::interp::FullBatchMut;
 use crate::plugin::{JvpMethod, PluginModel};

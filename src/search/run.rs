@@ -14,7 +14,8 @@ use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 use serde_json::json;
 
-use crate::backend::jit::{self, KernelKind};
+use crate::backend::KernelKind;
+use crate::backend::jit;
 use crate::expr::{LossExpr, structural_hash};
 use crate::gp::{self, GpConfig};
 use crate::plugin::{PluginError, PluginModel};

@@ -3,7 +3,8 @@
 
 use std::time::Instant;
 
-use crate::backend::jit::{self, KernelKind};
+use crate::backend::KernelKind;
+use crate::backend::jit;
 use crate::expr::LossExpr;
 use crate::plugin::PluginModel;
 use crate::train::{Outcome, Step, Task, TrainConfig, TrainError};

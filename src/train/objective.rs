@@ -131,7 +131,8 @@ pub(crate) fn probabilities_vjp(p: &[f32], dp: &[f32], n_out: usize, scale: f32,
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::jit::{self, KernelKind};
+    use crate::backend::KernelKind;
+    use crate::backend::jit;
 
     fn ce() -> JitKernel {
         jit::compile(

@@ -10,7 +10,8 @@ use std::hint::black_box;
 use std::ops::{Add, Mul, Sub};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use evomal::backend::jit::{self, JitBatch, KernelKind};
+use evomal::backend::KernelKind;
+use evomal::backend::jit::{self, JitBatch};
 use evomal::expr::LossExpr;
 use evomal::expr::interp::{self, FullBatchMut};
 use evomal::expr::random::{Method, random_tree};

@@ -1,6 +1,7 @@
 //! The JIT against the reference interpreter, output by output, on random trees and inputs.
 
-use evomal::backend::jit::{JitBatch, KernelKind};
+use evomal::backend::KernelKind;
+use evomal::backend::jit::JitBatch;
 use evomal::expr::LossExpr;
 use evomal::expr::interp::{self, FullBatchMut};
 use proptest::prelude::*;

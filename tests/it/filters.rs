@@ -1,6 +1,7 @@
 //! The rejection protocol and gradient equivalence through a real plugin.
 
-use evomal::backend::jit::{self, KernelKind};
+use evomal::backend::KernelKind;
+use evomal::backend::jit;
 use evomal::expr::LossExpr;
 use evomal::plugin::TaskPlugin;
 use evomal::search::filters::{RejectionConfig, rejection_protocol};

@@ -8,6 +8,7 @@ mod filters;
 mod local_search;
 mod plugins;
 mod run;
+mod shaders;
 mod strategies;
 mod text;
 mod train;

@@ -84,6 +84,11 @@ fn quick_manifest_runs_end_to_end_and_beats_its_baseline_on_validation() {
         20,
         "the test metric at 20 points of meta-testing"
     );
+    let shader = std::fs::read_to_string(dir.join("best_loss.wgsl")).unwrap();
+    assert!(
+        shader.contains("dyhat[i] ="),
+        "the training shader (loss and gradient)"
+    );
     let text = std::fs::read_to_string(dir.join("best_loss.txt")).unwrap();
     let first: LossExpr = text.lines().next().unwrap().parse().unwrap();
     assert_eq!(first.to_string(), report["best"]["loss"].as_str().unwrap());

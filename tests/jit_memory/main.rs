@@ -3,7 +3,8 @@
 //! A test binary of its own because it reads the process's resident set size, which other
 //! tests running in parallel threads would disturb.
 
-use evomal::backend::jit::{JitBatch, KernelKind};
+use evomal::backend::KernelKind;
+use evomal::backend::jit::JitBatch;
 use evomal::expr::random::{Method, random_tree};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;

@@ -21,19 +21,9 @@ use cranelift_frontend::FunctionBuilderContext;
 use cranelift_jit::{JITBuilder, JITModule};
 use cranelift_module::{FuncId, Linkage, Module, default_libcall_names};
 
+use super::KernelKind;
 use crate::expr::LossExpr;
 use crate::expr::interp::FullBatchMut;
-
-/// What a kernel computes per element.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum KernelKind {
-    /// (a) the loss.
-    Loss,
-    /// (b) the loss and `dM/dyhat`.
-    LossGrad,
-    /// (c) the loss, `dM/dyhat`, `dM/dphi_j` and `d2M/(dyhat dphi_j)`.
-    Full,
-}
 
 /// Failures at the JIT boundary.
 #[derive(Debug, thiserror::Error)]

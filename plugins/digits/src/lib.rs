@@ -4,11 +4,10 @@
 //! Pixels (0..16) are scaled to [0, 1]. The split is 60/20/20 of one seeded shuffle (ChaCha8,
 //! seed 0), the same on every machine.
 
+use evomal_sdk::data;
 use evomal_sdk::{
     Builder, Init, KIND_CLASSIFICATION, Model, Params, Sequential, Split, Task, TaskInfo,
 };
-use rand::SeedableRng;
-use rand::seq::SliceRandom;
 
 const PIXELS: usize = 64;
 const CLASSES: usize = 10;
@@ -22,39 +21,10 @@ impl Task for Digits {
     const NAME: &'static str = "digits";
 
     fn load(_config: &Params) -> Result<Self, String> {
-        let mut rows: Vec<Vec<f32>> = Vec::new();
-        for (i, line) in include_str!("../data/digits.csv").lines().enumerate() {
-            let row: Vec<f32> = line
-                .split(',')
-                .map(|c| c.trim().parse::<f32>())
-                .collect::<Result<_, _>>()
-                .map_err(|e| format!("digits.csv, line {}: {e}", i + 1))?;
-            if row.len() != PIXELS + 1 {
-                return Err(format!(
-                    "digits.csv, line {}: {} columns, expected 65",
-                    i + 1,
-                    row.len()
-                ));
-            }
-            rows.push(row);
-        }
-        rows.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(0));
-        let n_train = rows.len() * 6 / 10;
-        let n_valid = rows.len() * 2 / 10;
-        let parts = [
-            &rows[..n_train],
-            &rows[n_train..n_train + n_valid],
-            &rows[n_train + n_valid..],
-        ];
-        let splits = parts.map(|part| {
-            let x = part
-                .iter()
-                .flat_map(|r| r[..PIXELS].iter().map(|&p| p / 16.0))
-                .collect();
-            let y = part.iter().map(|r| r[PIXELS]).collect();
-            (x, y)
-        });
-        Ok(Digits { splits })
+        let rows = data::parse_rows("digits.csv", include_str!("../data/digits.csv"), PIXELS + 1)?;
+        Ok(Digits {
+            splits: data::shuffled_splits(rows, PIXELS, 16.0, 0),
+        })
     }
 
     fn info(&self) -> TaskInfo {

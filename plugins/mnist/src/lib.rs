@@ -9,9 +9,8 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
+use evomal_sdk::data;
 use evomal_sdk::{Builder, KIND_CLASSIFICATION, Model, Params, Sequential, Split, Task, TaskInfo};
-use rand::SeedableRng;
-use rand::seq::SliceRandom;
 
 const SIDE: usize = 28;
 const PIXELS: usize = SIDE * SIDE;
@@ -100,37 +99,8 @@ fn sample() -> Result<Mnist, String> {
     flate2::read::GzDecoder::new(&include_bytes!("../data/mnist_5k.csv.gz")[..])
         .read_to_string(&mut text)
         .map_err(|e| format!("mnist_5k.csv.gz: {e}"))?;
-    let mut rows: Vec<Vec<f32>> = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        let row: Vec<f32> = line
-            .split(',')
-            .map(|c| c.trim().parse::<f32>())
-            .collect::<Result<_, _>>()
-            .map_err(|e| format!("mnist_5k.csv, line {}: {e}", i + 1))?;
-        if row.len() != PIXELS + 1 {
-            return Err(format!(
-                "mnist_5k.csv, line {}: {} columns, expected 785",
-                i + 1,
-                row.len()
-            ));
-        }
-        rows.push(row);
-    }
-    rows.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(0));
-    let (n_train, n_valid) = (rows.len() * 6 / 10, rows.len() * 2 / 10);
-    let parts = [
-        &rows[..n_train],
-        &rows[n_train..n_train + n_valid],
-        &rows[n_train + n_valid..],
-    ];
-    let splits = parts.map(|part| {
-        let x = part
-            .iter()
-            .flat_map(|r| r[..PIXELS].iter().map(|&p| p / 255.0))
-            .collect();
-        let y = part.iter().map(|r| r[PIXELS]).collect();
-        (x, y)
-    });
+    let rows = data::parse_rows("mnist_5k.csv", &text, PIXELS + 1)?;
+    let splits = data::shuffled_splits(rows, PIXELS, 255.0, 0);
     Ok(Mnist { splits })
 }
 

@@ -10,11 +10,25 @@ pub fn copy_rows(xs: &[f32], ys: &[f32], width: usize, idx: &[u64], x: &mut [f32
     }
 }
 
-/// Parses a numeric CSV with one header line into rows.
+/// Parses a numeric CSV with one header line into rows (all as wide as the first).
 pub fn parse_csv(name: &str, text: &str) -> Result<Vec<Vec<f32>>, String> {
+    parse_lines(name, text.lines().enumerate().skip(1), None)
+}
+
+/// Parses a numeric CSV without a header whose rows all have `width` columns.
+pub fn parse_rows(name: &str, text: &str, width: usize) -> Result<Vec<Vec<f32>>, String> {
+    parse_lines(name, text.lines().enumerate(), Some(width))
+}
+
+/// Numeric rows from `(index, line)` pairs, skipping blank lines; every row must have `width`
+/// columns, or the first row's count when `width` is `None`. Errors name the file and line.
+fn parse_lines<'a>(
+    name: &str,
+    lines: impl Iterator<Item = (usize, &'a str)>,
+    mut width: Option<usize>,
+) -> Result<Vec<Vec<f32>>, String> {
     let mut rows = Vec::new();
-    let mut width = None;
-    for (i, line) in text.lines().enumerate().skip(1) {
+    for (i, line) in lines {
         if line.trim().is_empty() {
             continue;
         }
@@ -23,9 +37,10 @@ pub fn parse_csv(name: &str, text: &str) -> Result<Vec<Vec<f32>>, String> {
             .map(|c| c.trim().parse::<f32>())
             .collect::<Result<_, _>>()
             .map_err(|e| format!("{name}, line {}: {e}", i + 1))?;
-        if *width.get_or_insert(row.len()) != row.len() {
+        let want = *width.get_or_insert(row.len());
+        if want != row.len() {
             return Err(format!(
-                "{name}, line {}: {} columns, expected {width:?}",
+                "{name}, line {}: {} columns, expected {want}",
                 i + 1,
                 row.len()
             ));
@@ -33,6 +48,33 @@ pub fn parse_csv(name: &str, text: &str) -> Result<Vec<Vec<f32>>, String> {
         rows.push(row);
     }
     Ok(rows)
+}
+
+/// Labelled examples (`features` values, then the class label, per row) shuffled once with
+/// ChaCha8 from `seed` and split 60/20/20 into (features divided by `divisor`, labels).
+pub fn shuffled_splits(
+    mut rows: Vec<Vec<f32>>,
+    features: usize,
+    divisor: f32,
+    seed: u64,
+) -> [(Vec<f32>, Vec<f32>); 3] {
+    use rand::SeedableRng;
+    use rand::seq::SliceRandom;
+    rows.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(seed));
+    let (n_train, n_valid) = (rows.len() * 6 / 10, rows.len() * 2 / 10);
+    let parts = [
+        &rows[..n_train],
+        &rows[n_train..n_train + n_valid],
+        &rows[n_train + n_valid..],
+    ];
+    parts.map(|part| {
+        let x = part
+            .iter()
+            .flat_map(|r| r[..features].iter().map(|&p| p / divisor))
+            .collect();
+        let y = part.iter().map(|r| r[features]).collect();
+        (x, y)
+    })
 }
 
 /// Per-column mean and population standard deviation (as scikit-learn's `StandardScaler`).
@@ -146,5 +188,49 @@ impl Tabular {
             other => return Err(format!("unknown model `{other}`")),
         };
         Ok(Box::new(model))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_rows_are_checked_for_width_and_named_in_errors() {
+        assert_eq!(
+            parse_csv("t.csv", "a,b\n1,2\n\n3,4\n").unwrap(),
+            [[1.0, 2.0], [3.0, 4.0]]
+        );
+        assert_eq!(
+            parse_csv("t.csv", "a,b\n1,2\n3\n").unwrap_err(),
+            "t.csv, line 3: 1 columns, expected 2"
+        );
+        assert_eq!(
+            parse_rows("r.csv", "1,2,3\n4,5\n", 3).unwrap_err(),
+            "r.csv, line 2: 2 columns, expected 3"
+        );
+        assert!(
+            parse_rows("r.csv", "1,x\n", 2)
+                .unwrap_err()
+                .starts_with("r.csv, line 1: ")
+        );
+    }
+
+    #[test]
+    fn shuffled_splits_are_seeded_and_keep_every_example() {
+        let rows: Vec<Vec<f32>> = (0..10).map(|i| vec![i as f32 * 2.0, i as f32]).collect();
+        let splits = shuffled_splits(rows.clone(), 1, 2.0, 0);
+        assert_eq!(splits.each_ref().map(|(_, y)| y.len()), [6, 2, 2]);
+        let mut labels: Vec<f32> = splits.iter().flat_map(|(_, y)| y.clone()).collect();
+        let features: Vec<f32> = splits.iter().flat_map(|(x, _)| x.clone()).collect();
+        let all: Vec<f32> = splits.iter().flat_map(|(_, y)| y.clone()).collect();
+        assert_eq!(
+            features, all,
+            "features divided by the divisor stay with their labels"
+        );
+        labels.sort_by(f32::total_cmp);
+        assert_eq!(labels, (0..10).map(|i| i as f32).collect::<Vec<_>>());
+        assert_eq!(shuffled_splits(rows.clone(), 1, 2.0, 0)[0].1, splits[0].1);
+        assert_ne!(shuffled_splits(rows, 1, 2.0, 1)[0].1, splits[0].1);
     }
 }

@@ -143,12 +143,16 @@ fn rewrite(op: Op, w: f32, kids: &[&LossExpr]) -> LossExpr {
     }
 }
 
-/// A constant leaf of value `c`: `-1` for -1, else `1` weighted by `c`.
+/// A constant leaf of value `c` rounded to f32: `-1` for -1, else `1` weighted by `c`.
+///
+/// The test is on the rounded value: a product like `0.1f32 * -10` is not -1 in f64 but is in
+/// f32, and canonicalising `-1*1` again gives `-1`, so testing `c` itself breaks idempotence.
 fn constant(c: f64) -> LossExpr {
+    let c = c as f32;
     if c == -1.0 {
         LossExpr::leaf(Op::NegOne, 1.0)
     } else {
-        LossExpr::leaf(Op::One, c as f32)
+        LossExpr::leaf(Op::One, c)
     }
 }
 

@@ -87,7 +87,7 @@ impl Outputs {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 10_000, ..ProptestConfig::default() })]
+    #![proptest_config(crate::strategies::config(10_000))]
 
     #[test]
     fn jit_equals_interpreter_on_random_trees(e in tree(10), (y, yhat) in batch(8)) {

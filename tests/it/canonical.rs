@@ -6,16 +6,30 @@ use proptest::prelude::*;
 use crate::strategies::{close, input, tree};
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 3_000, ..ProptestConfig::default() })]
+    #![proptest_config(crate::strategies::config(3_000))]
 
     #[test]
     fn canonical_form_keeps_the_value(e in tree(8), y in input(), yhat in input()) {
         let c = e.canonical();
-        let (a, b) = (interp::eval(&e, y as f64, yhat as f64), interp::eval(&c, y as f64, yhat as f64));
-        // Folded constants are rounded to f32, and `sub(a, a) -> 0` ignores infinite `a`.
+        let at = |e: &LossExpr| interp::eval(e, y as f64, yhat as f64);
+        let (a, b) = (at(&e), at(&c));
+        // `sub(a, a) -> 0` ignores infinite `a`.
         if a.is_finite() && b.is_finite() {
-            prop_assert!(close(a as f32, b as f32, 1e-4) || (a - b).abs() < 1e-4,
-                "{e} = {a:e} but canonical {c} = {b:e} at y={y}, yhat={yhat}");
+            // Folded constants and lifted weights are rounded to f32 (relative error 6e-8 per
+            // fold), which cancellation downstream can amplify. How far the value moves when
+            // every weight moves by 1e-6 bounds that amplification from above.
+            let slack = [1.0f32 + 1e-6, 1.0 - 1e-6]
+                .map(|s| {
+                    let mut p = e.clone();
+                    p.set_weights(&e.weights().iter().map(|w| w * s).collect::<Vec<_>>());
+                    (at(&p) - a).abs()
+                })
+                .into_iter()
+                .fold(0.0, f64::max);
+            prop_assert!(
+                close(a as f32, b as f32, 1e-4) || (a - b).abs() < 1e-4 + slack,
+                "{e} = {a:e} but canonical {c} = {b:e} at y={y}, yhat={yhat} (slack {slack:e})"
+            );
         }
     }
 

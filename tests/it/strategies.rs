@@ -3,6 +3,21 @@
 use evomal::expr::{LossExpr, Op};
 use proptest::prelude::*;
 use proptest::sample::select;
+use proptest::test_runner::RngSeed;
+
+/// Property-test settings: `cases` cases drawn from a fixed seed, so every CI run checks the same
+/// trees and a red run is reproducible. `PROPTEST_RNG_SEED` and `PROPTEST_CASES` override both,
+/// to explore beyond them.
+pub fn config(cases: u32) -> ProptestConfig {
+    let mut config = ProptestConfig::default();
+    if std::env::var_os("PROPTEST_CASES").is_none() {
+        config.cases = cases;
+    }
+    if std::env::var_os("PROPTEST_RNG_SEED").is_none() {
+        config.rng_seed = RngSeed::Fixed(0x00e7_0a11);
+    }
+    config
+}
 
 /// Weights as the search produces them: mostly exactly 1 (unparameterised candidates), else
 /// near 1 (freshly initialised local search) or anywhere in [-3, 3] (after meta-training).

@@ -6,7 +6,7 @@ use proptest::prelude::*;
 use crate::strategies::tree;
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 2_000, ..ProptestConfig::default() })]
+    #![proptest_config(crate::strategies::config(2_000))]
 
     #[test]
     fn print_then_parse_is_identity(e in tree(10)) {

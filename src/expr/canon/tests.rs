@@ -28,6 +28,8 @@ fn golden_canonical_forms() {
         ("log(mul(-1, -1))", "mul(0*1, 1)"),
         ("aq(sub(y, yhat), sub(1, 1))", "sub(y, yhat)"),
         ("sign(mul(-1, yhat))", "mul(-1, sign(yhat))"),
+        // 0.1f32 * -10 is -1.0000000149 in f64 and exactly -1 in f32.
+        ("aq(y, mul(0.1*1, -10*1))", "aq(y, -1)"),
     ];
     for (input, want) in cases {
         assert_eq!(canon(input), want, "canonical form of {input}");

@@ -15,6 +15,7 @@
 pub mod backend;
 pub mod expr;
 pub mod gp;
+pub mod gpu;
 pub mod manifest;
 pub mod plot;
 pub mod plugin;

@@ -13,6 +13,8 @@ use evomal::backend::jit::{self, JitBatch};
 use evomal::expr::LossExpr;
 use evomal::expr::interp::{self, FullBatchMut};
 use evomal::expr::random::{Method, random_tree};
+use evomal::gpu::loss::GpuLossKernel;
+use evomal::gpu::{DeviceChoice, Gpu};
 use evomal::manifest::Manifest;
 use evomal::plugin::TaskPlugin;
 use evomal::train::Task;
@@ -59,6 +61,9 @@ pub enum BenchCommand {
         /// Random trees (height <= 10) whose compile time is measured.
         #[arg(long, default_value_t = 500)]
         compile_trees: usize,
+        /// Also time the WGSL kernels on the GPU (`auto`: when an adapter is found).
+        #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
+        device: DeviceChoice,
         #[arg(long)]
         json: bool,
     },
@@ -70,8 +75,12 @@ pub fn run(cmd: BenchCommand, out: &mut dyn Write) -> anyhow::Result<()> {
             elements,
             expr,
             compile_trees,
+            device,
             json,
-        } => bench_loss(elements, &expr, compile_trees, json, out),
+        } => {
+            let gpu = Gpu::choose(device)?;
+            bench_loss(elements, &expr, compile_trees, gpu.as_ref(), json, out)
+        }
         BenchCommand::Train {
             manifest,
             steps,
@@ -94,6 +103,7 @@ fn bench_loss(
     elements: usize,
     expr: &[String],
     compile_trees: usize,
+    gpu: Option<&Gpu>,
     json: bool,
     out: &mut dyn Write,
 ) -> anyhow::Result<()> {
@@ -114,10 +124,22 @@ fn bench_loss(
             out,
             "loss kernels, {elements} elements, one thread (elements/second, best of 3)"
         )?;
+        if let Some(gpu) = gpu {
+            let caveat = if gpu.is_software() {
+                " (a software rasteriser: not GPU figures)"
+            } else {
+                ""
+            };
+            writeln!(
+                out,
+                "wgsl on {}{caveat}: with host transfers, and resident on the device",
+                gpu.describe()
+            )?;
+        }
         writeln!(
             out,
-            "{:<8} {:<6} {:>14} {:>14} {:>8}",
-            "expr", "kernel", "interpreter", "jit", "speedup"
+            "{:<8} {:<6} {:>14} {:>14} {:>8} {:>14} {:>14}",
+            "expr", "kernel", "interpreter", "jit", "speedup", "wgsl+copy", "wgsl resident"
         )?;
     }
     for (name, e) in &exprs {
@@ -133,19 +155,27 @@ fn bench_loss(
             } else {
                 "(b)"
             };
+            let (copy_rate, resident_rate) = match gpu {
+                Some(gpu) => wgsl_rates(gpu, e, kind, &y, &yhat)?,
+                None => (f64::NAN, f64::NAN),
+            };
             if !json {
                 writeln!(
                     out,
-                    "{name:<8} {label:<6} {interp_rate:>14.3e} {jit_rate:>14.3e} {:>7.1}x",
+                    "{name:<8} {label:<6} {interp_rate:>14.3e} {jit_rate:>14.3e} {:>7.1}x {copy_rate:>14.3e} {resident_rate:>14.3e}",
                     jit_rate / interp_rate
                 )?;
             }
-            rows.push(json!({"expr": name, "kernel": label, "interp_elems_per_s": interp_rate, "jit_elems_per_s": jit_rate}));
+            let finite = |x: f64| x.is_finite().then_some(x);
+            rows.push(json!({"expr": name, "kernel": label, "interp_elems_per_s": interp_rate, "jit_elems_per_s": jit_rate,
+                "wgsl_elems_per_s": finite(copy_rate), "wgsl_resident_elems_per_s": finite(resident_rate)}));
         }
     }
     let compile = compile_times(compile_trees)?;
     if json {
-        let v = json!({"elements": elements, "kernels": rows, "compile_ms": compile});
+        let device = gpu.map(|g| json!({"name": g.describe(), "software": g.is_software()}));
+        let v =
+            json!({"elements": elements, "device": device, "kernels": rows, "compile_ms": compile});
         writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
     } else {
         writeln!(
@@ -164,6 +194,34 @@ fn bench_loss(
         }
     }
     Ok(())
+}
+
+/// Elements/second of `e`'s WGSL kernel: uploading inputs and reading outputs back (best of
+/// 3), and dispatching on data already on the device (10 dispatches, after a warm-up).
+fn wgsl_rates(
+    gpu: &Gpu,
+    e: &LossExpr,
+    kind: KernelKind,
+    y: &[f32],
+    yhat: &[f32],
+) -> anyhow::Result<(f64, f64)> {
+    let n = y.len();
+    let mut kernel = GpuLossKernel::new(gpu, e, kind)?;
+    kernel.run(gpu, y, yhat, e.weights())?;
+    let mut failed = None;
+    let copy = best_of_3(|| {
+        if let Err(err) = kernel.run(gpu, y, yhat, e.weights()) {
+            failed = Some(err);
+        }
+    });
+    if let Some(err) = failed {
+        return Err(err.into());
+    }
+    let reps = 10;
+    let started = Instant::now();
+    kernel.run_resident(gpu, n, reps)?;
+    let resident = started.elapsed().as_secs_f64() / reps as f64;
+    Ok((n as f64 / copy.as_secs_f64(), n as f64 / resident))
 }
 
 /// Deterministic inputs spread over a classification-like range.

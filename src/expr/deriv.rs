@@ -33,6 +33,14 @@ pub trait Arith {
     fn sqrt(&mut self, a: Self::V) -> Self::V;
     fn ln(&mut self, a: Self::V) -> Self::V;
     fn tanh(&mut self, a: Self::V) -> Self::V;
+    /// `tanh'(x) = 1 - tanh(x)^2`, given `t = tanh(x)`. A backend whose arithmetic is too
+    /// narrow for the cancellation near saturation computes it from `x` instead.
+    fn tanh_slope(&mut self, x: Self::V, t: Self::V) -> Self::V {
+        let _ = x;
+        let one = self.constant(1.0);
+        let t2 = self.mul(t, t);
+        self.sub(one, t2)
+    }
     /// `a < b`; false when either is NaN.
     fn lt(&mut self, a: Self::V, b: Self::V) -> Self::C;
     /// `a <= b`; false when either is NaN.
@@ -303,9 +311,7 @@ fn op_value<A: Arith>(a: &mut A, op: Op, x: &[Dual<A::V>]) -> Dual<A::V> {
         Op::Tanh => {
             let t = a.tanh(x[0].v);
             let d = x[0].d.map(|d| {
-                let one = a.constant(1.0);
-                let t2 = a.mul(t, t);
-                let slope = a.sub(one, t2);
+                let slope = a.tanh_slope(x[0].v, t);
                 a.mul(d, slope)
             });
             Dual { v: t, d }
@@ -379,9 +385,13 @@ fn local_partials<A: Arith>(
             [Some(unless_clamped(a, x[0], slope)), None]
         }
         Op::Tanh => {
-            let one = dconst(a, 1.0);
+            // 1 - u^2, its value through `tanh_slope`.
             let u2 = dmul(a, u, u);
-            [Some(dsub(a, one, u2)), None]
+            let slope = Dual {
+                v: a.tanh_slope(x[0].v, u.v),
+                d: u2.d.map(|d| a.neg(d)),
+            };
+            [Some(slope), None]
         }
     }
 }

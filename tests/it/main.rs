@@ -5,6 +5,7 @@ mod canonical;
 mod cli;
 mod derivatives;
 mod filters;
+mod gpu;
 mod local_search;
 mod plugins;
 mod run;

@@ -11,9 +11,11 @@ use std::fmt::Write;
 
 use super::KernelKind;
 use crate::expr::LossExpr;
-use crate::expr::deriv::{Arith, Sweep};
+use crate::expr::deriv::{Arith, Outputs, Sweep};
 
 const TEMPLATE: &str = include_str!("../../../shaders/loss.wgsl");
+/// Helpers every generated shader includes.
+pub const COMMON: &str = include_str!("../../../shaders/common.wgsl");
 
 /// A shader that naga rejects (a bug in the lowering).
 #[derive(Debug, thiserror::Error)]
@@ -23,10 +25,9 @@ pub struct WgslError {
     pub msg: String,
 }
 
-/// The compute shader computing `kind`'s outputs for `e`.
-pub fn shader(e: &LossExpr, kind: KernelKind) -> String {
-    let k = e.n_weights();
-    let (bindings, docs) = output_bindings(kind, k);
+/// The `let` statements computing `kind`'s outputs for `e` from `y_i`, `yhat_i` and
+/// `weights`, and the values holding the outputs.
+fn lower(e: &LossExpr, kind: KernelKind) -> (String, Outputs<Val>) {
     let mut a = WgslArith {
         body: String::new(),
         next: 0,
@@ -39,9 +40,37 @@ pub fn shader(e: &LossExpr, kind: KernelKind) -> String {
         KernelKind::LossGrad => sweep.forward(&mut a, e, y, yhat, &weights, true),
         KernelKind::Full => sweep.full(&mut a, e, y, yhat, &weights),
     };
-    let zero = || "0.0".to_string();
-    let text = |v: Option<Val>| v.map_or_else(zero, |v| v.to_string());
-    let mut body = std::mem::take(&mut a.body);
+    let out = Outputs {
+        loss: out.loss,
+        dyhat: out.dyhat,
+        dphi: out.dphi.clone(),
+        d2: out.d2.clone(),
+    };
+    (a.body, out)
+}
+
+fn text(v: Option<Val>) -> String {
+    v.map_or_else(|| "0.0".to_string(), |v| v.to_string())
+}
+
+/// A WGSL function `fn {name}(y_i: f32, yhat_i: f32, weights: array<f32, N>) -> vec2<f32>`
+/// returning the loss and dM/dyhat for `e` (`N` = its node count). The population trainer
+/// puts one per candidate into a shader.
+pub fn loss_grad_function(e: &LossExpr, name: &str) -> String {
+    let (body, out) = lower(e, KernelKind::LossGrad);
+    format!(
+        "fn {name}(y_i: f32, yhat_i: f32, weights: array<f32, {n}>) -> vec2<f32> {{\n{body}    return vec2<f32>({}, {});\n}}\n",
+        out.loss,
+        text(out.dyhat),
+        n = e.len(),
+    )
+}
+
+/// The compute shader computing `kind`'s outputs for `e`.
+pub fn shader(e: &LossExpr, kind: KernelKind) -> String {
+    let k = e.n_weights();
+    let (bindings, docs) = output_bindings(kind, k);
+    let (mut body, out) = lower(e, kind);
     let _ = writeln!(body, "    loss[i] = {};", out.loss);
     if kind != KernelKind::Loss {
         let _ = writeln!(body, "    dyhat[i] = {};", text(out.dyhat));
@@ -59,6 +88,8 @@ pub fn shader(e: &LossExpr, kind: KernelKind) -> String {
         .replace("//{{binding_docs}}\n", &docs)
         .replace("{{bindings}}\n", &bindings)
         .replace("{{body}}\n", &body)
+        + "\n"
+        + COMMON
 }
 
 fn output_bindings(kind: KernelKind, k: usize) -> (String, String) {
@@ -168,7 +199,10 @@ impl Arith for WgslArith {
         self.bind(format!("log({a})"))
     }
     fn tanh(&mut self, a: Val) -> Val {
-        self.bind(format!("tanh({a})"))
+        self.bind(format!("evomal_tanh({a})"))
+    }
+    fn tanh_slope(&mut self, x: Val, _t: Val) -> Val {
+        self.bind(format!("evomal_tanh_slope({x})"))
     }
     fn lt(&mut self, a: Val, b: Val) -> Val {
         self.bind(format!("{a} < {b}"))

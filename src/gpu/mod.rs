@@ -7,6 +7,7 @@
 //! inside an error scope and turns what it catches into a [`GpuError`].
 
 pub mod loss;
+pub mod population;
 
 use std::fmt;
 
@@ -297,6 +298,19 @@ impl Gpu {
 
     /// Copies the first `len` f32s of `buf` to the host (waits for the queue).
     pub fn read(&self, buf: &wgpu::Buffer, len: usize) -> Result<Vec<f32>, GpuError> {
+        self.read_as(buf, len)
+    }
+
+    /// Copies the first `len` u32s of `buf` to the host (waits for the queue).
+    pub fn read_u32(&self, buf: &wgpu::Buffer, len: usize) -> Result<Vec<u32>, GpuError> {
+        self.read_as(buf, len)
+    }
+
+    fn read_as<T: bytemuck::Pod>(
+        &self,
+        buf: &wgpu::Buffer,
+        len: usize,
+    ) -> Result<Vec<T>, GpuError> {
         let bytes = (len * 4) as u64;
         if bytes == 0 {
             return Ok(Vec::new());
@@ -323,7 +337,7 @@ impl Gpu {
         let view = staging
             .get_mapped_range(..)
             .map_err(|e| GpuError::Readback(e.to_string()))?;
-        let out = bytemuck::cast_slice::<u8, f32>(&view).to_vec();
+        let out = bytemuck::cast_slice::<u8, T>(&view).to_vec();
         drop(view);
         staging.unmap();
         Ok(out)

@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use evomal_sdk::abi::{
-    ABI_VERSION, ENTRY_SYMBOL, ErrBuf, ModelHandle, ModelInfo, PluginDecl, STATUS_OK, STATUS_PANIC,
-    Status, TaskInfo,
+    ABI_VERSION, ENTRY_SYMBOL, ErrBuf, LayerDesc, ModelHandle, ModelInfo, PluginDecl, STATUS_OK,
+    STATUS_PANIC, Status, TaskInfo,
 };
 use libloading::Library;
 
@@ -305,6 +305,25 @@ impl PluginModel {
 
     pub fn has_jvp(&self) -> bool {
         self.info.has_jvp != 0
+    }
+
+    /// The model as a stack of layers (empty when the plugin does not describe it so).
+    pub fn layers(&self) -> Result<Vec<LayerDesc>, PluginError> {
+        let (d, h) = (self.plugin.decl(), self.handle);
+        let mut layers = vec![LayerDesc::default(); 16];
+        loop {
+            let mut len = 0usize;
+            let cap = layers.len();
+            // SAFETY: `h` is live; `layers` has room for `cap` entries; `len` is an out-pointer.
+            self.plugin.call(|err| unsafe {
+                (d.model_layers)(h, layers.as_mut_ptr(), cap, &mut len, err)
+            })?;
+            if len <= cap {
+                layers.truncate(len);
+                return Ok(layers);
+            }
+            layers.resize(len, LayerDesc::default());
+        }
     }
 
     pub fn init(&mut self, seed: u64, params: &mut [f32]) -> Result<(), PluginError> {

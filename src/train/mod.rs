@@ -24,6 +24,8 @@ pub enum TrainError {
     Plugin(#[from] PluginError),
     #[error(transparent)]
     Jit(#[from] JitError),
+    #[error(transparent)]
+    Gpu(#[from] crate::gpu::GpuError),
 }
 
 #[derive(Clone, Debug, PartialEq)]

@@ -7,15 +7,21 @@
 use std::sync::OnceLock;
 
 use evomal::backend::KernelKind;
+use evomal::backend::jit;
 use evomal::expr::LossExpr;
 use evomal::expr::deriv::{Arith, Sweep};
 use evomal::expr::interp::{self, FullBatchMut};
 use evomal::gpu::Gpu;
 use evomal::gpu::loss::{GpuLossKernel, LossOutputs};
+use evomal::gpu::population::PopulationTrainer;
+use evomal::plugin::TaskPlugin;
+use evomal::train::optim::OptimizerConfig;
+use evomal::train::{Outcome, Task, TrainConfig};
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 use proptest::test_runner::TestRunner;
 
+use crate::plugins::build_plugin;
 use crate::strategies::{batch, close, tree};
 
 /// The process's adapter; a missing one fails every GPU test with the reason.
@@ -231,5 +237,171 @@ fn wgsl_equals_the_interpreter_on_random_trees() {
         tally.mismatches.len(),
         tally.compared,
         tally.mismatches[0]
+    );
+}
+
+/// Trains each loss on the CPU ([`Task::train`]) and all of them side by side on the GPU, from
+/// the same initial parameters and batches; returns (CPU, GPU) validation metrics.
+fn cpu_and_gpu(
+    plugin: &str,
+    model: &str,
+    params: &str,
+    losses: &[&str],
+    cfg: &TrainConfig,
+) -> Vec<(f64, f64)> {
+    let p = TaskPlugin::load(&build_plugin(plugin), "{}").unwrap();
+    let task = Task::new(&p);
+    let mut m = p.create_model(model, params).unwrap();
+    let seed = 7;
+    let mut init = vec![0.0f32; m.n_params()];
+    m.init(seed, &mut init).unwrap();
+    let losses: Vec<LossExpr> = losses.iter().map(|l| l.parse().unwrap()).collect();
+    let trainer = PopulationTrainer::new(gpu(), &task, &m, losses.len(), 1).unwrap();
+    let on_gpu = trainer
+        .train(&losses, &init, cfg, seed, task.metric())
+        .unwrap();
+    losses
+        .iter()
+        .zip(on_gpu)
+        .map(|(e, g)| {
+            let kernel = jit::compile(e, KernelKind::LossGrad).unwrap();
+            let mut params = init.clone();
+            let outcome = task
+                .train(
+                    &mut m,
+                    &kernel,
+                    e.weights(),
+                    cfg,
+                    &mut params,
+                    seed,
+                    &mut |_| {},
+                )
+                .unwrap();
+            // The GPU sums a batch's loss in f32, the CPU in f64: overflow may come a step
+            // apart.
+            match (&outcome, &g.outcome) {
+                (Outcome::Diverged { step: a }, Outcome::Diverged { step: b }) => {
+                    assert!(
+                        a.abs_diff(*b) <= 1,
+                        "{e}: diverged at {a} on the CPU, {b} on the GPU"
+                    )
+                }
+                (a, b) => assert_eq!(a, b, "{e}: outcome on the CPU and on the GPU"),
+            }
+            let cpu = task.evaluate(&mut m, &params, 1, task.metric()).unwrap();
+            eprintln!(
+                "{plugin} {e}: validation {} cpu {cpu:.6} gpu {:.6}",
+                task.metric().name(),
+                g.metric
+            );
+            (cpu, g.metric)
+        })
+        .collect()
+}
+
+fn sgd(steps: usize, batch: usize, lr: f32) -> TrainConfig {
+    TrainConfig {
+        steps,
+        batch,
+        lr,
+        milestones: vec![steps / 2],
+        gamma: 0.5,
+        optimizer: OptimizerConfig::Sgd {
+            momentum: 0.9,
+            nesterov: true,
+            weight_decay: 5e-4,
+        },
+    }
+}
+
+/// Tolerance: f32 sums in another order, over 200 steps. Measured on lavapipe: relative
+/// differences below 1e-4.
+#[test]
+fn a_population_trains_on_the_gpu_as_each_candidate_does_on_the_cpu() {
+    let losses = [
+        "square(sub(y, yhat))",
+        "abs(sub(yhat, y))",
+        "add(0.7*square(sub(y, yhat)), 0.3*tanh(abs(sub(y, yhat))))",
+        "aq(square(sub(y, yhat)), 0.5*yhat)",
+        // Rewards large outputs: diverges.
+        "mul(-1, square(square(yhat)))",
+    ];
+    let runs = cpu_and_gpu(
+        "evomal-plugin-diabetes",
+        "mlp",
+        r#"{"hidden": [32]}"#,
+        &losses,
+        &sgd(200, 64, 0.01),
+    );
+    for &(cpu, gpu) in &runs[..4] {
+        assert!(
+            (cpu - gpu).abs() <= 1e-3 * cpu,
+            "validation MSE: cpu {cpu}, gpu {gpu}"
+        );
+    }
+    assert_eq!(runs[4].1, f64::INFINITY, "a diverged candidate scores +inf");
+}
+
+#[test]
+fn classification_with_adam_matches_too() {
+    let losses = [
+        "mul(-1, mul(y, log(yhat)))",
+        "square(sub(y, yhat))",
+        "mul(-1, mul(y, 0.5*log(add(yhat, 0.1*1))))",
+    ];
+    let cfg = TrainConfig {
+        optimizer: OptimizerConfig::Adam {
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.0,
+        },
+        ..sgd(100, 64, 1e-3)
+    };
+    for (cpu, gpu) in cpu_and_gpu(
+        "evomal-plugin-digits",
+        "mlp",
+        r#"{"hidden": [64]}"#,
+        &losses,
+        &cfg,
+    ) {
+        // Error rates over 360 validation images: a step is 1/360.
+        assert!(
+            (cpu - gpu).abs() <= 2.0 / 360.0 + 1e-9,
+            "validation error: cpu {cpu}, gpu {gpu}"
+        );
+    }
+}
+
+#[test]
+fn models_describe_their_layers_and_the_gpu_refuses_what_it_cannot_run() {
+    use evomal_sdk::abi::{LAYER_CONV2D, LAYER_DENSE};
+    let p = TaskPlugin::load(&build_plugin("evomal-plugin-digits"), "{}").unwrap();
+    let task = Task::new(&p);
+    let mlp = p.create_model("mlp", r#"{"hidden": [32]}"#).unwrap();
+    let layers = mlp.layers().unwrap();
+    let kinds: Vec<u32> = layers.iter().map(|l| l.kind).collect();
+    assert_eq!(kinds.len(), 3, "{layers:?}");
+    assert_eq!((kinds[0], kinds[2]), (LAYER_DENSE, LAYER_DENSE));
+    assert_eq!((layers[0].inputs, layers[0].outputs), (64, 32));
+    assert_eq!(layers[2].param_offset, 64 * 32 + 32);
+    assert_eq!(layers[2].outputs, 10);
+
+    let cnn = p.create_model("cnn", "{}").unwrap();
+    assert!(cnn.layers().unwrap().iter().any(|l| l.kind == LAYER_CONV2D));
+    let err = PopulationTrainer::new(gpu(), &task, &cnn, 2, 1)
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("CPU only"), "{err}");
+
+    // A model that is not a layer stack (here: one that panics) is refused with the reason.
+    let fixtures = TaskPlugin::load(&build_plugin("evomal-test-fixtures"), "{}").unwrap();
+    let boom = fixtures.create_model("boom", "{}").unwrap();
+    let err = PopulationTrainer::new(gpu(), &Task::new(&fixtures), &boom, 2, 1)
+        .err()
+        .unwrap();
+    assert!(
+        err.to_string().contains("does not describe itself"),
+        "{err}"
     );
 }

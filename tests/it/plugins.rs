@@ -6,6 +6,7 @@ use std::process::Command;
 use std::sync::Mutex;
 
 use evomal::plugin::{JvpMethod, PluginError, TaskPlugin};
+use evomal_sdk::abi::ABI_VERSION;
 
 /// Builds workspace package `pkg` (a cdylib) in this test profile and returns its library.
 pub fn build_plugin(pkg: &str) -> PathBuf {
@@ -204,14 +205,14 @@ fn loading_failures_are_typed_and_name_the_file() {
         .err()
         .unwrap();
     assert!(
-        matches!(err, PluginError::AbiMismatch { found: 2, .. }),
+        matches!(err, PluginError::AbiMismatch { found, .. } if found == ABI_VERSION + 1),
         "{err}"
     );
-    assert!(
-        err.to_string()
-            .contains("built for training ABI v2, but this evomal speaks v1"),
-        "{err}"
+    let want = format!(
+        "built for training ABI v{}, but this evomal speaks v{ABI_VERSION}",
+        ABI_VERSION + 1
     );
+    assert!(err.to_string().contains(&want), "{err}");
 }
 
 #[test]

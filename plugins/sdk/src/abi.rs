@@ -12,7 +12,8 @@
 use std::ffi::c_void;
 
 /// Bumped on every incompatible change of [`PluginDecl`] or the semantics of an entry.
-pub const ABI_VERSION: u32 = 1;
+/// v2: `model_layers`.
+pub const ABI_VERSION: u32 = 2;
 
 /// The exported function that returns `*const PluginDecl`.
 pub const ENTRY_SYMBOL: &str = "evomal_plugin_entry";
@@ -68,6 +69,32 @@ pub struct ModelInfo {
     pub n_outputs: u32,
     /// 1 when `jvp` is implemented for this model.
     pub has_jvp: u32,
+}
+
+/// Layer kinds in [`LayerDesc::kind`].
+pub const LAYER_DENSE: u32 = 0;
+pub const LAYER_RELU: u32 = 1;
+pub const LAYER_TANH: u32 = 2;
+pub const LAYER_SIGMOID: u32 = 3;
+pub const LAYER_FLATTEN: u32 = 4;
+pub const LAYER_CONV2D: u32 = 5;
+pub const LAYER_MAX_POOL: u32 = 6;
+pub const LAYER_AVG_POOL: u32 = 7;
+
+/// One layer of a model that is a plain stack, from `model_layers`: enough for the host to run
+/// the model itself (on the GPU) on the same flat parameter vector.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LayerDesc {
+    /// `LAYER_*`.
+    pub kind: u32,
+    /// Features per example in and out.
+    pub inputs: u32,
+    pub outputs: u32,
+    pub reserved: u32,
+    /// Where the layer's parameters start in the flat vector. Dense: `inputs x outputs` weights,
+    /// row-major, then `outputs` biases; `y = x W + b`.
+    pub param_offset: u64,
 }
 
 /// Opaque model handle, created by `create_model`, released by `drop_model`.
@@ -142,6 +169,16 @@ pub struct PluginDecl {
         dout: *const f32,
         dout_len: usize,
         grad: *mut f32,
+        err: *mut ErrBuf,
+    ) -> Status,
+    /// Writes the model's layers, first to last, into `out` (room for `cap`) and sets `len` to
+    /// their count; call again with a larger buffer when `len > cap`. `len = 0`: the model is
+    /// not described as layers (the host then runs it only through `forward`/`backward`).
+    pub model_layers: unsafe extern "C" fn(
+        model: ModelHandle,
+        out: *mut LayerDesc,
+        cap: usize,
+        len: *mut usize,
         err: *mut ErrBuf,
     ) -> Status,
     /// Jacobian-vector product: `out = (d out / d params) tangent` at `params` on batch `x`.

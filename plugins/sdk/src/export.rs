@@ -58,6 +58,7 @@ pub const fn decl<T: Instance>() -> PluginDecl {
         read_batch: read_batch::<T>,
         forward,
         backward,
+        model_layers,
         jvp,
     }
 }
@@ -215,6 +216,30 @@ unsafe extern "C" fn model_info(m: ModelHandle, out: *mut ModelInfo, err: *mut E
         unsafe { out.as_mut() }
             .map(|o| *o = info)
             .ok_or("null output".into())
+    })
+}
+
+unsafe extern "C" fn model_layers(
+    m: ModelHandle,
+    out: *mut LayerDesc,
+    cap: usize,
+    len: *mut usize,
+    err: *mut ErrBuf,
+) -> Status {
+    guard(err, || {
+        // SAFETY: `m` is a live handle; `out` has room for `cap` entries (or is null with 0).
+        let m = unsafe { model(m) }?;
+        let layers = m.layers();
+        // SAFETY: `len` is a valid out-pointer.
+        unsafe { len.as_mut() }
+            .map(|l| *l = layers.len())
+            .ok_or("null length")?;
+        if layers.len() <= cap && !layers.is_empty() {
+            // SAFETY: as above.
+            let out = unsafe { slice_mut(out, layers.len()) }?;
+            out.copy_from_slice(&layers);
+        }
+        Ok(())
     })
 }
 

@@ -16,6 +16,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::Model;
+use crate::abi::*;
 
 /// Weight initialisation of a dense or convolution layer (biases start at zero).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -280,6 +281,29 @@ impl Model for Sequential {
 
     fn has_jvp(&self) -> bool {
         true
+    }
+
+    fn layers(&self) -> Vec<LayerDesc> {
+        self.layers
+            .iter()
+            .enumerate()
+            .map(|(i, l)| LayerDesc {
+                kind: match l {
+                    Layer::Dense { .. } => LAYER_DENSE,
+                    Layer::Relu => LAYER_RELU,
+                    Layer::Tanh => LAYER_TANH,
+                    Layer::Sigmoid => LAYER_SIGMOID,
+                    Layer::Flatten => LAYER_FLATTEN,
+                    Layer::Conv2d { .. } => LAYER_CONV2D,
+                    Layer::MaxPool2d { .. } => LAYER_MAX_POOL,
+                    Layer::AvgPool2d { .. } => LAYER_AVG_POOL,
+                },
+                inputs: self.widths[i] as u32,
+                outputs: self.widths[i + 1] as u32,
+                reserved: 0,
+                param_offset: self.offsets[i] as u64,
+            })
+            .collect()
     }
 
     fn init(&self, seed: u64, params: &mut [f32]) {

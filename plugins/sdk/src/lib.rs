@@ -74,6 +74,11 @@ pub trait Model: Send {
         false
     }
     fn init(&self, seed: u64, params: &mut [f32]);
+    /// The model as a stack of layers over its parameter vector, for hosts that run it
+    /// themselves (the GPU trainer); empty when it is not one. [`Sequential`] describes itself.
+    fn layers(&self) -> Vec<abi::LayerDesc> {
+        Vec::new()
+    }
     /// Outputs for a batch; keeps what `backward` needs.
     fn forward(
         &mut self,

@@ -7,13 +7,17 @@ use std::time::Instant;
 
 use anyhow::Context;
 use clap::Args;
+use clap::ValueEnum;
 use evomal::backend::KernelKind;
 use evomal::backend::jit;
+use evomal::gpu::population::PopulationTrainer;
+use evomal::gpu::{DeviceChoice, Gpu};
 use evomal::manifest::{Manifest, SearchMethod};
 use evomal::plot::{self, Series};
 use evomal::plugin::TaskPlugin;
 use evomal::search::run::{Search, SearchError, SearchPlan};
 use evomal::train::Task;
+use evomal::train::TrainError;
 use evomal::train::meta_test::{mean_std, meta_test};
 use evomal::train::objective::TaskKind;
 use indicatif::{MultiProgress, ProgressDrawTarget};
@@ -37,6 +41,12 @@ pub struct RunArgs {
     /// depend on it.
     #[arg(long)]
     threads: Option<usize>,
+    /// Where fitness runs train: `gpu` trains each generation's candidates side by side on
+    /// the GPU (any adapter, software ones included); `auto` does so on a hardware GPU when one
+    /// is found and the model is a layer stack the GPU runs, else on the CPU.
+    /// A resumed run keeps the choice it started with unless this is given.
+    #[arg(long, value_enum)]
+    device: Option<DeviceChoice>,
     /// No progress bars.
     #[arg(long)]
     quiet: bool,
@@ -48,33 +58,38 @@ const CHECKPOINT: &str = "checkpoint.json";
 pub fn run(args: RunArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     let started = Instant::now();
     // A resumed run reads its manifest from the checkpoint, as it was when the run started.
-    let (manifest_path, manifest_text, checkpoint, dir) = match (&args.resume, &args.manifest) {
-        (Some(dir), _) => {
-            let path = dir.join(CHECKPOINT);
-            let text = std::fs::read_to_string(&path)
-                .with_context(|| format!("reading {}", path.display()))?;
-            let cp: serde_json::Value = serde_json::from_str(&text)
-                .with_context(|| format!("parsing {}", path.display()))?;
-            let manifest = cp["manifest"]
-                .as_str()
-                .context("the checkpoint names no manifest")?;
-            let manifest_text = cp["manifest_text"]
-                .as_str()
-                .context("the checkpoint holds no manifest text")?;
-            (
-                PathBuf::from(manifest),
-                manifest_text.to_string(),
-                Some(cp["search"].clone()),
-                Some(dir.clone()),
-            )
-        }
-        (None, Some(path)) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read manifest `{}`", path.display()))?;
-            (path.clone(), text, None, args.out_dir.clone())
-        }
-        (None, None) => anyhow::bail!("give a manifest, or --resume DIR"),
-    };
+    let (manifest_path, manifest_text, checkpoint, dir, checkpoint_device) =
+        match (&args.resume, &args.manifest) {
+            (Some(dir), _) => {
+                let path = dir.join(CHECKPOINT);
+                let text = std::fs::read_to_string(&path)
+                    .with_context(|| format!("reading {}", path.display()))?;
+                let cp: serde_json::Value = serde_json::from_str(&text)
+                    .with_context(|| format!("parsing {}", path.display()))?;
+                let manifest = cp["manifest"]
+                    .as_str()
+                    .context("the checkpoint names no manifest")?;
+                let manifest_text = cp["manifest_text"]
+                    .as_str()
+                    .context("the checkpoint holds no manifest text")?;
+                let device = cp["device"]
+                    .as_str()
+                    .and_then(|d| DeviceChoice::from_str(d, false).ok());
+                (
+                    PathBuf::from(manifest),
+                    manifest_text.to_string(),
+                    Some(cp["search"].clone()),
+                    Some(dir.clone()),
+                    device,
+                )
+            }
+            (None, Some(path)) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read manifest `{}`", path.display()))?;
+                (path.clone(), text, None, args.out_dir.clone(), None)
+            }
+            (None, None) => anyhow::bail!("give a manifest, or --resume DIR"),
+        };
     let manifest = Manifest::parse(&manifest_path, &manifest_text)?;
     let plugin = TaskPlugin::open(&manifest.plugin(), &manifest.data_json())?;
     let task = Task::new(&plugin);
@@ -112,10 +127,34 @@ pub fn run(args: RunArgs, out: &mut dyn Write) -> anyhow::Result<()> {
             .then_some(manifest.filters.gradient_tolerance),
         seed: manifest.search.seed,
     };
+    let device_choice = match (args.device, &checkpoint_device) {
+        (Some(d), _) => d,
+        (None, Some(d)) => *d,
+        (None, None) => DeviceChoice::Auto,
+    };
+    let gpu = Gpu::choose(device_choice)?;
+    let trainer = match &gpu {
+        None => None,
+        Some(gpu) => match PopulationTrainer::new(gpu, &task, &model, plan.gp.population, 1) {
+            Ok(t) => Some(t),
+            Err(TrainError::Gpu(e)) if device_choice == DeviceChoice::Auto => {
+                eprintln!("note: fitness runs train on the CPU: {e}");
+                None
+            }
+            Err(e) => return Err(e.into()),
+        },
+    };
+    let device = match (&gpu, &trainer) {
+        (Some(gpu), Some(_)) => gpu.describe(),
+        _ => "cpu".to_string(),
+    };
     let mut search = match &checkpoint {
         Some(cp) => Search::restore(&task, plan.clone(), cp)?,
         None => Search::new(&task, plan.clone()),
     };
+    if let Some(trainer) = &trainer {
+        search = search.with_gpu(trainer);
+    }
     if manifest.search.method != SearchMethod::Baseline {
         let done = search.generations.len();
         // Two bars: generations (with the best fitness so far), and this generation's candidates.
@@ -141,6 +180,7 @@ pub fn run(args: RunArgs, out: &mut dyn Write) -> anyhow::Result<()> {
             let cp = json!({
                 "manifest": manifest_path.display().to_string(),
                 "manifest_text": manifest_text,
+                "device": device_choice.to_possible_value().map(|v| v.get_name().to_string()),
                 "search": s.checkpoint(),
             });
             write_atomic(&checkpoint_path, cp.to_string().as_bytes())
@@ -262,6 +302,7 @@ pub fn run(args: RunArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         "model": manifest.task.model,
         "method": format!("{:?}", manifest.search.method).to_lowercase(),
         "metric": metric.name(),
+        "fitness_device": device,
         "config": {"gp": format!("{:?}", plan.gp), "local_search": format!("{:?}", plan.local_search),
                    "fitness": config_json(&plan.fitness), "rejection": format!("{:?}", plan.rejection),
                    "gradient_tolerance": plan.gradient_tolerance, "seed": plan.seed, "testing": config_json(&testing)},

@@ -63,6 +63,8 @@ pub struct Gpu {
     pub queue: wgpu::Queue,
     pub info: wgpu::AdapterInfo,
     limits: wgpu::Limits,
+    /// Error scopes are per device, not per thread: one creation at a time between push and pop.
+    scope: std::sync::Mutex<()>,
 }
 
 impl fmt::Debug for Gpu {
@@ -107,17 +109,26 @@ impl Gpu {
             queue,
             info: adapter.get_info(),
             limits,
+            scope: std::sync::Mutex::new(()),
         })
     }
 
-    /// The device for `choice`: `None` means the CPU. `auto` without an adapter says so once on
-    /// stderr and falls back; `gpu` without one is an error.
+    /// The device for `choice`: `None` means the CPU. `auto` takes a hardware adapter only (a
+    /// software rasteriser is slower than the CPU path) and otherwise says once on stderr that
+    /// it falls back; `gpu` takes any adapter, and without one is an error.
     pub fn choose(choice: DeviceChoice) -> Result<Option<Gpu>, GpuError> {
         match choice {
             DeviceChoice::Cpu => Ok(None),
             DeviceChoice::Gpu => Gpu::new().map(Some),
             DeviceChoice::Auto => match Gpu::new() {
-                Ok(gpu) => Ok(Some(gpu)),
+                Ok(gpu) if !gpu.is_software() => Ok(Some(gpu)),
+                Ok(gpu) => {
+                    eprintln!(
+                        "note: running on the CPU: the only GPU adapter is {}, a software rasteriser (--device gpu uses it anyway)",
+                        gpu.describe()
+                    );
+                    Ok(None)
+                }
                 Err(e) => {
                     eprintln!("note: running on the CPU: {e}");
                     Ok(None)
@@ -264,6 +275,7 @@ impl Gpu {
 
     /// Runs `make` in a validation error scope and reports what it caught.
     fn caught<T>(&self, label: &str, make: impl FnOnce() -> T) -> Result<T, GpuError> {
+        let _one_at_a_time = self.scope.lock().unwrap_or_else(|e| e.into_inner());
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let made = make();
         match pollster::block_on(scope.pop()) {

@@ -18,6 +18,7 @@ use crate::backend::KernelKind;
 use crate::backend::jit;
 use crate::expr::{LossExpr, structural_hash};
 use crate::gp::{self, GpConfig};
+use crate::gpu::population::PopulationTrainer;
 use crate::plugin::{PluginError, PluginModel};
 use crate::search::filters::{GradientCache, RejectionConfig, rejection_protocol};
 use crate::search::local::{LocalSearchConfig, LocalSearchError, local_search};
@@ -90,6 +91,28 @@ struct Scored {
     verdict: Verdict,
 }
 
+impl Scored {
+    /// A candidate whose fitness run ended with `fitness` (+inf: it diverged).
+    fn trained(learned: LossExpr, fitness: f64) -> Scored {
+        let verdict = if fitness.is_finite() {
+            Verdict::Evaluated
+        } else {
+            Verdict::Diverged
+        };
+        Scored {
+            fitness,
+            learned,
+            verdict,
+        }
+    }
+}
+
+/// A candidate after screening and tuning: scored already, or waiting for its fitness run.
+enum Pending {
+    Scored(Scored),
+    Fitness(LossExpr),
+}
+
 /// The search state between generations: everything a checkpoint holds.
 pub struct Search<'t, 'p> {
     task: &'t Task<'p>,
@@ -100,6 +123,8 @@ pub struct Search<'t, 'p> {
     rng: ChaCha8Rng,
     canonical: HashMap<u64, (f64, LossExpr)>,
     gradients: GradientCache,
+    /// Scores each generation's surviving candidates side by side on the GPU, when set.
+    gpu: Option<&'t PopulationTrainer<'t>>,
     pub best: Option<Best>,
     pub generations: Vec<Generation>,
 }
@@ -117,9 +142,17 @@ impl<'t, 'p> Search<'t, 'p> {
             rng,
             canonical: HashMap::new(),
             gradients: GradientCache::new(tol),
+            gpu: None,
             best: None,
             generations: Vec::new(),
         }
+    }
+
+    /// Trains each generation's fitness runs on the GPU, all candidates at once, instead of
+    /// one per worker thread. The fitness values agree with the CPU's within f32 rounding.
+    pub fn with_gpu(mut self, trainer: &'t PopulationTrainer<'t>) -> Search<'t, 'p> {
+        self.gpu = Some(trainer);
+        self
     }
 
     /// Whether every generation has been evaluated.
@@ -176,18 +209,44 @@ impl<'t, 'p> Search<'t, 'p> {
             }
         }
         let this = &*self;
-        let scored: Vec<(usize, Scored, Option<Vec<f32>>)> = fresh
+        let on_gpu = self.gpu.is_some();
+        let mut scored: Vec<(usize, Pending, Option<Vec<f32>>)> = fresh
             .par_iter()
             .map_init(make_model, |model, &i| {
                 let model = model
                     .as_mut()
                     .map_err(|e| SearchError::Train(TrainError::Plugin(e.clone())))?;
                 let seed = candidate_seed(this.plan.seed, generation, i);
-                let (s, fingerprint) = this.score(model, &population[i].unweighted(), seed)?;
-                on_candidate(generation, i);
-                Ok((i, s, fingerprint))
+                let (mut p, fingerprint) =
+                    this.prepare(model, &population[i].unweighted(), seed)?;
+                if let (Pending::Fitness(learned), false) = (&p, on_gpu) {
+                    let kernel =
+                        jit::compile(learned, KernelKind::LossGrad).map_err(TrainError::from)?;
+                    let fitness = this.fitness(model, learned, &kernel)?;
+                    p = Pending::Scored(Scored::trained(learned.clone(), fitness));
+                }
+                if matches!(p, Pending::Scored(_)) {
+                    on_candidate(generation, i);
+                }
+                Ok((i, p, fingerprint))
             })
             .collect::<Result<_, SearchError>>()?;
+        if let Some(trainer) = self.gpu {
+            let pending: Vec<usize> = scored
+                .iter()
+                .filter(|(_, p, _)| matches!(p, Pending::Fitness(_)))
+                .map(|(i, _, _)| *i)
+                .collect();
+            self.train_on_gpu(trainer, make_model, &mut scored)?;
+            pending.iter().for_each(|&i| on_candidate(generation, i));
+        }
+        let scored: Vec<(usize, Scored, Option<Vec<f32>>)> = scored
+            .into_iter()
+            .map(|(i, p, fingerprint)| match p {
+                Pending::Scored(s) => (i, s, fingerprint),
+                Pending::Fitness(_) => unreachable!("every fitness run has been trained"),
+            })
+            .collect();
         let mut counts: HashMap<&'static str, usize> = HashMap::new();
         for (i, s, fingerprint) in scored {
             if let Some(norms) = fingerprint {
@@ -229,14 +288,56 @@ impl<'t, 'p> Search<'t, 'p> {
         Ok(fitness)
     }
 
-    /// Screens, tunes and scores one new (unweighted) candidate; also returns its gradient
-    /// fingerprint when it was computed and found no match, for the caller to store.
-    fn score(
+    /// The fitness runs still pending in `scored`, trained together on the GPU.
+    fn train_on_gpu(
+        &self,
+        trainer: &PopulationTrainer<'_>,
+        make_model: &(dyn Fn() -> Result<PluginModel, PluginError> + Sync),
+        scored: &mut [(usize, Pending, Option<Vec<f32>>)],
+    ) -> Result<(), SearchError> {
+        let losses: Vec<LossExpr> = scored
+            .iter()
+            .filter_map(|(_, p, _)| match p {
+                Pending::Fitness(l) => Some(l.clone()),
+                Pending::Scored(_) => None,
+            })
+            .collect();
+        if losses.is_empty() {
+            return Ok(());
+        }
+        let mut model = make_model().map_err(TrainError::from)?;
+        let mut init = vec![0.0f32; model.n_params()];
+        model
+            .init(self.plan.seed, &mut init)
+            .map_err(TrainError::from)?;
+        let runs = trainer
+            .train(
+                &losses,
+                &init,
+                &self.plan.fitness,
+                self.plan.seed,
+                self.task.metric(),
+            )
+            .map_err(TrainError::from)?;
+        let mut runs = runs.into_iter();
+        for (_, p, _) in scored.iter_mut() {
+            if let Pending::Fitness(learned) = p {
+                let run = runs.next().expect("one run per pending candidate");
+                *p = Pending::Scored(Scored::trained(learned.clone(), run.metric));
+            }
+        }
+        Ok(())
+    }
+
+    /// Screens and tunes one new (unweighted) candidate, leaving its fitness run pending; also
+    /// returns its gradient fingerprint when it was computed and found no match, for the
+    /// caller to store.
+    fn prepare(
         &self,
         model: &mut PluginModel,
         candidate: &LossExpr,
         seed: u64,
-    ) -> Result<(Scored, Option<Vec<f32>>), SearchError> {
+    ) -> Result<(Pending, Option<Vec<f32>>), SearchError> {
         let unscored = |verdict| Scored {
             fitness: f64::INFINITY,
             learned: candidate.clone(),
@@ -254,7 +355,7 @@ impl<'t, 'p> Search<'t, 'p> {
                 self.plan.seed,
             )?;
             if !r.accepted() {
-                return Ok((unscored(Verdict::Rejected), None));
+                return Ok((Pending::Scored(unscored(Verdict::Rejected)), None));
             }
             if self.plan.gradient_tolerance.is_some() {
                 if let Some(f) = self.gradients.get(&r.grad_norms) {
@@ -263,7 +364,7 @@ impl<'t, 'p> Search<'t, 'p> {
                         learned: candidate.clone(),
                         verdict: Verdict::GradientHit,
                     };
-                    return Ok((hit, None));
+                    return Ok((Pending::Scored(hit), None));
                 }
                 fingerprint = Some(r.grad_norms);
             }
@@ -272,26 +373,13 @@ impl<'t, 'p> Search<'t, 'p> {
             Some(cfg) => {
                 let res = local_search(self.task, model, candidate, cfg, seed)?;
                 if res.diverged {
-                    return Ok((unscored(Verdict::Diverged), fingerprint));
+                    return Ok((Pending::Scored(unscored(Verdict::Diverged)), fingerprint));
                 }
                 res.loss
             }
             None => candidate.clone(),
         };
-        let fitness = self.fitness(model, &learned, &kernel)?;
-        let verdict = if fitness.is_finite() {
-            Verdict::Evaluated
-        } else {
-            Verdict::Diverged
-        };
-        Ok((
-            Scored {
-                fitness,
-                learned,
-                verdict,
-            },
-            fingerprint,
-        ))
+        Ok((Pending::Fitness(learned), fingerprint))
     }
 
     /// Validation metric after partial training from the plan's fixed seed; +inf on divergence.

@@ -11,15 +11,18 @@ use evomal::backend::jit;
 use evomal::expr::LossExpr;
 use evomal::expr::deriv::{Arith, Sweep};
 use evomal::expr::interp::{self, FullBatchMut};
+use evomal::gp::{self, GpConfig};
 use evomal::gpu::Gpu;
 use evomal::gpu::loss::{GpuLossKernel, LossOutputs};
 use evomal::gpu::population::PopulationTrainer;
-use evomal::plugin::TaskPlugin;
+use evomal::plugin::{PluginModel, TaskPlugin};
 use evomal::train::optim::OptimizerConfig;
 use evomal::train::{Outcome, Task, TrainConfig};
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 use proptest::test_runner::TestRunner;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
 
 use crate::plugins::build_plugin;
 use crate::strategies::{batch, close, tree};
@@ -403,5 +406,91 @@ fn models_describe_their_layers_and_the_gpu_refuses_what_it_cannot_run() {
     assert!(
         err.to_string().contains("does not describe itself"),
         "{err}"
+    );
+}
+
+/// The fitness of a loss on the CPU, with how far it moves when the initial parameters move by
+/// a relative 1e-6: losses with an unbounded slope (`sqrt` or `log` near 0) train chaotically,
+/// and f32 rounding moves them as far.
+fn cpu_fitness_and_spread(
+    task: &Task<'_>,
+    m: &mut PluginModel,
+    e: &LossExpr,
+    cfg: &TrainConfig,
+    seed: u64,
+) -> (f64, f64) {
+    let kernel = jit::compile(e, KernelKind::LossGrad).unwrap();
+    let mut at = |scale: f32| {
+        let mut params = vec![0.0f32; m.n_params()];
+        m.init(seed, &mut params).unwrap();
+        params.iter_mut().for_each(|p| *p *= scale);
+        let outcome = task
+            .train(m, &kernel, e.weights(), cfg, &mut params, seed, &mut |_| {})
+            .unwrap();
+        let f = task.evaluate(m, &params, 1, task.metric()).unwrap();
+        if outcome == Outcome::Finished && f.is_finite() {
+            f
+        } else {
+            f64::INFINITY
+        }
+    };
+    let f = at(1.0);
+    let spread = [at(1.0 + 1e-6), at(1.0 - 1e-6)]
+        .iter()
+        .map(|g| (g - f).abs())
+        .fold(0.0, f64::max);
+    (f, spread)
+}
+
+/// A whole generation, the search's initial population, scored side by side on the GPU and one
+/// by one on the CPU.
+#[test]
+fn a_generation_scores_the_same_on_the_gpu_as_on_the_cpu() {
+    let p = TaskPlugin::load(&build_plugin("evomal-plugin-diabetes"), "{}").unwrap();
+    let task = Task::new(&p);
+    let mut m = p.create_model("mlp", r#"{"hidden": [32]}"#).unwrap();
+    let gp = GpConfig::default();
+    let population = gp::initial_population(&mut ChaCha8Rng::seed_from_u64(3), &gp);
+    let cfg = TrainConfig {
+        milestones: Vec::new(),
+        gamma: 1.0,
+        ..sgd(150, 64, 0.01)
+    };
+    let seed = 5;
+    let mut init = vec![0.0f32; m.n_params()];
+    m.init(seed, &mut init).unwrap();
+    let trainer = PopulationTrainer::new(gpu(), &task, &m, population.len(), 1).unwrap();
+    let runs = trainer
+        .train(&population, &init, &cfg, seed, task.metric())
+        .unwrap();
+    let (mut steady, mut chaotic) = (0, 0);
+    for (e, run) in population.iter().zip(&runs) {
+        let (cpu, spread) = cpu_fitness_and_spread(&task, &mut m, e, &cfg, seed);
+        let gpu = run.metric;
+        eprintln!("{e}: cpu {cpu:.6} (spread {spread:.1e}), gpu {gpu:.6}");
+        // Where a 1e-6 nudge of the start moves the CPU's own fitness by over 1%, training is
+        // chaotic (an unbounded slope such as sqrt's at 0) and the fitness is no reproducible
+        // number, on any device: not compared.
+        if spread > 1e-2 * cpu {
+            chaotic += 1;
+            continue;
+        }
+        // A run that overflows f32 on the GPU may still be finite (and huge) in the CPU's f64.
+        let both_blown = cpu.min(gpu) > 1e10;
+        let ok = both_blown || (cpu - gpu).abs() <= 1e-3 * cpu + 4.0 * spread;
+        assert!(
+            ok,
+            "{e}: fitness {cpu} on the CPU, {gpu} on the GPU (spread {spread:e})"
+        );
+        steady += (cpu.is_finite() && spread <= 1e-4 * cpu) as usize;
+    }
+    assert!(
+        steady >= 10,
+        "only {steady} well-conditioned candidates: the test is too weak"
+    );
+    assert!(
+        chaotic <= 10,
+        "{chaotic} chaotic candidates of {}",
+        population.len()
     );
 }

@@ -335,3 +335,63 @@ fn a_model_without_jvp_is_searched_with_finite_differences_and_says_so_once() {
     assert_eq!(err.matches("offers no JVP").count(), 1, "{err}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// `--device gpu` trains the fitness runs on the adapter (lavapipe on CI), records it, and a
+/// resumed run stays there; `auto` leaves a software adapter alone and says so; a model the GPU
+/// cannot run is a clear error under `gpu`.
+#[test]
+fn the_device_is_chosen_recorded_and_kept_on_resume() {
+    build_plugin("evomal-plugin-diabetes");
+    build_plugin("evomal-plugin-digits");
+    let dir = temp_dir("device");
+    std::fs::create_dir_all(&dir).unwrap();
+    let manifest = dir.join("tiny.toml");
+    let text =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tasks/quick.toml"))
+            .unwrap()
+            .replace("population = 25", "population = 8")
+            .replace("generations = 20", "generations = 2")
+            .replace("meta_steps = 100", "meta_steps = 10")
+            .replace("steps = 3000", "steps = 100")
+            .replace("seeds = [0, 1, 2]", "seeds = [0]");
+    std::fs::write(&manifest, text).unwrap();
+    let out = dir.join("out");
+    let o = run_with(manifest.to_str().unwrap(), &out, &["--device", "gpu"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let read = || -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(out.join("run.json")).unwrap()).unwrap()
+    };
+    let device = read()["fitness_device"].as_str().unwrap().to_string();
+    assert_ne!(device, "cpu");
+    let cp: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("checkpoint.json")).unwrap()).unwrap();
+    assert_eq!(cp["device"], "gpu");
+    std::fs::remove_file(out.join("run.json")).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_evomal"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["run", "--quiet", "--resume", out.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(read()["fitness_device"].as_str().unwrap(), device);
+
+    let auto = run_with(manifest.to_str().unwrap(), &dir.join("auto"), &[]);
+    let stderr = String::from_utf8_lossy(&auto.stderr);
+    assert!(auto.status.success(), "{stderr}");
+    if device.contains("Cpu") {
+        assert!(stderr.contains("software rasteriser"), "{stderr}");
+    }
+
+    let o = run_with(
+        "tasks/digits-cnn.toml",
+        &dir.join("cnn"),
+        &["--device", "gpu"],
+    );
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        stderr.contains("the GPU trainer does not support"),
+        "{stderr}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -24,6 +24,8 @@ use serde_json::json;
 
 use super::parse_expr;
 
+mod fitness;
+
 /// Squared error (no libm calls), cross-entropy-like, and a fixed height-8 tree drawn by
 /// `random_tree(Grow, 0..=10)`.
 pub const BENCH_EXPRS: [(&str, &str); 3] = [
@@ -50,6 +52,19 @@ pub enum BenchCommand {
         #[arg(long, hide = true)]
         worker: bool,
     },
+    /// Candidate fitness evaluations per second: the search's initial population trained with
+    /// the manifest's `[fitness]` settings, on all CPU cores and side by side on the GPU.
+    Fitness {
+        manifest: PathBuf,
+        /// Candidates (default: the manifest's population).
+        #[arg(long)]
+        candidates: Option<usize>,
+        /// `gpu` takes any adapter (software ones too); `cpu` measures the CPU only.
+        #[arg(long, value_enum, default_value_t = DeviceChoice::Gpu)]
+        device: DeviceChoice,
+        #[arg(long)]
+        json: bool,
+    },
     /// Elements/second of the loss kernels (interpreter vs JIT) and compile time per candidate.
     Loss {
         /// Batch size.
@@ -71,6 +86,12 @@ pub enum BenchCommand {
 
 pub fn run(cmd: BenchCommand, out: &mut dyn Write) -> anyhow::Result<()> {
     match cmd {
+        BenchCommand::Fitness {
+            manifest,
+            candidates,
+            device,
+            json,
+        } => fitness::bench_fitness(&manifest, candidates, device, json, out),
         BenchCommand::Loss {
             elements,
             expr,

@@ -8,6 +8,7 @@ mod filters;
 mod gpu;
 mod local_search;
 mod plugins;
+mod readme_snippet;
 mod run;
 mod shaders;
 mod strategies;

@@ -1,0 +1,208 @@
+//! The training kernels of `shaders/train/`, their uniforms, and recorded dispatches.
+
+use std::fmt::Write;
+
+use wgpu::util::DeviceExt;
+
+use crate::backend::wgsl;
+use crate::expr::LossExpr;
+use crate::gpu::{Binding, Gpu, GpuError};
+use crate::train::optim::OptimizerConfig;
+
+const DIMS: &str = include_str!("../../../shaders/train/dims.wgsl");
+const OBJECTIVE: &str = include_str!("../../../shaders/train/objective.wgsl");
+
+/// The shaders' `Dims` uniform (`shaders/train/dims.wgsl`).
+#[repr(C)]
+#[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct Dims {
+    pub p: u32,
+    pub rows: u32,
+    pub a: u32,
+    pub b: u32,
+    pub in_stride: u32,
+    pub offset: u32,
+    pub n_params: u32,
+    pub kind: u32,
+}
+
+/// The optimiser shader's `Opt` uniform (`shaders/train/optimizer.wgsl`).
+#[repr(C)]
+#[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct Opt {
+    total: u32,
+    kind: u32,
+    nesterov: u32,
+    pad: u32,
+    momentum: f32,
+    weight_decay: f32,
+    beta1: f32,
+    beta2: f32,
+    eps: f32,
+    pad2: [u32; 3],
+}
+
+impl Opt {
+    /// The optimiser for `total` values in all candidates' parameter vectors.
+    pub fn new(cfg: &OptimizerConfig, total: usize) -> Opt {
+        let total = total as u32;
+        match *cfg {
+            OptimizerConfig::Sgd {
+                momentum,
+                nesterov,
+                weight_decay,
+            } => Opt {
+                total,
+                nesterov: nesterov as u32,
+                momentum,
+                weight_decay,
+                ..Opt::default()
+            },
+            OptimizerConfig::Adam {
+                beta1,
+                beta2,
+                eps,
+                weight_decay,
+            } => Opt {
+                total,
+                kind: 1,
+                beta1,
+                beta2,
+                eps,
+                weight_decay,
+                ..Opt::default()
+            },
+        }
+    }
+}
+
+/// The hand-written kernels, compiled once per trainer.
+pub struct Kernels {
+    pub gather: wgpu::ComputePipeline,
+    pub dense_forward: wgpu::ComputePipeline,
+    pub dense_grad_params: wgpu::ComputePipeline,
+    pub dense_grad_input: wgpu::ComputePipeline,
+    pub activation_forward: wgpu::ComputePipeline,
+    pub activation_backward: wgpu::ComputePipeline,
+    pub optimizer: wgpu::ComputePipeline,
+    pub tick: wgpu::ComputePipeline,
+    pub check: wgpu::ComputePipeline,
+}
+
+impl Kernels {
+    pub fn new(gpu: &Gpu) -> Result<Kernels, GpuError> {
+        use Binding::{Read as R, Uniform as U, Write as W};
+        let make = |label: &str, src: &str, bindings: &[Binding]| {
+            let module = gpu.module(label, &with_helpers(src))?;
+            gpu.pipeline(label, &module, "main", bindings)
+        };
+        macro_rules! kernel {
+            ($name:literal, $bindings:expr) => {
+                make(
+                    $name,
+                    include_str!(concat!("../../../shaders/train/", $name, ".wgsl")),
+                    &$bindings,
+                )?
+            };
+        }
+        Ok(Kernels {
+            gather: kernel!("gather", [R, R, R, R, W, W, U]),
+            dense_forward: kernel!("dense_forward", [R, R, W, U]),
+            dense_grad_params: kernel!("dense_grad_params", [R, R, W, U]),
+            dense_grad_input: kernel!("dense_grad_input", [R, R, W, U]),
+            activation_forward: kernel!("activation_forward", [R, W, U]),
+            activation_backward: kernel!("activation_backward", [R, R, W, U]),
+            optimizer: kernel!("optimizer", [W, R, W, W, R, R, U]),
+            tick: kernel!("tick", [W]),
+            check: kernel!("check", [R, W, R, U]),
+        })
+    }
+}
+
+/// `src` with the shared `Dims` declaration and the generated shaders' helpers.
+fn with_helpers(src: &str) -> String {
+    format!("{DIMS}\n{src}\n{}", wgsl::COMMON)
+}
+
+/// The objective shader of one generation: `losses[c]` is candidate `c`'s loss, reading its
+/// weights from `STRIDE * c` in the weights buffer.
+pub fn objective(
+    gpu: &Gpu,
+    losses: &[LossExpr],
+    stride: usize,
+    n_out: usize,
+    classification: bool,
+) -> Result<wgpu::ComputePipeline, GpuError> {
+    let mut cases = String::new();
+    let mut functions = String::new();
+    for (c, e) in losses.iter().enumerate() {
+        let args: Vec<String> = (0..e.len()).map(|j| format!("weights[w + {j}u]")).collect();
+        let _ = writeln!(
+            cases,
+            "        case {c}u: {{\n            return loss_{c}(y_i, yhat_i, array<f32, {}>({}));\n        }}",
+            e.len(),
+            args.join(", ")
+        );
+        functions.push_str(&wgsl::loss_grad_function(e, &format!("loss_{c}")));
+    }
+    let src = OBJECTIVE
+        .replace("{{n_out}}", &n_out.to_string())
+        .replace("{{classification}}", &classification.to_string())
+        .replace("{{stride}}", &stride.to_string())
+        .replace("{{cases}}\n", &cases)
+        .replace("{{functions}}\n", &functions);
+    let module = gpu.module("objective", &with_helpers(&src))?;
+    use Binding::{Read as R, Uniform as U, Write as W};
+    gpu.pipeline("objective", &module, "main", &[R, R, R, W, W, U])
+}
+
+/// One dispatch, ready to record: its bind group holds the buffers and a uniform.
+pub struct Op<'a> {
+    pipeline: &'a wgpu::ComputePipeline,
+    bind: wgpu::BindGroup,
+    groups: (u32, u32),
+}
+
+impl<'a> Op<'a> {
+    /// `pipeline` over `buffers` then `uniform` (when given), for `n` invocations.
+    pub fn new<U: bytemuck::Pod>(
+        gpu: &Gpu,
+        pipeline: &'a wgpu::ComputePipeline,
+        buffers: &[&wgpu::Buffer],
+        uniform: Option<&U>,
+        n: usize,
+    ) -> Op<'a> {
+        let uniform = uniform.map(|u| {
+            gpu.device
+                .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                    label: Some("uniform"),
+                    contents: bytemuck::bytes_of(u),
+                    usage: wgpu::BufferUsages::UNIFORM,
+                })
+        });
+        let mut all = buffers.to_vec();
+        all.extend(uniform.as_ref());
+        Op {
+            pipeline,
+            bind: gpu.bind(pipeline, &all),
+            groups: gpu.groups(n, 64),
+        }
+    }
+}
+
+/// Submits `ops`, in order, `times` times in one command buffer. wgpu orders the dispatches
+/// within the pass: each sees what the previous ones wrote.
+pub fn record(gpu: &Gpu, ops: &[Op<'_>], times: usize) {
+    let mut enc = gpu.device.create_command_encoder(&Default::default());
+    {
+        let mut pass = enc.begin_compute_pass(&Default::default());
+        for _ in 0..times {
+            for op in ops {
+                pass.set_pipeline(op.pipeline);
+                pass.set_bind_group(0, &op.bind, &[]);
+                pass.dispatch_workgroups(op.groups.0, op.groups.1, 1);
+            }
+        }
+    }
+    gpu.queue.submit([enc.finish()]);
+}

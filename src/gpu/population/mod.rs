@@ -1,0 +1,262 @@
+//! Population-parallel training on the GPU: every candidate loss of a generation trains its own
+//! copy of the model, side by side in the same dispatches, on the same batches, from the same
+//! initial parameters — what the search's fitness does for each candidate on the CPU.
+//!
+//! The model comes from the plugin as a layer list (`model_layers`, ABI v2) over its flat
+//! parameter vector ([`net`]); dense layers and element-wise activations run in
+//! `shaders/train/` ([`kernels`]). The losses are compiled into one objective shader per
+//! generation, which switches on the candidate. A whole run is recorded as command buffers
+//! without host round trips: the batch indices and learning rates of every step are uploaded up
+//! front, and a counter on the device says which step is running.
+
+mod kernels;
+mod net;
+
+use kernels::{Dims, Kernels, Op, Opt, record};
+use net::{GpuLayer, Net, gpu_layers};
+
+use super::{Gpu, GpuError};
+use crate::expr::LossExpr;
+use crate::plugin::PluginModel;
+use crate::train::objective::TaskKind;
+use crate::train::optim::lr_at;
+use crate::train::{BatchSampler, Metric, Outcome, Task, TrainConfig, TrainError};
+
+/// Steps recorded into one command buffer.
+const STEPS_PER_SUBMIT: usize = 50;
+/// Rows per evaluation chunk (at least).
+const EVAL_ROWS: usize = 256;
+
+/// One candidate's result.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CandidateRun {
+    pub outcome: Outcome,
+    /// The metric on the evaluated split; +inf unless the run finished.
+    pub metric: f64,
+    pub params: Vec<f32>,
+}
+
+/// A split's examples on the device, and its targets on the host (for the metric).
+struct Split {
+    n: usize,
+    xs: wgpu::Buffer,
+    ys: wgpu::Buffer,
+    targets: Vec<f32>,
+}
+
+/// Trains populations of candidates of one task and model on one device. The data and the
+/// kernels are uploaded and compiled once; each [`PopulationTrainer::train`] makes its own
+/// per-candidate buffers.
+pub struct PopulationTrainer<'g> {
+    gpu: &'g Gpu,
+    kernels: Kernels,
+    layers: Vec<GpuLayer>,
+    kind: TaskKind,
+    n_out: usize,
+    input_len: usize,
+    target_width: usize,
+    n_params: usize,
+    capacity: usize,
+    train: Split,
+    eval: Split,
+}
+
+impl<'g> PopulationTrainer<'g> {
+    /// Uploads the training split and `eval_split` of `task`, for up to `capacity` copies of
+    /// `model`.
+    pub fn new(
+        gpu: &'g Gpu,
+        task: &Task<'_>,
+        model: &PluginModel,
+        capacity: usize,
+        eval_split: u32,
+    ) -> Result<PopulationTrainer<'g>, TrainError> {
+        let layers = gpu_layers(&model.layers()?)?;
+        let upload = |split: u32| -> Result<Split, TrainError> {
+            let n = task.split_size(split);
+            let idx: Vec<u64> = (0..n as u64).collect();
+            let mut x = vec![0.0f32; n * task.input_len];
+            let mut y = vec![0.0f32; n * task.target_width];
+            task.plugin.read_batch(split, &idx, &mut x, &mut y)?;
+            Ok(Split {
+                n,
+                xs: gpu.buffer_with("split inputs", &x)?,
+                ys: gpu.buffer_with("split targets", &y)?,
+                targets: y,
+            })
+        };
+        Ok(PopulationTrainer {
+            gpu,
+            kernels: Kernels::new(gpu)?,
+            layers,
+            kind: task.kind,
+            n_out: task.n_out,
+            input_len: task.input_len,
+            target_width: task.target_width,
+            n_params: model.n_params(),
+            capacity,
+            train: upload(0)?,
+            eval: upload(eval_split)?,
+        })
+    }
+
+    /// Trains one model per loss from `init` for `cfg.steps` steps on batches drawn from
+    /// `seed` (the same for all, as [`Task::train`] draws them), then scores each on the
+    /// evaluation split with `metric`.
+    pub fn train(
+        &self,
+        losses: &[LossExpr],
+        init: &[f32],
+        cfg: &TrainConfig,
+        seed: u64,
+        metric: Metric,
+    ) -> Result<Vec<CandidateRun>, GpuError> {
+        assert!(
+            losses.len() <= self.capacity,
+            "more candidates than capacity"
+        );
+        assert_eq!(init.len(), self.n_params, "one initial parameter vector");
+        if losses.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (gpu, p) = (self.gpu, losses.len());
+        let batch = cfg.batch.min(self.train.n).max(1);
+        let eval_rows = EVAL_ROWS.max(batch).min(self.eval.n.max(1));
+        let net = Net::new(
+            gpu,
+            &self.kernels,
+            &self.layers,
+            p,
+            batch.max(eval_rows),
+            self.input_len,
+            self.target_width,
+            init,
+        )?;
+        let status = gpu.buffer_with("status", &vec![u32::MAX; p])?;
+        let step = gpu.buffer_with("step counter", &[0u32])?;
+        let (idx, lr) = self.schedule(cfg, batch, seed)?;
+        let stride = losses.iter().map(LossExpr::len).max().unwrap_or(1);
+        let classification = self.kind == TaskKind::Classification;
+        let objective = kernels::objective(gpu, losses, stride, self.n_out, classification)?;
+        let mut loss_weights = vec![0.0f32; p * stride];
+        for (c, e) in losses.iter().enumerate() {
+            loss_weights[c * stride..][..e.len()].copy_from_slice(e.weights());
+        }
+        let loss_weights = gpu.buffer_with("loss weights", &loss_weights)?;
+        let row_loss = gpu.buffer("row losses", p * batch)?;
+        let total = p * self.n_params;
+        let (m, v) = (
+            gpu.buffer("moment 1", total)?,
+            gpu.buffer("moment 2", total)?,
+        );
+        let batch_dims = Dims {
+            p: p as u32,
+            rows: batch as u32,
+            ..Dims::default()
+        };
+
+        let train = &self.train;
+        let mut ops = net.forward(batch, [&train.xs, &train.ys, &idx, &step]);
+        ops.push(Op::new(
+            gpu,
+            &objective,
+            &[
+                net.output(),
+                &net.y,
+                &loss_weights,
+                net.output_grad(),
+                &row_loss,
+            ],
+            Some(&batch_dims),
+            p * batch,
+        ));
+        let k = &self.kernels;
+        let check = [&row_loss, &status, &step];
+        ops.push(Op::new(gpu, &k.check, &check, Some(&batch_dims), p));
+        ops.extend(net.backward(batch));
+        let opt = Opt::new(&cfg.optimizer, total);
+        let optimizer = [&net.params, &net.grad, &m, &v, &lr, &step];
+        ops.push(Op::new(gpu, &k.optimizer, &optimizer, Some(&opt), total));
+        ops.push(Op::new::<Dims>(gpu, &k.tick, &[&step], None, 1));
+        for first in (0..cfg.steps).step_by(STEPS_PER_SUBMIT) {
+            record(gpu, &ops, STEPS_PER_SUBMIT.min(cfg.steps - first));
+        }
+
+        let status = gpu.read_u32(&status, p)?;
+        let params = gpu.read(&net.params, total)?;
+        let metrics = self.evaluate(&net, eval_rows, metric)?;
+        Ok((0..p)
+            .map(|c| {
+                let params = params[c * self.n_params..][..self.n_params].to_vec();
+                let outcome = if status[c] != u32::MAX {
+                    Outcome::Diverged {
+                        step: status[c] as usize,
+                    }
+                } else if params.iter().any(|x| !x.is_finite()) {
+                    Outcome::Diverged { step: cfg.steps }
+                } else {
+                    Outcome::Finished
+                };
+                let finished = outcome == Outcome::Finished && metrics[c].is_finite();
+                CandidateRun {
+                    outcome,
+                    metric: if finished { metrics[c] } else { f64::INFINITY },
+                    params,
+                }
+            })
+            .collect())
+    }
+
+    /// Every step's batch indices (drawn as [`Task::train`] draws them) and learning rate.
+    fn schedule(
+        &self,
+        cfg: &TrainConfig,
+        batch: usize,
+        seed: u64,
+    ) -> Result<(wgpu::Buffer, wgpu::Buffer), GpuError> {
+        let mut sampler = BatchSampler::new(self.train.n, seed);
+        let mut step_idx = vec![0u64; batch];
+        let mut idx = Vec::with_capacity(cfg.steps * batch);
+        let mut lr = Vec::with_capacity(cfg.steps);
+        for step in 0..cfg.steps {
+            sampler.next(&mut step_idx);
+            idx.extend(step_idx.iter().map(|&i| i as u32));
+            lr.push(lr_at(cfg.lr, &cfg.milestones, cfg.gamma, step));
+        }
+        Ok((
+            self.gpu.buffer_with("batch indices", &idx)?,
+            self.gpu.buffer_with("learning rates", &lr)?,
+        ))
+    }
+
+    /// `metric` of every candidate over the evaluation split, in chunks of `rows`.
+    fn evaluate(&self, net: &Net<'_>, rows: usize, metric: Metric) -> Result<Vec<f64>, GpuError> {
+        let gpu = self.gpu;
+        let eval = &self.eval;
+        let chunks = eval.n.div_ceil(rows);
+        // The last chunk is padded with example 0; its rows are not scored.
+        let idx: Vec<u32> = (0..chunks * rows)
+            .map(|i| if i < eval.n { i as u32 } else { 0 })
+            .collect();
+        let idx = gpu.buffer_with("evaluation indices", &idx)?;
+        let chunk = gpu.buffer_with("evaluation chunk", &[0u32])?;
+        let ops = net.forward(rows, [&eval.xs, &eval.ys, &idx, &chunk]);
+        let p = net.candidates();
+        let mut sums = vec![0.0f64; p];
+        let mut scratch = vec![0.0f32; rows * self.n_out];
+        for c in 0..chunks {
+            gpu.queue
+                .write_buffer(&chunk, 0, bytemuck::bytes_of(&(c as u32)));
+            record(gpu, &ops, 1);
+            let out = gpu.read(net.output(), p * rows * self.n_out)?;
+            let (start, b) = (c * rows, rows.min(eval.n - c * rows));
+            let targets = &eval.targets[start * self.target_width..][..b * self.target_width];
+            for (k, sum) in sums.iter_mut().enumerate() {
+                let outputs = &out[k * rows * self.n_out..][..b * self.n_out];
+                let scratch = &mut scratch[..b * self.n_out];
+                *sum += metric.sum(outputs, targets, self.n_out, scratch);
+            }
+        }
+        Ok(sums.into_iter().map(|s| s / eval.n as f64).collect())
+    }
+}

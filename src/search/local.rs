@@ -19,6 +19,7 @@ use crate::expr::LossExpr;
 use crate::expr::interp::FullBatchMut;
 use crate::plugin::{JvpMethod, PluginModel};
 use crate::train::objective::{Objective, TaskKind, one_hot, probabilities, probabilities_vjp};
+use crate::train::optim::{Optimizer, OptimizerConfig};
 use crate::train::{BatchSampler, Task, TrainError};
 
 /// Settings of the local search; `Default` is the reference (250 meta steps, Adam 1e-3).
@@ -285,51 +286,123 @@ pub fn local_search(
     cfg: &LocalSearchConfig,
     seed: u64,
 ) -> Result<LocalSearchResult, LocalSearchError> {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let mut phi: Vec<f32> = (0..loss.len())
-        .map(|_| 1.0 + 0.001 * standard_normal(&mut rng))
-        .collect();
     let mut meta = MetaGradient::new(task, loss, cfg.clone())?;
-    let batch_t = cfg.batch.min(task.split_size(0));
-    let batch_v = cfg.batch.min(task.split_size(1));
-    let mut train_sampler = BatchSampler::new(task.split_size(0), rng.random());
-    let mut valid_sampler = BatchSampler::new(task.split_size(1), rng.random());
-    let (mut train_idx, mut valid_idx) = (vec![0u64; batch_t], vec![0u64; batch_v]);
-    let mut adam = crate::train::optim::Optimizer::new(
-        crate::train::optim::OptimizerConfig::Adam {
-            beta1: 0.9,
-            beta2: 0.999,
-            eps: 1e-8,
-            weight_decay: 0.0,
-        },
-        phi.len(),
-    );
-    let mut trace = Vec::with_capacity(cfg.meta_steps);
-    let (mut diverged, mut used_fd_jvp) = (false, false);
-    for _ in 0..cfg.meta_steps {
-        train_sampler.next(&mut train_idx);
-        valid_sampler.next(&mut valid_idx);
+    let (n_train, n_valid) = (task.split_size(0), task.split_size(1));
+    let mut walk = MetaWalk::new(n_train, n_valid, loss, cfg, seed);
+    let mut used_fd_jvp = false;
+    while let Some(step) = walk.next_step() {
         let (val, grad, method) =
-            meta.compute(model, &phi, rng.random(), &train_idx, &valid_idx)?;
+            meta.compute(model, step.phi, step.init_seed, step.train, step.valid)?;
         used_fd_jvp |= method != JvpMethod::Exact;
-        if !val.is_finite() || grad.iter().any(|g| !g.is_finite()) {
-            diverged = true;
-            break;
-        }
-        trace.push(val);
-        adam.step(&mut phi, &grad, cfg.meta_lr);
+        walk.take(val, &grad);
     }
-    let mut learned = loss.clone();
-    learned.set_weights(&phi);
-    Ok(LocalSearchResult {
-        loss: learned,
-        trace,
-        diverged,
-        used_fd_jvp,
-    })
+    Ok(walk.finish(loss, used_fd_jvp))
 }
 
-/// A standard normal draw (Box-Muller), to keep the dependency list to `rand`.
+/// What one meta step works on: the weights as they stand, the training and validation batches,
+/// and the base model's initialisation seed.
+pub struct MetaStep<'w> {
+    pub phi: &'w [f32],
+    pub train: &'w [u64],
+    pub valid: &'w [u64],
+    pub init_seed: u64,
+}
+
+/// One candidate's local search without the meta-gradient itself: its random draws (initial
+/// weights, batches, base-model seeds, all from `seed`), the meta-Adam steps, the trace and the
+/// stop on divergence. The CPU ([`local_search`]) and the GPU (many at once) drive it alike.
+pub struct MetaWalk {
+    rng: ChaCha8Rng,
+    phi: Vec<f32>,
+    train_sampler: BatchSampler,
+    valid_sampler: BatchSampler,
+    train_idx: Vec<u64>,
+    valid_idx: Vec<u64>,
+    adam: Optimizer,
+    meta_lr: f32,
+    steps_left: usize,
+    trace: Vec<f32>,
+    diverged: bool,
+}
+
+impl MetaWalk {
+    /// The walk of `loss` on a task with `n_train` training and `n_valid` validation examples.
+    pub fn new(
+        n_train: usize,
+        n_valid: usize,
+        loss: &LossExpr,
+        cfg: &LocalSearchConfig,
+        seed: u64,
+    ) -> MetaWalk {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let phi: Vec<f32> = (0..loss.len())
+            .map(|_| 1.0 + 0.001 * standard_normal(&mut rng))
+            .collect();
+        let train_sampler = BatchSampler::new(n_train, rng.random());
+        let valid_sampler = BatchSampler::new(n_valid, rng.random());
+        let adam = Optimizer::new(
+            OptimizerConfig::Adam {
+                beta1: 0.9,
+                beta2: 0.999,
+                eps: 1e-8,
+                weight_decay: 0.0,
+            },
+            phi.len(),
+        );
+        MetaWalk {
+            rng,
+            phi,
+            train_sampler,
+            valid_sampler,
+            train_idx: vec![0; cfg.batch.min(n_train)],
+            valid_idx: vec![0; cfg.batch.min(n_valid)],
+            adam,
+            meta_lr: cfg.meta_lr,
+            steps_left: cfg.meta_steps,
+            trace: Vec::with_capacity(cfg.meta_steps),
+            diverged: false,
+        }
+    }
+
+    /// The next meta step, or `None` when the walk is over.
+    pub fn next_step(&mut self) -> Option<MetaStep<'_>> {
+        if self.steps_left == 0 || self.diverged {
+            return None;
+        }
+        self.steps_left -= 1;
+        self.train_sampler.next(&mut self.train_idx);
+        self.valid_sampler.next(&mut self.valid_idx);
+        Some(MetaStep {
+            phi: &self.phi,
+            train: &self.train_idx,
+            valid: &self.valid_idx,
+            init_seed: self.rng.random(),
+        })
+    }
+
+    /// Takes the step's validation loss and meta-gradient: an Adam step on the weights, or the
+    /// end of the walk when either is not finite (the last finite weights are kept).
+    pub fn take(&mut self, val: f32, grad: &[f32]) {
+        if !val.is_finite() || grad.iter().any(|g| !g.is_finite()) {
+            self.diverged = true;
+            return;
+        }
+        self.trace.push(val);
+        self.adam.step(&mut self.phi, grad, self.meta_lr);
+    }
+
+    pub fn finish(self, loss: &LossExpr, used_fd_jvp: bool) -> LocalSearchResult {
+        let mut learned = loss.clone();
+        learned.set_weights(&self.phi);
+        LocalSearchResult {
+            loss: learned,
+            trace: self.trace,
+            diverged: self.diverged,
+            used_fd_jvp,
+        }
+    }
+}
+
 fn standard_normal(rng: &mut impl Rng) -> f32 {
     let u1: f64 = rng.random_range(f64::EPSILON..1.0);
     let u2: f64 = rng.random();

@@ -107,9 +107,11 @@ impl Scored {
     }
 }
 
-/// A candidate after screening and tuning: scored already, or waiting for its fitness run.
+/// A candidate after screening: scored already, or waiting for its local search (on the GPU,
+/// with its seed) or its fitness run.
 enum Pending {
     Scored(Scored),
+    LocalSearch(LossExpr, u64),
     Fitness(LossExpr),
 }
 
@@ -234,7 +236,7 @@ impl<'t, 'p> Search<'t, 'p> {
         if let Some(trainer) = self.gpu {
             let pending: Vec<usize> = scored
                 .iter()
-                .filter(|(_, p, _)| matches!(p, Pending::Fitness(_)))
+                .filter(|(_, p, _)| !matches!(p, Pending::Scored(_)))
                 .map(|(i, _, _)| *i)
                 .collect();
             self.train_on_gpu(trainer, make_model, &mut scored)?;
@@ -244,7 +246,7 @@ impl<'t, 'p> Search<'t, 'p> {
             .into_iter()
             .map(|(i, p, fingerprint)| match p {
                 Pending::Scored(s) => (i, s, fingerprint),
-                Pending::Fitness(_) => unreachable!("every fitness run has been trained"),
+                _ => unreachable!("every local search and fitness run has been done"),
             })
             .collect();
         let mut counts: HashMap<&'static str, usize> = HashMap::new();
@@ -295,17 +297,18 @@ impl<'t, 'p> Search<'t, 'p> {
         make_model: &(dyn Fn() -> Result<PluginModel, PluginError> + Sync),
         scored: &mut [(usize, Pending, Option<Vec<f32>>)],
     ) -> Result<(), SearchError> {
+        let mut model = make_model().map_err(TrainError::from)?;
+        self.tune_on_gpu(trainer, &mut model, scored)?;
         let losses: Vec<LossExpr> = scored
             .iter()
             .filter_map(|(_, p, _)| match p {
                 Pending::Fitness(l) => Some(l.clone()),
-                Pending::Scored(_) => None,
+                _ => None,
             })
             .collect();
         if losses.is_empty() {
             return Ok(());
         }
-        let mut model = make_model().map_err(TrainError::from)?;
         let mut init = vec![0.0f32; model.n_params()];
         model
             .init(self.plan.seed, &mut init)
@@ -329,7 +332,48 @@ impl<'t, 'p> Search<'t, 'p> {
         Ok(())
     }
 
-    /// Screens and tunes one new (unweighted) candidate, leaving its fitness run pending; also
+    /// The local searches pending in `scored`, run together on the GPU; each becomes a fitness
+    /// run, or a diverged candidate.
+    fn tune_on_gpu(
+        &self,
+        trainer: &PopulationTrainer<'_>,
+        model: &mut PluginModel,
+        scored: &mut [(usize, Pending, Option<Vec<f32>>)],
+    ) -> Result<(), SearchError> {
+        let (Some(cfg), (losses, seeds)) = (
+            &self.plan.local_search,
+            scored
+                .iter()
+                .filter_map(|(_, p, _)| match p {
+                    Pending::LocalSearch(l, seed) => Some((l.clone(), *seed)),
+                    _ => None,
+                })
+                .unzip::<_, _, Vec<LossExpr>, Vec<u64>>(),
+        ) else {
+            return Ok(());
+        };
+        let mut results = trainer
+            .local_search(model, &losses, cfg, &seeds)?
+            .into_iter();
+        for (_, p, _) in scored.iter_mut() {
+            if let Pending::LocalSearch(candidate, _) = p {
+                let res = results.next().expect("one result per pending candidate");
+                *p = if res.diverged {
+                    Pending::Scored(Scored {
+                        fitness: f64::INFINITY,
+                        learned: candidate.clone(),
+                        verdict: Verdict::Diverged,
+                    })
+                } else {
+                    Pending::Fitness(res.loss)
+                };
+            }
+        }
+        Ok(())
+    }
+
+    /// Screens and tunes one new (unweighted) candidate (on the GPU: only screens it), leaving
+    /// what is left pending; also
     /// returns its gradient fingerprint when it was computed and found no match, for the
     /// caller to store.
     fn prepare(
@@ -370,6 +414,10 @@ impl<'t, 'p> Search<'t, 'p> {
             }
         }
         let learned = match &self.plan.local_search {
+            // The GPU tunes a generation's candidates together (see `tune_on_gpu`).
+            Some(_) if self.gpu.is_some() => {
+                return Ok((Pending::LocalSearch(candidate.clone(), seed), fingerprint));
+            }
             Some(cfg) => {
                 let res = local_search(self.task, model, candidate, cfg, seed)?;
                 if res.diverged {

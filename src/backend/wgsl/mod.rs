@@ -53,13 +53,24 @@ fn text(v: Option<Val>) -> String {
     v.map_or_else(|| "0.0".to_string(), |v| v.to_string())
 }
 
-/// A WGSL function `fn {name}(y_i: f32, yhat_i: f32, weights: array<f32, N>) -> vec2<f32>`
-/// returning the loss and dM/dyhat for `e` (`N` = its node count). The population trainer
-/// puts one per candidate into a shader.
-pub fn loss_grad_function(e: &LossExpr, name: &str) -> String {
-    let (body, out) = lower(e, KernelKind::LossGrad);
+/// A WGSL function `fn {name}(y_i: f32, yhat_i: f32, weights: array<f32, N>, e: u32) ->
+/// vec2<f32>` returning the loss and dM/dyhat for `e` (`N` = its node count). The population
+/// trainer puts one per candidate into a shader. With `d2_stride = Some(K)` it also stores
+/// d2M/(dyhat dphi_j) for every weight `j` at `d2[e * K + j]` (a storage array the shader
+/// declares), for the local search.
+pub fn loss_grad_function(e: &LossExpr, name: &str, d2_stride: Option<usize>) -> String {
+    let kind = match d2_stride {
+        Some(_) => KernelKind::Full,
+        None => KernelKind::LossGrad,
+    };
+    let (mut body, out) = lower(e, kind);
+    if let Some(stride) = d2_stride {
+        for (j, d) in out.d2.iter().enumerate() {
+            let _ = writeln!(body, "    d2[e * {stride}u + {j}u] = {};", text(*d));
+        }
+    }
     format!(
-        "fn {name}(y_i: f32, yhat_i: f32, weights: array<f32, {n}>) -> vec2<f32> {{\n{body}    return vec2<f32>({}, {});\n}}\n",
+        "fn {name}(y_i: f32, yhat_i: f32, weights: array<f32, {n}>, e: u32) -> vec2<f32> {{\n{body}    return vec2<f32>({}, {});\n}}\n",
         out.loss,
         text(out.dyhat),
         n = e.len(),

@@ -87,6 +87,9 @@ pub struct Kernels {
     pub optimizer: wgpu::ComputePipeline,
     pub tick: wgpu::ComputePipeline,
     pub check: wgpu::ComputePipeline,
+    pub dense_jvp: wgpu::ComputePipeline,
+    pub inner_step: wgpu::ComputePipeline,
+    pub meta_grad: wgpu::ComputePipeline,
 }
 
 impl Kernels {
@@ -115,6 +118,9 @@ impl Kernels {
             optimizer: kernel!("optimizer", [W, R, W, W, R, R, U]),
             tick: kernel!("tick", [W]),
             check: kernel!("check", [R, W, R, U]),
+            dense_jvp: kernel!("dense_jvp", [R, R, R, R, W, U]),
+            inner_step: kernel!("inner_step", [R, R, W, U]),
+            meta_grad: kernel!("meta_grad", [R, R, R, W, U]),
         })
     }
 }
@@ -125,13 +131,16 @@ fn with_helpers(src: &str) -> String {
 }
 
 /// The objective shader of one generation: `losses[c]` is candidate `c`'s loss, reading its
-/// weights from `STRIDE * c` in the weights buffer.
+/// weights from `stride * c` in the weights buffer. With `d2_stride = Some(K)` (the local
+/// search) it also writes what each loss saw as yhat (binding 5) and its mixed derivatives,
+/// `K` per element (binding 6); the uniform comes last.
 pub fn objective(
     gpu: &Gpu,
     losses: &[LossExpr],
     stride: usize,
     n_out: usize,
     classification: bool,
+    d2_stride: Option<usize>,
 ) -> Result<wgpu::ComputePipeline, GpuError> {
     let mut cases = String::new();
     let mut functions = String::new();
@@ -139,39 +148,61 @@ pub fn objective(
         let args: Vec<String> = (0..e.len()).map(|j| format!("weights[w + {j}u]")).collect();
         let _ = writeln!(
             cases,
-            "        case {c}u: {{\n            return loss_{c}(y_i, yhat_i, array<f32, {}>({}));\n        }}",
+            "        case {c}u: {{\n            return loss_{c}(y_i, yhat_i, array<f32, {}>({}), e);\n        }}",
             e.len(),
             args.join(", ")
         );
-        functions.push_str(&wgsl::loss_grad_function(e, &format!("loss_{c}")));
+        functions.push_str(&wgsl::loss_grad_function(
+            e,
+            &format!("loss_{c}"),
+            d2_stride,
+        ));
     }
+    let (full_bindings, keep) = match d2_stride {
+        Some(_) => (
+            "@group(0) @binding(5) var<storage, read_write> probs: array<f32>;\n@group(0) @binding(6) var<storage, read_write> d2: array<f32>;",
+            "    for (var j = 0u; j < N_OUT; j++) {\n        probs[o + j] = p[j];\n    }",
+        ),
+        None => ("", ""),
+    };
     let src = OBJECTIVE
         .replace("{{n_out}}", &n_out.to_string())
         .replace("{{classification}}", &classification.to_string())
         .replace("{{stride}}", &stride.to_string())
+        .replace("{{full_bindings}}", full_bindings)
+        .replace(
+            "{{dims_binding}}",
+            if d2_stride.is_some() { "7" } else { "5" },
+        )
+        .replace("{{keep_probabilities}}", keep)
         .replace("{{cases}}\n", &cases)
         .replace("{{functions}}\n", &functions);
     let module = gpu.module("objective", &with_helpers(&src))?;
     use Binding::{Read as R, Uniform as U, Write as W};
-    gpu.pipeline("objective", &module, "main", &[R, R, R, W, W, U])
+    let bindings = match d2_stride {
+        Some(_) => vec![R, R, R, W, W, W, W, U],
+        None => vec![R, R, R, W, W, U],
+    };
+    gpu.pipeline("objective", &module, "main", &bindings)
 }
 
-/// One dispatch, ready to record: its bind group holds the buffers and a uniform.
-pub struct Op<'a> {
-    pipeline: &'a wgpu::ComputePipeline,
+/// One dispatch, ready to record: its bind group holds the buffers and a uniform (wgpu handles
+/// are reference-counted, so an `Op` keeps what it uses alive).
+pub struct Op {
+    pipeline: wgpu::ComputePipeline,
     bind: wgpu::BindGroup,
     groups: (u32, u32),
 }
 
-impl<'a> Op<'a> {
+impl Op {
     /// `pipeline` over `buffers` then `uniform` (when given), for `n` invocations.
     pub fn new<U: bytemuck::Pod>(
         gpu: &Gpu,
-        pipeline: &'a wgpu::ComputePipeline,
+        pipeline: &wgpu::ComputePipeline,
         buffers: &[&wgpu::Buffer],
         uniform: Option<&U>,
         n: usize,
-    ) -> Op<'a> {
+    ) -> Op {
         let uniform = uniform.map(|u| {
             gpu.device
                 .create_buffer_init(&wgpu::util::BufferInitDescriptor {
@@ -183,7 +214,7 @@ impl<'a> Op<'a> {
         let mut all = buffers.to_vec();
         all.extend(uniform.as_ref());
         Op {
-            pipeline,
+            pipeline: pipeline.clone(),
             bind: gpu.bind(pipeline, &all),
             groups: gpu.groups(n, 64),
         }
@@ -192,13 +223,13 @@ impl<'a> Op<'a> {
 
 /// Submits `ops`, in order, `times` times in one command buffer. wgpu orders the dispatches
 /// within the pass: each sees what the previous ones wrote.
-pub fn record(gpu: &Gpu, ops: &[Op<'_>], times: usize) {
+pub fn record(gpu: &Gpu, ops: &[Op], times: usize) {
     let mut enc = gpu.device.create_command_encoder(&Default::default());
     {
         let mut pass = enc.begin_compute_pass(&Default::default());
         for _ in 0..times {
             for op in ops {
-                pass.set_pipeline(op.pipeline);
+                pass.set_pipeline(&op.pipeline);
                 pass.set_bind_group(0, &op.bind, &[]);
                 pass.dispatch_workgroups(op.groups.0, op.groups.1, 1);
             }

@@ -10,10 +10,13 @@
 //! front, and a counter on the device says which step is running.
 
 mod kernels;
+mod meta;
 mod net;
 
+pub use meta::GpuMetaGradient;
+
 use kernels::{Dims, Kernels, Op, Opt, record};
-use net::{GpuLayer, Net, gpu_layers};
+use net::{GpuLayer, Net, Source, gpu_layers};
 
 use super::{Gpu, GpuError};
 use crate::expr::LossExpr;
@@ -44,6 +47,17 @@ struct Split {
     targets: Vec<f32>,
 }
 
+impl Split {
+    fn source<'b>(&'b self, idx: &'b wgpu::Buffer, counter: &'b wgpu::Buffer) -> Source<'b> {
+        Source {
+            xs: &self.xs,
+            ys: &self.ys,
+            idx,
+            counter,
+        }
+    }
+}
+
 /// Trains populations of candidates of one task and model on one device. The data and the
 /// kernels are uploaded and compiled once; each [`PopulationTrainer::train`] makes its own
 /// per-candidate buffers.
@@ -59,6 +73,7 @@ pub struct PopulationTrainer<'g> {
     capacity: usize,
     train: Split,
     eval: Split,
+    eval_split: u32,
 }
 
 impl<'g> PopulationTrainer<'g> {
@@ -97,6 +112,7 @@ impl<'g> PopulationTrainer<'g> {
             capacity,
             train: upload(0)?,
             eval: upload(eval_split)?,
+            eval_split,
         })
     }
 
@@ -127,6 +143,7 @@ impl<'g> PopulationTrainer<'g> {
             &self.kernels,
             &self.layers,
             p,
+            false,
             batch.max(eval_rows),
             self.input_len,
             self.target_width,
@@ -137,7 +154,7 @@ impl<'g> PopulationTrainer<'g> {
         let (idx, lr) = self.schedule(cfg, batch, seed)?;
         let stride = losses.iter().map(LossExpr::len).max().unwrap_or(1);
         let classification = self.kind == TaskKind::Classification;
-        let objective = kernels::objective(gpu, losses, stride, self.n_out, classification)?;
+        let objective = kernels::objective(gpu, losses, stride, self.n_out, classification, None)?;
         let mut loss_weights = vec![0.0f32; p * stride];
         for (c, e) in losses.iter().enumerate() {
             loss_weights[c * stride..][..e.len()].copy_from_slice(e.weights());
@@ -149,14 +166,9 @@ impl<'g> PopulationTrainer<'g> {
             gpu.buffer("moment 1", total)?,
             gpu.buffer("moment 2", total)?,
         );
-        let batch_dims = Dims {
-            p: p as u32,
-            rows: batch as u32,
-            ..Dims::default()
-        };
+        let batch_dims = net.batch_dims(batch);
 
-        let train = &self.train;
-        let mut ops = net.forward(batch, [&train.xs, &train.ys, &idx, &step]);
+        let mut ops = net.forward(batch, self.train.source(&idx, &step), &net.params);
         ops.push(Op::new(
             gpu,
             &objective,
@@ -173,7 +185,7 @@ impl<'g> PopulationTrainer<'g> {
         let k = &self.kernels;
         let check = [&row_loss, &status, &step];
         ops.push(Op::new(gpu, &k.check, &check, Some(&batch_dims), p));
-        ops.extend(net.backward(batch));
+        ops.extend(net.backward(batch, &net.params));
         let opt = Opt::new(&cfg.optimizer, total);
         let optimizer = [&net.params, &net.grad, &m, &v, &lr, &step];
         ops.push(Op::new(gpu, &k.optimizer, &optimizer, Some(&opt), total));
@@ -240,7 +252,7 @@ impl<'g> PopulationTrainer<'g> {
             .collect();
         let idx = gpu.buffer_with("evaluation indices", &idx)?;
         let chunk = gpu.buffer_with("evaluation chunk", &[0u32])?;
-        let ops = net.forward(rows, [&eval.xs, &eval.ys, &idx, &chunk]);
+        let ops = net.forward(rows, eval.source(&idx, &chunk), &net.params);
         let p = net.candidates();
         let mut sums = vec![0.0f64; p];
         let mut scratch = vec![0.0f32; rows * self.n_out];

@@ -53,12 +53,14 @@ pub fn gpu_layers(layers: &[LayerDesc]) -> Result<Vec<GpuLayer>, GpuError> {
         .collect()
 }
 
-/// `p` copies of the model, for batches of up to `rows` rows.
+/// `p` copies of the model, for batches of up to `rows` rows: one batch shared by all
+/// candidates (training for fitness), or one batch each (the local search).
 pub struct Net<'a> {
     gpu: &'a Gpu,
     kernels: &'a Kernels,
     layers: &'a [GpuLayer],
     p: usize,
+    own_batches: bool,
     n_params: usize,
     /// Value 0 is the gathered input (shared by all candidates), value `l + 1` the output of
     /// layer `l`; `value_of[l]` is layer `l`'s input (a flatten passes its input on).
@@ -74,6 +76,15 @@ pub struct Net<'a> {
     pub grad: wgpu::Buffer,
 }
 
+/// Where a forward pass takes its rows from: a split's inputs and targets, the index lists,
+/// and the counter selecting the step's list.
+pub struct Source<'b> {
+    pub xs: &'b wgpu::Buffer,
+    pub ys: &'b wgpu::Buffer,
+    pub idx: &'b wgpu::Buffer,
+    pub counter: &'b wgpu::Buffer,
+}
+
 impl<'a> Net<'a> {
     /// Buffers for `p` candidates starting from `init` each.
     #[allow(clippy::too_many_arguments)]
@@ -82,6 +93,7 @@ impl<'a> Net<'a> {
         kernels: &'a Kernels,
         layers: &'a [GpuLayer],
         p: usize,
+        own_batches: bool,
         rows: usize,
         input_len: usize,
         target_width: usize,
@@ -109,17 +121,19 @@ impl<'a> Net<'a> {
             values.push(gpu.buffer(&format!("activations {v}"), p * rows * w)?);
             grads.push(gpu.buffer(&format!("gradients {v}"), p * rows * w)?);
         }
+        let sets = if own_batches { p } else { 1 };
         Ok(Net {
             gpu,
             kernels,
             layers,
             p,
+            own_batches,
             n_params: init.len(),
             value_of,
             widths,
             target_width,
-            x: gpu.buffer("batch inputs", rows * input_len)?,
-            y: gpu.buffer("batch targets", rows * target_width)?,
+            x: gpu.buffer("batch inputs", sets * rows * input_len)?,
+            y: gpu.buffer("batch targets", sets * rows * target_width)?,
             values,
             grads,
             params: gpu.buffer_with("parameters", &init.repeat(p))?,
@@ -170,7 +184,7 @@ impl<'a> Net<'a> {
             rows: rows as u32,
             a,
             b,
-            in_stride: if input == 0 {
+            in_stride: if input == 0 && !self.own_batches {
                 0
             } else {
                 (rows * self.widths[input]) as u32
@@ -181,9 +195,19 @@ impl<'a> Net<'a> {
         }
     }
 
-    /// Gathers `rows` rows into the batch (`source`: a split's inputs and targets, the index
-    /// list and the counter selecting the step), then runs every layer forward.
-    pub fn forward(&self, rows: usize, source: [&wgpu::Buffer; 4]) -> Vec<Op<'a>> {
+    /// The uniform of kernels over whole batches (the objective, the divergence check): `p`,
+    /// `rows`, and `in_stride` non-zero when each candidate has its own batch.
+    pub fn batch_dims(&self, rows: usize) -> Dims {
+        Dims {
+            p: self.p as u32,
+            rows: rows as u32,
+            in_stride: (self.own_batches as usize * rows * self.target_width) as u32,
+            ..Dims::default()
+        }
+    }
+
+    /// Gathers `rows` rows into the batch, then runs every layer forward at `params`.
+    pub fn forward(&self, rows: usize, source: Source<'_>, params: &wgpu::Buffer) -> Vec<Op> {
         let (gpu, k) = (self.gpu, self.kernels);
         let (input_len, target_width) = (self.widths[0], self.target_width);
         let gather = Dims {
@@ -191,15 +215,22 @@ impl<'a> Net<'a> {
             rows: rows as u32,
             a: input_len as u32,
             b: target_width as u32,
+            kind: self.own_batches as u32,
             ..Dims::default()
         };
-        let [xs, ys, idx, counter] = source;
+        let sets = if self.own_batches { self.p } else { 1 };
+        let Source {
+            xs,
+            ys,
+            idx,
+            counter,
+        } = source;
         let mut ops = vec![Op::new(
             gpu,
             &k.gather,
             &[xs, ys, idx, counter, &self.x, &self.y],
             Some(&gather),
-            rows * input_len.max(target_width),
+            sets * rows * input_len.max(target_width),
         )];
         for l in 0..self.layers.len() {
             let (input, output) = (self.value_of[l], self.value_of[l + 1]);
@@ -209,7 +240,7 @@ impl<'a> Net<'a> {
                 GpuLayer::Dense { .. } => ops.push(Op::new(
                     gpu,
                     &k.dense_forward,
-                    &[self.value(input), &self.params, self.value(output)],
+                    &[self.value(input), params, self.value(output)],
                     Some(&d),
                     n,
                 )),
@@ -226,8 +257,8 @@ impl<'a> Net<'a> {
         ops
     }
 
-    /// Every layer backward from `output_grad` over `rows` rows, into `grad`.
-    pub fn backward(&self, rows: usize) -> Vec<Op<'a>> {
+    /// Every layer backward at `params` from `output_grad` over `rows` rows, into `grad`.
+    pub fn backward(&self, rows: usize, params: &wgpu::Buffer) -> Vec<Op> {
         let (gpu, k) = (self.gpu, self.kernels);
         let mut ops = Vec::new();
         for l in (0..self.layers.len()).rev() {
@@ -250,7 +281,7 @@ impl<'a> Net<'a> {
                         ops.push(Op::new(
                             gpu,
                             &k.dense_grad_input,
-                            &[self.grad_of(output), &self.params, self.grad_of(input)],
+                            &[self.grad_of(output), params, self.grad_of(input)],
                             Some(&d),
                             self.p * rows * inputs as usize,
                         ));
@@ -263,6 +294,54 @@ impl<'a> Net<'a> {
                         self.value(output),
                         self.grad_of(output),
                         self.grad_of(input),
+                    ],
+                    Some(&d),
+                    self.p * rows * width as usize,
+                )),
+                GpuLayer::Activation { .. } | GpuLayer::Flatten => {}
+            }
+        }
+        ops
+    }
+
+    /// The forward-mode derivative of the outputs at `params` in the direction `tangent` (a
+    /// parameter-shaped buffer), after a forward pass over the same `rows`: ends in
+    /// `output_grad`, the value tangents reusing the gradient buffers.
+    pub fn jvp(&self, rows: usize, params: &wgpu::Buffer, tangent: &wgpu::Buffer) -> Vec<Op> {
+        let (gpu, k) = (self.gpu, self.kernels);
+        let mut ops = Vec::new();
+        for l in 0..self.layers.len() {
+            let (input, output) = (self.value_of[l], self.value_of[l + 1]);
+            let data = input == 0;
+            let d = self.dims(l, rows);
+            match self.layers[l] {
+                GpuLayer::Dense { outputs, .. } => {
+                    // Data has no tangent: any buffer stands in for it, unread.
+                    let tin = if data { &self.x } else { self.grad_of(input) };
+                    ops.push(Op::new(
+                        gpu,
+                        &k.dense_jvp,
+                        &[
+                            self.value(input),
+                            tin,
+                            params,
+                            tangent,
+                            self.grad_of(output),
+                        ],
+                        Some(&Dims {
+                            kind: data as u32,
+                            ..d
+                        }),
+                        self.p * rows * outputs as usize,
+                    ));
+                }
+                GpuLayer::Activation { width, .. } if !data => ops.push(Op::new(
+                    gpu,
+                    &k.activation_backward,
+                    &[
+                        self.value(output),
+                        self.grad_of(input),
+                        self.grad_of(output),
                     ],
                     Some(&d),
                     self.p * rows * width as usize,

@@ -1,0 +1,311 @@
+//! The local search on the GPU: every candidate's one-step meta-gradient (METHOD.md §4, as
+//! `search::local::MetaGradient` computes it) in the same dispatches, each candidate on its own
+//! batches and base-model initialisation. The host keeps each candidate's [`MetaWalk`] (its
+//! random draws and meta-Adam), so the walks are the CPU's, step for step.
+
+use super::PopulationTrainer;
+use super::kernels::{self, Op, record};
+use super::net::Net;
+use crate::expr::LossExpr;
+use crate::gpu::GpuError;
+use crate::plugin::PluginModel;
+use crate::search::local::{LocalSearchConfig, LocalSearchResult, MetaStep, MetaWalk};
+use crate::train::TrainError;
+use crate::train::objective::TaskKind;
+
+/// The `Meta` uniform of `shaders/train/meta_grad.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
+struct MetaDims {
+    p: u32,
+    rows: u32,
+    n_out: u32,
+    k: u32,
+    classification: u32,
+    lr_eff: f32,
+    pad: [u32; 2],
+}
+
+/// The `Step` uniform of `shaders/train/inner_step.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
+struct InnerStep {
+    total: u32,
+    lr_eff: f32,
+    weight_decay: f32,
+    pad: u32,
+}
+
+/// One candidate's validation task loss after the unrolled step, and dT/dphi.
+pub type MetaValue = (f32, Vec<f32>);
+
+/// The meta-gradients of a population of candidate losses, prepared once (buffers, shaders,
+/// the recorded passes) and computed per meta step.
+pub struct GpuMetaGradient<'t> {
+    trainer: &'t PopulationTrainer<'t>,
+    losses: Vec<LossExpr>,
+    /// Training and validation batch sizes, weights per candidate in `meta`, and node
+    /// weights per candidate in `weights`.
+    bt: usize,
+    bv: usize,
+    k: usize,
+    stride: usize,
+    net: Net<'t>,
+    ops: Vec<Op>,
+    idx_t: wgpu::Buffer,
+    idx_v: wgpu::Buffer,
+    weights: wgpu::Buffer,
+    row_loss_v: wgpu::Buffer,
+    meta: wgpu::Buffer,
+    /// Host staging for the uploads.
+    theta0: Vec<f32>,
+    train_idx: Vec<u32>,
+    valid_idx: Vec<u32>,
+    phis: Vec<f32>,
+}
+
+impl<'t> GpuMetaGradient<'t> {
+    /// For the unweighted candidates `losses` (their weights come with each step).
+    pub fn new(
+        trainer: &'t PopulationTrainer<'t>,
+        losses: &[LossExpr],
+        cfg: &LocalSearchConfig,
+    ) -> Result<GpuMetaGradient<'t>, GpuError> {
+        assert!(
+            losses.len() <= trainer.capacity,
+            "more candidates than capacity"
+        );
+        assert_eq!(
+            trainer.eval_split, 1,
+            "the local search validates on the validation split"
+        );
+        if cfg.inner_steps != 1 {
+            let what = format!("local search with inner_steps = {}", cfg.inner_steps);
+            return Err(GpuError::Unsupported(what));
+        }
+        let (gpu, p, n_out) = (trainer.gpu, losses.len().max(1), trainer.n_out);
+        let bt = cfg.batch.min(trainer.train.n).max(1);
+        let bv = cfg.batch.min(trainer.eval.n).max(1);
+        let k = losses
+            .iter()
+            .map(LossExpr::n_weights)
+            .max()
+            .unwrap_or(0)
+            .max(1);
+        let stride = losses.iter().map(LossExpr::len).max().unwrap_or(1);
+        let classification = trainer.kind == TaskKind::Classification;
+        let n_params = trainer.n_params;
+        let net = Net::new(
+            gpu,
+            &trainer.kernels,
+            &trainer.layers,
+            p,
+            true,
+            bt.max(bv),
+            trainer.input_len,
+            trainer.target_width,
+            &vec![0.0; n_params],
+        )?;
+        let theta1 = gpu.buffer("theta1", p * n_params)?;
+        let idx_t = gpu.buffer_with("train indices", &vec![0u32; p * bt])?;
+        let idx_v = gpu.buffer_with("validation indices", &vec![0u32; p * bv])?;
+        let step0 = gpu.buffer_with("step 0", &[0u32])?;
+        let weights = gpu.buffer("loss weights", p * stride)?;
+        let task_expr: LossExpr = match trainer.kind {
+            TaskKind::Regression => "square(sub(y, yhat))",
+            TaskKind::Classification => "mul(-1, mul(y, log(yhat)))",
+        }
+        .parse()
+        .expect("the task losses parse");
+        let task_weights = gpu.buffer_with("task loss weights", &task_expr.weights().repeat(p))?;
+        let probs = gpu.buffer("probabilities", p * bt * n_out)?;
+        let d2 = gpu.buffer("mixed derivatives", p * bt * n_out * k)?;
+        let row_loss_t = gpu.buffer("train row losses", p * bt)?;
+        let row_loss_v = gpu.buffer("validation row losses", p * bv)?;
+        let meta = gpu.buffer("meta-gradients", p * k)?;
+        let full = kernels::objective(gpu, losses, stride, n_out, classification, Some(k))?;
+        let tasks = vec![task_expr.clone(); p];
+        let task_len = task_expr.len();
+        let task_obj = kernels::objective(gpu, &tasks, task_len, n_out, classification, None)?;
+
+        // theta0 -> the candidates' objective -> backward -> theta1 -> the validation task loss
+        // -> backward (v) -> theta0 again -> JVP in direction v -> meta-gradients.
+        let lr_eff = cfg.lr_eff();
+        let train = || trainer.train.source(&idx_t, &step0);
+        let mut ops = net.forward(bt, train(), &net.params);
+        let full_bufs = [
+            net.output(),
+            &net.y,
+            &weights,
+            net.output_grad(),
+            &row_loss_t,
+            &probs,
+            &d2,
+        ];
+        ops.push(Op::new(
+            gpu,
+            &full,
+            &full_bufs,
+            Some(&net.batch_dims(bt)),
+            p * bt,
+        ));
+        ops.extend(net.backward(bt, &net.params));
+        let step = InnerStep {
+            total: (p * n_params) as u32,
+            lr_eff,
+            weight_decay: cfg.weight_decay,
+            pad: 0,
+        };
+        let inner = [&net.params, &net.grad, &theta1];
+        let inner_step = &trainer.kernels.inner_step;
+        ops.push(Op::new(gpu, inner_step, &inner, Some(&step), p * n_params));
+        ops.extend(net.forward(bv, trainer.eval.source(&idx_v, &step0), &theta1));
+        let task_bufs = [
+            net.output(),
+            &net.y,
+            &task_weights,
+            net.output_grad(),
+            &row_loss_v,
+        ];
+        ops.push(Op::new(
+            gpu,
+            &task_obj,
+            &task_bufs,
+            Some(&net.batch_dims(bv)),
+            p * bv,
+        ));
+        ops.extend(net.backward(bv, &theta1));
+        ops.extend(net.forward(bt, train(), &net.params));
+        ops.extend(net.jvp(bt, &net.params, &net.grad));
+        let dims = MetaDims {
+            p: p as u32,
+            rows: bt as u32,
+            n_out: n_out as u32,
+            k: k as u32,
+            classification: classification as u32,
+            lr_eff,
+            pad: [0; 2],
+        };
+        let meta_bufs = [net.output_grad(), &probs, &d2, &meta];
+        ops.push(Op::new(
+            gpu,
+            &trainer.kernels.meta_grad,
+            &meta_bufs,
+            Some(&dims),
+            p * k,
+        ));
+        Ok(GpuMetaGradient {
+            trainer,
+            losses: losses.to_vec(),
+            bt,
+            bv,
+            k,
+            stride,
+            net,
+            ops,
+            idx_t,
+            idx_v,
+            weights,
+            row_loss_v,
+            meta,
+            theta0: vec![0.0; p * n_params],
+            train_idx: vec![0; p * bt],
+            valid_idx: vec![0; p * bv],
+            phis: vec![0.0; p * stride],
+        })
+    }
+
+    /// For each candidate with a step: the validation task loss after the unrolled step and
+    /// dT/dphi (one per node; the root's is 0), as `MetaGradient::compute` returns them. The
+    /// base-model initialisations come from `model`'s `init`.
+    pub fn compute(
+        &mut self,
+        model: &mut PluginModel,
+        steps: &[Option<MetaStep<'_>>],
+    ) -> Result<Vec<Option<MetaValue>>, TrainError> {
+        assert_eq!(
+            steps.len(),
+            self.losses.len(),
+            "one step (or none) per candidate"
+        );
+        let (gpu, n_params) = (self.trainer.gpu, self.trainer.n_params);
+        let (bt, bv, k, stride) = (self.bt, self.bv, self.k, self.stride);
+        for (c, s) in steps.iter().enumerate() {
+            let Some(s) = s else { continue };
+            fill_u32(&mut self.train_idx[c * bt..][..bt], s.train);
+            fill_u32(&mut self.valid_idx[c * bv..][..bv], s.valid);
+            self.phis[c * stride..][..s.phi.len()].copy_from_slice(s.phi);
+            model.init(s.init_seed, &mut self.theta0[c * n_params..][..n_params])?;
+        }
+        let q = &gpu.queue;
+        q.write_buffer(&self.net.params, 0, bytemuck::cast_slice(&self.theta0));
+        q.write_buffer(&self.idx_t, 0, bytemuck::cast_slice(&self.train_idx));
+        q.write_buffer(&self.idx_v, 0, bytemuck::cast_slice(&self.valid_idx));
+        q.write_buffer(&self.weights, 0, bytemuck::cast_slice(&self.phis));
+        record(gpu, &self.ops, 1);
+        let p = self.losses.len();
+        let row_losses = gpu.read(&self.row_loss_v, p * bv)?;
+        let meta = gpu.read(&self.meta, p * k)?;
+        Ok(steps
+            .iter()
+            .zip(&self.losses)
+            .enumerate()
+            .map(|(c, (s, e))| {
+                s.as_ref().map(|_| {
+                    let sum: f64 = row_losses[c * bv..][..bv].iter().map(|&l| l as f64).sum();
+                    let mut grad = meta[c * k..][..e.n_weights()].to_vec();
+                    grad.resize(e.len(), 0.0);
+                    (sum as f32 * (1.0 / bv as f32), grad)
+                })
+            })
+            .collect())
+    }
+}
+
+impl PopulationTrainer<'_> {
+    /// Tunes the weights of every loss in `losses` (unweighted candidates) as
+    /// [`crate::search::local::local_search`] does, candidate `c` drawing from `seeds[c]`;
+    /// `model` provides the base-model initialisations. The JVP is always exact here.
+    pub fn local_search(
+        &self,
+        model: &mut PluginModel,
+        losses: &[LossExpr],
+        cfg: &LocalSearchConfig,
+        seeds: &[u64],
+    ) -> Result<Vec<LocalSearchResult>, TrainError> {
+        assert_eq!(losses.len(), seeds.len(), "one seed per candidate");
+        if losses.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut meta = GpuMetaGradient::new(self, losses, cfg)?;
+        let (n_train, n_valid) = (self.train.n, self.eval.n);
+        let mut walks: Vec<MetaWalk> = losses
+            .iter()
+            .zip(seeds)
+            .map(|(e, &seed)| MetaWalk::new(n_train, n_valid, e, cfg, seed))
+            .collect();
+        loop {
+            let steps: Vec<Option<MetaStep<'_>>> =
+                walks.iter_mut().map(MetaWalk::next_step).collect();
+            if steps.iter().all(Option::is_none) {
+                break;
+            }
+            let results = meta.compute(model, &steps)?;
+            drop(steps);
+            for (walk, r) in walks.iter_mut().zip(results) {
+                if let Some((val, grad)) = r {
+                    walk.take(val, &grad);
+                }
+            }
+        }
+        Ok(walks
+            .into_iter()
+            .zip(losses)
+            .map(|(w, e)| w.finish(e, false))
+            .collect())
+    }
+}
+
+fn fill_u32(out: &mut [u32], idx: &[u64]) {
+    out.iter_mut().zip(idx).for_each(|(o, &i)| *o = i as u32);
+}

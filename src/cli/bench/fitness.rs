@@ -1,5 +1,6 @@
-//! `evomal bench fitness`: candidate fitness evaluations per second, on all CPU cores (one
-//! candidate per worker, as the search runs them) and side by side on the GPU.
+//! `evomal bench fitness`: candidate evaluations per second — a local search (when the
+//! manifest's method has one) and a fitness run per candidate — on all CPU cores (one candidate
+//! per worker, as the search runs them) and side by side on the GPU.
 
 use std::io::Write;
 use std::path::Path;
@@ -12,16 +13,41 @@ use evomal::expr::LossExpr;
 use evomal::gp;
 use evomal::gpu::population::PopulationTrainer;
 use evomal::gpu::{DeviceChoice, Gpu};
-use evomal::manifest::Manifest;
-use evomal::plugin::TaskPlugin;
-use evomal::train::{Outcome, Task, TrainError};
+use evomal::manifest::{Manifest, SearchMethod};
+use evomal::plugin::{PluginError, PluginModel, TaskPlugin};
+use evomal::search::local::{LocalSearchConfig, local_search};
+use evomal::train::{Outcome, Task, TrainConfig, TrainError};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 use serde_json::json;
 
-/// Scores `candidates` random initial-population losses (the search's seed) with the
-/// manifest's `[fitness]` settings on the CPU and, when a device is chosen, on the GPU.
+/// Seconds spent in each phase, and the fitness values.
+struct Timing {
+    local_s: f64,
+    fitness_s: f64,
+    fitness: Vec<f64>,
+}
+
+impl Timing {
+    fn rate(&self, n: usize) -> f64 {
+        n as f64 / (self.local_s + self.fitness_s)
+    }
+}
+
+/// What both devices evaluate.
+struct Bench<'a> {
+    task: &'a Task<'a>,
+    losses: Vec<LossExpr>,
+    seeds: Vec<u64>,
+    local: Option<LocalSearchConfig>,
+    fitness: TrainConfig,
+    seed: u64,
+}
+
+/// Evaluates the search's initial population (its seed; `candidates` of them) with the
+/// manifest's `[local_search]` and `[fitness]` settings on the CPU and, when a device is
+/// chosen, on the GPU.
 pub fn bench_fitness(
     manifest: &Path,
     candidates: Option<usize>,
@@ -36,60 +62,45 @@ pub fn bench_fitness(
     gp_cfg.population = candidates.unwrap_or(gp_cfg.population);
     let seed = manifest.search.seed;
     let losses = gp::initial_population(&mut ChaCha8Rng::seed_from_u64(seed), &gp_cfg);
-    let cfg = manifest.fitness_config();
+    let bench = Bench {
+        task: &task,
+        seeds: (0..losses.len() as u64).map(|i| seed ^ (i + 1)).collect(),
+        losses,
+        local: (manifest.search.method == SearchMethod::Evomal)
+            .then(|| manifest.local_search_config()),
+        fitness: manifest.fitness_config(),
+        seed,
+    };
     let make_model = || plugin.create_model(&manifest.task.model, &manifest.params_json());
     let mut model = make_model()?;
-    let mut init = vec![0.0f32; model.n_params()];
-    model.init(seed, &mut init)?;
-
-    let started = Instant::now();
-    let cpu: Vec<f64> = losses
-        .par_iter()
-        .map_init(make_model, |model, e| -> Result<f64, TrainError> {
-            let model = model.as_mut().map_err(|e| TrainError::Plugin(e.clone()))?;
-            let kernel = jit::compile(e, KernelKind::LossGrad)?;
-            let mut params = init.clone();
-            let outcome = task.train(
-                model,
-                &kernel,
-                e.weights(),
-                &cfg,
-                &mut params,
-                seed,
-                &mut |_| {},
-            )?;
-            let f = task.evaluate(model, &params, 1, task.metric())?;
-            Ok(if outcome == Outcome::Finished {
-                f
-            } else {
-                f64::INFINITY
-            })
-        })
-        .collect::<Result<_, _>>()?;
-    let cpu_s = started.elapsed().as_secs_f64();
+    let cpu = bench.on_cpu(&make_model)?;
     let threads = rayon::current_num_threads();
-
     let gpu = Gpu::choose(device)?;
     let on_gpu = match &gpu {
         None => None,
-        Some(gpu) => Some(gpu_rate(gpu, &task, &model, &losses, &init, &cfg, seed)?),
+        Some(gpu) => Some(bench.on_gpu(gpu, &mut model)?),
     };
-    let n = losses.len() as f64;
-    let agree = on_gpu.as_ref().map(|(_, fitness, _)| {
-        cpu.iter()
-            .zip(fitness)
+    let n = bench.losses.len();
+    let agree = on_gpu.as_ref().map(|g| {
+        cpu.fitness
+            .iter()
+            .zip(&g.fitness)
             .filter(|(a, b)| {
                 (*a - *b).abs() <= 1e-3 * a.abs() || (a.is_infinite() && b.is_infinite())
             })
             .count()
     });
+    let software = gpu.as_ref().is_some_and(Gpu::is_software);
+    let timing = |t: &Timing| json!({"local_search_s": t.local_s, "fitness_s": t.fitness_s, "evals_per_s": t.rate(n)});
     if json {
         let v = json!({
-            "task": plugin.name(), "model": manifest.task.model, "candidates": losses.len(),
-            "steps": cfg.steps, "batch": cfg.batch, "n_params": model.n_params(),
-            "cpu": {"threads": threads, "seconds": cpu_s, "evals_per_s": n / cpu_s},
-            "gpu": on_gpu.as_ref().map(|(name, _, s)| json!({"device": name, "seconds": s, "evals_per_s": n / s,
-                    "software": gpu.as_ref().is_some_and(Gpu::is_software)})),
+            "task": plugin.name(), "model": manifest.task.model, "candidates": n,
+            "meta_steps": bench.local.as_ref().map(|l| l.meta_steps),
+            "fitness_steps": bench.fitness.steps, "batch": bench.fitness.batch,
+            "n_params": model.n_params(),
+            "cpu": {"threads": threads, "timing": timing(&cpu)},
+            "gpu": on_gpu.as_ref().map(|g| json!({"device": gpu.as_ref().map(Gpu::describe),
+                "software": software, "timing": timing(g)})),
             "agreeing_within_1e-3": agree,
         });
         writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
@@ -97,58 +108,134 @@ pub fn bench_fitness(
     }
     writeln!(
         out,
-        "{} / {}: {} candidate losses, {} fitness steps of batch {}, {} parameters",
+        "{} / {}: {n} candidate losses, each {}{} fitness steps of batch {}, {} parameters",
         plugin.name(),
         manifest.task.model,
-        losses.len(),
-        cfg.steps,
-        cfg.batch,
+        bench.local.as_ref().map_or(String::new(), |l| format!(
+            "{} meta steps, then ",
+            l.meta_steps
+        )),
+        bench.fitness.steps,
+        bench.fitness.batch,
         model.n_params()
     )?;
-    writeln!(
-        out,
-        "  cpu, {threads} threads: {:>8.2} evaluations/s ({cpu_s:.2} s)",
-        n / cpu_s
-    )?;
-    if let (Some((name, _, s)), Some(agree)) = (&on_gpu, agree) {
-        let caveat = if gpu.as_ref().is_some_and(Gpu::is_software) {
+    let line = |name: &str, t: &Timing| {
+        format!(
+            "  {name}: {:>8.2} evaluations/s (local search {:.2} s, fitness {:.2} s)",
+            t.rate(n),
+            t.local_s,
+            t.fitness_s
+        )
+    };
+    writeln!(out, "{}", line(&format!("cpu, {threads} threads"), &cpu))?;
+    if let (Some(g), Some(gpu), Some(agree)) = (&on_gpu, &gpu, agree) {
+        let caveat = if software {
             " — a software rasteriser, not a GPU figure"
         } else {
             ""
         };
         writeln!(
             out,
-            "  gpu, {name}: {:>8.2} evaluations/s ({s:.2} s){caveat}",
-            n / s
+            "{}{caveat}",
+            line(&format!("gpu, {}", gpu.describe()), g)
         )?;
         writeln!(
             out,
-            "  {agree} of {} fitness values agree within 1e-3 (the others train chaotically)",
-            losses.len()
+            "  {agree} of {n} fitness values agree within 1e-3 (the others train chaotically)"
         )?;
     }
     Ok(())
 }
 
-/// Seconds to score all `losses` on the GPU (the trainer's one-off setup excluded), with the
-/// fitness values and the device's name.
-fn gpu_rate(
-    gpu: &Gpu,
-    task: &Task<'_>,
-    model: &evomal::plugin::PluginModel,
-    losses: &[LossExpr],
-    init: &[f32],
-    cfg: &evomal::train::TrainConfig,
-    seed: u64,
-) -> anyhow::Result<(String, Vec<f64>, f64)> {
-    let trainer = PopulationTrainer::new(gpu, task, model, losses.len(), 1)
-        .context("setting up the GPU trainer")?;
-    let started = Instant::now();
-    let runs = trainer.train(losses, init, cfg, seed, task.metric())?;
-    let seconds = started.elapsed().as_secs_f64();
-    Ok((
-        gpu.describe(),
-        runs.into_iter().map(|r| r.metric).collect(),
-        seconds,
-    ))
+impl Bench<'_> {
+    fn init(&self, model: &mut PluginModel) -> Result<Vec<f32>, PluginError> {
+        let mut init = vec![0.0f32; model.n_params()];
+        model.init(self.seed, &mut init)?;
+        Ok(init)
+    }
+
+    fn on_cpu(
+        &self,
+        make_model: &(dyn Fn() -> Result<PluginModel, PluginError> + Sync),
+    ) -> anyhow::Result<Timing> {
+        let task = self.task;
+        let started = Instant::now();
+        let learned: Vec<LossExpr> = match &self.local {
+            None => self.losses.clone(),
+            Some(cfg) => self
+                .losses
+                .par_iter()
+                .zip(&self.seeds)
+                .map_init(
+                    make_model,
+                    |model, (e, &seed)| -> anyhow::Result<LossExpr> {
+                        let model = model.as_mut().map_err(|e| e.clone())?;
+                        Ok(local_search(task, model, e, cfg, seed)?.loss)
+                    },
+                )
+                .collect::<anyhow::Result<_>>()?,
+        };
+        let local_s = started.elapsed().as_secs_f64();
+        let started = Instant::now();
+        let fitness = learned
+            .par_iter()
+            .map_init(make_model, |model, e| -> Result<f64, TrainError> {
+                let model = model.as_mut().map_err(|e| TrainError::Plugin(e.clone()))?;
+                let kernel = jit::compile(e, KernelKind::LossGrad)?;
+                let mut params = self.init(model)?;
+                let cfg = &self.fitness;
+                let outcome = task.train(
+                    model,
+                    &kernel,
+                    e.weights(),
+                    cfg,
+                    &mut params,
+                    self.seed,
+                    &mut |_| {},
+                )?;
+                let f = task.evaluate(model, &params, 1, task.metric())?;
+                Ok(if outcome == Outcome::Finished {
+                    f
+                } else {
+                    f64::INFINITY
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Timing {
+            local_s,
+            fitness_s: started.elapsed().as_secs_f64(),
+            fitness,
+        })
+    }
+
+    /// The trainer's one-off setup (data upload, kernels) is not timed.
+    fn on_gpu(&self, gpu: &Gpu, model: &mut PluginModel) -> anyhow::Result<Timing> {
+        let n = self.losses.len();
+        let trainer = PopulationTrainer::new(gpu, self.task, model, n, 1)
+            .context("setting up the GPU trainer")?;
+        let started = Instant::now();
+        let learned: Vec<LossExpr> = match &self.local {
+            None => self.losses.clone(),
+            Some(cfg) => trainer
+                .local_search(model, &self.losses, cfg, &self.seeds)?
+                .into_iter()
+                .map(|r| r.loss)
+                .collect(),
+        };
+        let local_s = started.elapsed().as_secs_f64();
+        let init = self.init(model)?;
+        let started = Instant::now();
+        let runs = trainer.train(
+            &learned,
+            &init,
+            &self.fitness,
+            self.seed,
+            self.task.metric(),
+        )?;
+        Ok(Timing {
+            local_s,
+            fitness_s: started.elapsed().as_secs_f64(),
+            fitness: runs.into_iter().map(|r| r.metric).collect(),
+        })
+    }
 }

@@ -205,7 +205,7 @@ fn check(e: &LossExpr, y: &[f32], yhat: &[f32], tally: &mut Tally) {
     tally.compare(e, "d2M/(dyhat dphi)", &got.d2, &wide.d2, &narrow.d2);
 }
 
-/// 1,000 random trees of height <= 8 with random weights, up to 64 inputs each with the
+/// 2,000 random trees of height <= 8 with random weights, up to 64 inputs each with the
 /// protected operators' edge cases over-represented; every output of the full kernel.
 ///
 /// f32 against f64 leaves a residue the tolerances cannot tell from noise: a saturated
@@ -214,7 +214,7 @@ fn check(e: &LossExpr, y: &[f32], yhat: &[f32], tally: &mut Tally) {
 /// fails thousands.
 #[test]
 fn wgsl_equals_the_interpreter_on_random_trees() {
-    let mut runner = TestRunner::new(crate::strategies::config(1_000));
+    let mut runner = TestRunner::new(crate::strategies::config(2_000));
     let cases = runner.config().cases;
     let strategy = (tree(8), batch(64));
     let mut tally = Tally::default();

@@ -19,12 +19,11 @@ use evomal::search::run::{Search, SearchError, SearchPlan};
 use evomal::train::Task;
 use evomal::train::TrainError;
 use evomal::train::meta_test::{mean_std, meta_test};
-use evomal::train::objective::TaskKind;
 use indicatif::{MultiProgress, ProgressDrawTarget};
 use serde_json::json;
 
-use super::train::{CE, MSE, config_json, fmt_stats, progress, seeds_json, stats_json, steps_into};
-use super::{parse_expr, write_atomic};
+use super::train::{config_json, fmt_stats, progress, seeds_json, stats_json, steps_into};
+use super::write_atomic;
 
 #[derive(Args)]
 pub struct RunArgs {
@@ -107,11 +106,7 @@ pub fn run(args: RunArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         .unwrap_or_default();
     let dir = dir.unwrap_or_else(|| manifest.output.dir.join(&stem));
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let baseline = parse_expr(if task.kind == TaskKind::Classification {
-        CE
-    } else {
-        MSE
-    })?;
+    let baseline = task.kind.baseline();
     let metric = task.metric();
 
     let plan = SearchPlan {

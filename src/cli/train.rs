@@ -14,9 +14,7 @@ use serde_json::json;
 
 use super::{parse_expr, write_atomic};
 
-/// The baselines, as loss expressions run through the same JIT path as any other loss.
-pub const MSE: &str = "square(sub(y, yhat))";
-pub const CE: &str = "mul(-1, mul(y, log(yhat)))";
+use evomal::train::objective::{CE, MSE};
 
 #[derive(Args)]
 pub struct TrainArgs {

@@ -10,10 +10,9 @@ use evomal::manifest::Manifest;
 use evomal::plugin::TaskPlugin;
 use evomal::train::Task;
 use evomal::train::meta_test::{mean_std, meta_test};
-use evomal::train::objective::TaskKind;
 use serde_json::json;
 
-use super::train::{CE, MSE, config_json, fmt_stats, progress, seeds_json, stats_json, steps_into};
+use super::train::{config_json, fmt_stats, progress, seeds_json, stats_json, steps_into};
 use super::{parse_expr, write_atomic};
 
 #[derive(Args)]
@@ -46,11 +45,7 @@ pub fn run(args: TransferArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     let plugin = TaskPlugin::open(&manifest.plugin(), &manifest.data_json())?;
     let task = Task::new(&plugin);
     let mut model = plugin.create_model(&manifest.task.model, &manifest.params_json())?;
-    let baseline = parse_expr(if task.kind == TaskKind::Classification {
-        CE
-    } else {
-        MSE
-    })?;
+    let baseline = task.kind.baseline();
     let cfg = manifest.testing_config();
     let seeds = &manifest.testing.seeds;
     let bar = progress(2 * seeds.len() * cfg.steps, args.quiet);

@@ -133,11 +133,7 @@ impl<'t, 'p> MetaGradient<'t, 'p> {
         if cfg.inner_steps != 1 {
             return Err(LocalSearchError::InnerSteps(cfg.inner_steps));
         }
-        let task_text = match task.kind {
-            TaskKind::Regression => "square(sub(y, yhat))",
-            TaskKind::Classification => "mul(-1, mul(y, log(yhat)))",
-        };
-        let task_expr: LossExpr = task_text.parse().expect("the task losses parse");
+        let task_expr = task.kind.baseline();
         let compile =
             |e: &LossExpr, k| jit::compile(e, k).map_err(|e| LocalSearchError::Train(e.into()));
         Ok(MetaGradient {

@@ -6,12 +6,30 @@
 //! the model's raw outputs.
 
 use crate::backend::jit::{JitError, JitKernel};
+use crate::expr::LossExpr;
+
+/// Mean squared error, as a loss expression (summed over outputs, averaged over the batch).
+pub const MSE: &str = "square(sub(y, yhat))";
+/// Cross-entropy on the probabilities against the one-hot target.
+pub const CE: &str = "mul(-1, mul(y, log(yhat)))";
 
 /// Whether the model's outputs go through a softmax before the loss.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TaskKind {
     Regression,
     Classification,
+}
+
+impl TaskKind {
+    /// The conventional loss of this kind of task — MSE or cross-entropy: the baseline a
+    /// learned loss is compared with, and the task loss the local search validates with.
+    pub fn baseline(self) -> LossExpr {
+        let text = match self {
+            TaskKind::Regression => MSE,
+            TaskKind::Classification => CE,
+        };
+        text.parse().expect("the baseline losses parse")
+    }
 }
 
 /// Reusable buffers for [`Objective::loss_and_grad`]; sized on first use, never reallocated for

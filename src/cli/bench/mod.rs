@@ -18,6 +18,7 @@ use evomal::gpu::{DeviceChoice, Gpu};
 use evomal::manifest::Manifest;
 use evomal::plugin::TaskPlugin;
 use evomal::train::Task;
+use evomal::train::objective::{CE, MSE};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde_json::json;
@@ -29,8 +30,8 @@ mod fitness;
 /// Squared error (no libm calls), cross-entropy-like, and a fixed height-8 tree drawn by
 /// `random_tree(Grow, 0..=10)`.
 pub const BENCH_EXPRS: [(&str, &str); 3] = [
-    ("mse", "square(sub(y, yhat))"),
-    ("ce", "mul(-1, mul(y, log(yhat)))"),
+    ("mse", MSE),
+    ("ce", CE),
     (
         "tree8",
         "tanh(max(aq(sub(sub(-1, 1), square(log(add(sub(1, y), abs(yhat))))), yhat), aq(mul(-1, 1), -1)))",
@@ -410,11 +411,7 @@ fn train_steps_per_second(manifest: &Path, steps: usize) -> anyhow::Result<Strin
     let manifest = Manifest::load(manifest)?;
     let plugin = TaskPlugin::open(&manifest.plugin(), &manifest.data_json())?;
     let task = Task::new(&plugin);
-    let baseline = match task.kind {
-        evomal::train::objective::TaskKind::Regression => super::train::MSE,
-        evomal::train::objective::TaskKind::Classification => super::train::CE,
-    };
-    let loss = parse_expr(baseline)?;
+    let loss = task.kind.baseline();
     let kernel = jit::compile(&loss, KernelKind::LossGrad)?;
     let mut model = plugin.create_model(&manifest.task.model, &manifest.params_json())?;
     let mut params = vec![0.0f32; model.n_params()];

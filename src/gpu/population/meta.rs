@@ -111,12 +111,7 @@ impl<'t> GpuMetaGradient<'t> {
         let idx_v = gpu.buffer_with("validation indices", &vec![0u32; p * bv])?;
         let step0 = gpu.buffer_with("step 0", &[0u32])?;
         let weights = gpu.buffer("loss weights", p * stride)?;
-        let task_expr: LossExpr = match trainer.kind {
-            TaskKind::Regression => "square(sub(y, yhat))",
-            TaskKind::Classification => "mul(-1, mul(y, log(yhat)))",
-        }
-        .parse()
-        .expect("the task losses parse");
+        let task_expr = trainer.kind.baseline();
         let task_weights = gpu.buffer_with("task loss weights", &task_expr.weights().repeat(p))?;
         let probs = gpu.buffer("probabilities", p * bt * n_out)?;
         let d2 = gpu.buffer("mixed derivatives", p * bt * n_out * k)?;

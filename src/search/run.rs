@@ -22,7 +22,7 @@ use crate::gpu::population::PopulationTrainer;
 use crate::plugin::{PluginError, PluginModel};
 use crate::search::filters::{GradientCache, RejectionConfig, rejection_protocol};
 use crate::search::local::{LocalSearchConfig, LocalSearchError, local_search};
-use crate::train::{Outcome, Task, TrainConfig, TrainError};
+use crate::train::{Task, TrainConfig, TrainError};
 
 /// Everything the search needs besides the task.
 #[derive(Clone, Debug)]
@@ -92,6 +92,15 @@ struct Scored {
 }
 
 impl Scored {
+    /// A candidate that is not trained for fitness (rejected, or diverged in the local search).
+    fn unscored(candidate: LossExpr, verdict: Verdict) -> Scored {
+        Scored {
+            fitness: f64::INFINITY,
+            learned: candidate,
+            verdict,
+        }
+    }
+
     /// A candidate whose fitness run ended with `fitness` (+inf: it diverged).
     fn trained(learned: LossExpr, fitness: f64) -> Scored {
         let verdict = if fitness.is_finite() {
@@ -359,11 +368,7 @@ impl<'t, 'p> Search<'t, 'p> {
             if let Pending::LocalSearch(candidate, _) = p {
                 let res = results.next().expect("one result per pending candidate");
                 *p = if res.diverged {
-                    Pending::Scored(Scored {
-                        fitness: f64::INFINITY,
-                        learned: candidate.clone(),
-                        verdict: Verdict::Diverged,
-                    })
+                    Pending::Scored(Scored::unscored(candidate.clone(), Verdict::Diverged))
                 } else {
                     Pending::Fitness(res.loss)
                 };
@@ -382,11 +387,7 @@ impl<'t, 'p> Search<'t, 'p> {
         candidate: &LossExpr,
         seed: u64,
     ) -> Result<(Pending, Option<Vec<f32>>), SearchError> {
-        let unscored = |verdict| Scored {
-            fitness: f64::INFINITY,
-            learned: candidate.clone(),
-            verdict,
-        };
+        let unscored = |verdict| Scored::unscored(candidate.clone(), verdict);
         let kernel = jit::compile(candidate, KernelKind::LossGrad).map_err(TrainError::from)?;
         let mut fingerprint = None;
         if let Some(cfg) = &self.plan.rejection {
@@ -437,22 +438,9 @@ impl<'t, 'p> Search<'t, 'p> {
         loss: &LossExpr,
         kernel: &jit::JitKernel,
     ) -> Result<f64, TrainError> {
-        let mut params = vec![0.0f32; model.n_params()];
-        model.init(self.plan.seed, &mut params)?;
-        let outcome = self.task.train(
-            model,
-            kernel,
-            loss.weights(),
-            &self.plan.fitness,
-            &mut params,
-            self.plan.seed,
-            &mut |_| {},
-        )?;
-        if outcome != Outcome::Finished {
-            return Ok(f64::INFINITY);
-        }
-        let f = self.task.evaluate(model, &params, 1, self.task.metric())?;
-        Ok(if f.is_finite() { f } else { f64::INFINITY })
+        let (cfg, seed) = (&self.plan.fitness, self.plan.seed);
+        self.task
+            .fitness(model, kernel, loss.weights(), cfg, seed, 1)
     }
 }
 

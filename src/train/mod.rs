@@ -216,6 +216,37 @@ impl<'a> Task<'a> {
         Ok(Outcome::Finished)
     }
 
+    /// The search's fitness of a loss: the task's metric on `split` after training from
+    /// `init(seed)` for `cfg.steps` steps on batches drawn from `seed`; +inf when training
+    /// diverged or the metric is not finite.
+    #[allow(clippy::too_many_arguments)]
+    pub fn fitness(
+        &self,
+        model: &mut PluginModel,
+        kernel: &JitKernel,
+        loss_weights: &[f32],
+        cfg: &TrainConfig,
+        seed: u64,
+        split: u32,
+    ) -> Result<f64, TrainError> {
+        let mut params = vec![0.0f32; model.n_params()];
+        model.init(seed, &mut params)?;
+        let outcome = self.train(
+            model,
+            kernel,
+            loss_weights,
+            cfg,
+            &mut params,
+            seed,
+            &mut |_| {},
+        )?;
+        if outcome != Outcome::Finished {
+            return Ok(f64::INFINITY);
+        }
+        let f = self.evaluate(model, &params, split, self.metric())?;
+        Ok(if f.is_finite() { f } else { f64::INFINITY })
+    }
+
     /// `metric` over the whole of `split`.
     pub fn evaluate(
         &self,

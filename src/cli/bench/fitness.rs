@@ -16,7 +16,7 @@ use evomal::gpu::{DeviceChoice, Gpu};
 use evomal::manifest::{Manifest, SearchMethod};
 use evomal::plugin::{PluginError, PluginModel, TaskPlugin};
 use evomal::search::local::{LocalSearchConfig, local_search};
-use evomal::train::{Outcome, Task, TrainConfig, TrainError};
+use evomal::train::{Task, TrainConfig, TrainError};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
@@ -182,23 +182,7 @@ impl Bench<'_> {
             .map_init(make_model, |model, e| -> Result<f64, TrainError> {
                 let model = model.as_mut().map_err(|e| TrainError::Plugin(e.clone()))?;
                 let kernel = jit::compile(e, KernelKind::LossGrad)?;
-                let mut params = self.init(model)?;
-                let cfg = &self.fitness;
-                let outcome = task.train(
-                    model,
-                    &kernel,
-                    e.weights(),
-                    cfg,
-                    &mut params,
-                    self.seed,
-                    &mut |_| {},
-                )?;
-                let f = task.evaluate(model, &params, 1, task.metric())?;
-                Ok(if outcome == Outcome::Finished {
-                    f
-                } else {
-                    f64::INFINITY
-                })
+                task.fitness(model, &kernel, e.weights(), &self.fitness, self.seed, 1)
             })
             .collect::<Result<_, _>>()?;
         Ok(Timing {

@@ -95,18 +95,25 @@ impl<'t> GpuMetaGradient<'t> {
         let stride = losses.iter().map(LossExpr::len).max().unwrap_or(1);
         let classification = trainer.kind == TaskKind::Classification;
         let n_params = trainer.n_params;
-        let net = Net::new(
-            gpu,
-            &trainer.kernels,
-            &trainer.layers,
-            p,
-            true,
-            bt.max(bv),
-            trainer.input_len,
-            trainer.target_width,
-            &vec![0.0; n_params],
-        )?;
-        let theta1 = gpu.buffer("theta1", p * n_params)?;
+        // Two copies of the population's model: at theta0 on the training batches, whose
+        // activations the JVP reuses, and at theta1 on the validation batches.
+        let net_at = |rows: usize| {
+            let zeros = vec![0.0; n_params];
+            let (input_len, target_width) = (trainer.input_len, trainer.target_width);
+            let (kernels, layers) = (&trainer.kernels, &trainer.layers[..]);
+            Net::new(
+                gpu,
+                kernels,
+                layers,
+                p,
+                true,
+                rows,
+                input_len,
+                target_width,
+                &zeros,
+            )
+        };
+        let (net, valid_net) = (net_at(bt)?, net_at(bv)?);
         let idx_t = gpu.buffer_with("train indices", &vec![0u32; p * bt])?;
         let idx_v = gpu.buffer_with("validation indices", &vec![0u32; p * bv])?;
         let step0 = gpu.buffer_with("step 0", &[0u32])?;
@@ -124,10 +131,9 @@ impl<'t> GpuMetaGradient<'t> {
         let task_obj = kernels::objective(gpu, &tasks, task_len, n_out, classification, None)?;
 
         // theta0 -> the candidates' objective -> backward -> theta1 -> the validation task loss
-        // -> backward (v) -> theta0 again -> JVP in direction v -> meta-gradients.
+        // -> backward (v) -> JVP at theta0 in direction v -> meta-gradients.
         let lr_eff = cfg.lr_eff();
-        let train = || trainer.train.source(&idx_t, &step0);
-        let mut ops = net.forward(bt, train(), &net.params);
+        let mut ops = net.forward(bt, trainer.train.source(&idx_t, &step0), &net.params);
         let full_bufs = [
             net.output(),
             &net.y,
@@ -151,27 +157,27 @@ impl<'t> GpuMetaGradient<'t> {
             weight_decay: cfg.weight_decay,
             pad: 0,
         };
-        let inner = [&net.params, &net.grad, &theta1];
+        let theta1 = &valid_net.params;
+        let inner = [&net.params, &net.grad, theta1];
         let inner_step = &trainer.kernels.inner_step;
         ops.push(Op::new(gpu, inner_step, &inner, Some(&step), p * n_params));
-        ops.extend(net.forward(bv, trainer.eval.source(&idx_v, &step0), &theta1));
+        ops.extend(valid_net.forward(bv, trainer.eval.source(&idx_v, &step0), theta1));
         let task_bufs = [
-            net.output(),
-            &net.y,
+            valid_net.output(),
+            &valid_net.y,
             &task_weights,
-            net.output_grad(),
+            valid_net.output_grad(),
             &row_loss_v,
         ];
         ops.push(Op::new(
             gpu,
             &task_obj,
             &task_bufs,
-            Some(&net.batch_dims(bv)),
+            Some(&valid_net.batch_dims(bv)),
             p * bv,
         ));
-        ops.extend(net.backward(bv, &theta1));
-        ops.extend(net.forward(bt, train(), &net.params));
-        ops.extend(net.jvp(bt, &net.params, &net.grad));
+        ops.extend(valid_net.backward(bv, theta1));
+        ops.extend(net.jvp(bt, &net.params, &valid_net.grad));
         let dims = MetaDims {
             p: p as u32,
             rows: bt as u32,

@@ -130,14 +130,18 @@ fn with_helpers(src: &str) -> String {
     format!("{DIMS}\n{src}\n{}", wgsl::COMMON)
 }
 
+/// Floats per candidate in an objective's weights buffer: the longest loss's node count.
+pub fn weight_stride(losses: &[LossExpr]) -> usize {
+    losses.iter().map(LossExpr::len).max().unwrap_or(1)
+}
+
 /// The objective shader of one generation: `losses[c]` is candidate `c`'s loss, reading its
-/// weights from `stride * c` in the weights buffer. With `d2_stride = Some(K)` (the local
+/// weights from `weight_stride(losses) * c` in the weights buffer. With `d2_stride = Some(K)` (the local
 /// search) it also writes what each loss saw as yhat (binding 5) and its mixed derivatives,
 /// `K` per element (binding 6); the uniform comes last.
 pub fn objective(
     gpu: &Gpu,
     losses: &[LossExpr],
-    stride: usize,
     n_out: usize,
     classification: bool,
     d2_stride: Option<usize>,
@@ -168,7 +172,7 @@ pub fn objective(
     let src = OBJECTIVE
         .replace("{{n_out}}", &n_out.to_string())
         .replace("{{classification}}", &classification.to_string())
-        .replace("{{stride}}", &stride.to_string())
+        .replace("{{stride}}", &weight_stride(losses).to_string())
         .replace("{{full_bindings}}", full_bindings)
         .replace(
             "{{dims_binding}}",

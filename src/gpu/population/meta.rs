@@ -92,7 +92,7 @@ impl<'t> GpuMetaGradient<'t> {
             .max()
             .unwrap_or(0)
             .max(1);
-        let stride = losses.iter().map(LossExpr::len).max().unwrap_or(1);
+        let stride = kernels::weight_stride(losses);
         let classification = trainer.kind == TaskKind::Classification;
         let n_params = trainer.n_params;
         // Two copies of the population's model: at theta0 on the training batches, whose
@@ -125,10 +125,9 @@ impl<'t> GpuMetaGradient<'t> {
         let row_loss_t = gpu.buffer("train row losses", p * bt)?;
         let row_loss_v = gpu.buffer("validation row losses", p * bv)?;
         let meta = gpu.buffer("meta-gradients", p * k)?;
-        let full = kernels::objective(gpu, losses, stride, n_out, classification, Some(k))?;
+        let full = kernels::objective(gpu, losses, n_out, classification, Some(k))?;
         let tasks = vec![task_expr.clone(); p];
-        let task_len = task_expr.len();
-        let task_obj = kernels::objective(gpu, &tasks, task_len, n_out, classification, None)?;
+        let task_obj = kernels::objective(gpu, &tasks, n_out, classification, None)?;
 
         // theta0 -> the candidates' objective -> backward -> theta1 -> the validation task loss
         // -> backward (v) -> JVP at theta0 in direction v -> meta-gradients.

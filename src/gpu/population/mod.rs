@@ -152,9 +152,9 @@ impl<'g> PopulationTrainer<'g> {
         let status = gpu.buffer_with("status", &vec![u32::MAX; p])?;
         let step = gpu.buffer_with("step counter", &[0u32])?;
         let (idx, lr) = self.schedule(cfg, batch, seed)?;
-        let stride = losses.iter().map(LossExpr::len).max().unwrap_or(1);
+        let stride = kernels::weight_stride(losses);
         let classification = self.kind == TaskKind::Classification;
-        let objective = kernels::objective(gpu, losses, stride, self.n_out, classification, None)?;
+        let objective = kernels::objective(gpu, losses, self.n_out, classification, None)?;
         let mut loss_weights = vec![0.0f32; p * stride];
         for (c, e) in losses.iter().enumerate() {
             loss_weights[c * stride..][..e.len()].copy_from_slice(e.weights());

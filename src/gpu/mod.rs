@@ -57,6 +57,11 @@ pub enum Binding {
     Uniform,
 }
 
+/// Storage buffers are read and written by kernels, filled, and read back.
+const STORAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
+    .union(wgpu::BufferUsages::COPY_DST)
+    .union(wgpu::BufferUsages::COPY_SRC);
+
 /// One wgpu device and its queue.
 pub struct Gpu {
     pub device: wgpu::Device,
@@ -150,27 +155,13 @@ impl Gpu {
         self.info.device_type == wgpu::DeviceType::Cpu
     }
 
-    /// Largest storage binding, in f32 elements.
-    pub fn max_binding_floats(&self) -> u64 {
-        self.limits.max_storage_buffer_binding_size / 4
-    }
-
     /// A storage buffer of `len` f32s (zeroed), checked against the binding limit.
     pub fn buffer(&self, what: &str, len: usize) -> Result<wgpu::Buffer, GpuError> {
-        let bytes = (len.max(1) * 4) as u64;
-        if bytes > self.limits.max_storage_buffer_binding_size {
-            return Err(GpuError::TooLarge {
-                what: what.to_string(),
-                bytes,
-                limit: self.limits.max_storage_buffer_binding_size,
-            });
-        }
+        let bytes = self.storage_bytes(what, (len.max(1) * 4) as u64)?;
         Ok(self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(what),
             size: bytes,
-            usage: wgpu::BufferUsages::STORAGE
-                | wgpu::BufferUsages::COPY_DST
-                | wgpu::BufferUsages::COPY_SRC,
+            usage: STORAGE,
             mapped_at_creation: false,
         }))
     }
@@ -181,30 +172,30 @@ impl Gpu {
         what: &str,
         data: &[T],
     ) -> Result<wgpu::Buffer, GpuError> {
-        let bytes = std::mem::size_of_val(data) as u64;
-        if bytes > self.limits.max_storage_buffer_binding_size {
-            return Err(GpuError::TooLarge {
-                what: what.to_string(),
-                bytes,
-                limit: self.limits.max_storage_buffer_binding_size,
-            });
+        if data.is_empty() {
+            return self.buffer(what, 0);
         }
-        let padded;
-        let contents: &[u8] = if data.is_empty() {
-            padded = [0u8; 4];
-            &padded
-        } else {
-            bytemuck::cast_slice(data)
-        };
+        self.storage_bytes(what, std::mem::size_of_val(data) as u64)?;
         Ok(self
             .device
             .create_buffer_init(&wgpu::util::BufferInitDescriptor {
                 label: Some(what),
-                contents,
-                usage: wgpu::BufferUsages::STORAGE
-                    | wgpu::BufferUsages::COPY_DST
-                    | wgpu::BufferUsages::COPY_SRC,
+                contents: bytemuck::cast_slice(data),
+                usage: STORAGE,
             }))
+    }
+
+    /// `bytes`, when one storage binding can hold them.
+    fn storage_bytes(&self, what: &str, bytes: u64) -> Result<u64, GpuError> {
+        let limit = self.limits.max_storage_buffer_binding_size;
+        if bytes > limit {
+            return Err(GpuError::TooLarge {
+                what: what.to_string(),
+                bytes,
+                limit,
+            });
+        }
+        Ok(bytes)
     }
 
     /// A compute pipeline for entry point `entry` of `module` whose group 0 holds `bindings`

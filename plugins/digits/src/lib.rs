@@ -13,8 +13,7 @@ const PIXELS: usize = 64;
 const CLASSES: usize = 10;
 
 struct Digits {
-    /// Per split: pixels (row-major) and labels.
-    splits: [(Vec<f32>, Vec<f32>); 3],
+    splits: data::Splits,
 }
 
 impl Task for Digits {
@@ -34,7 +33,7 @@ impl Task for Digits {
             target_width: 1,
             input_rank: 3,
             input_shape: [1, 8, 8, 0],
-            split_sizes: self.splits.each_ref().map(|(_, y)| y.len() as u64),
+            split_sizes: self.splits.sizes(),
         }
     }
 
@@ -75,8 +74,7 @@ impl Task for Digits {
         x: &mut [f32],
         y: &mut [f32],
     ) -> Result<(), String> {
-        let (xs, ys) = &self.splits[split as usize];
-        evomal_sdk::data::copy_rows(xs, ys, PIXELS, idx, x, y);
+        self.splits.read(split, idx, x, y);
         Ok(())
     }
 }

@@ -23,8 +23,7 @@ const IDX_FILES: [&str; 4] = [
 ];
 
 struct Mnist {
-    /// Per split: pixels (row-major) and labels.
-    splits: [(Vec<f32>, Vec<f32>); 3],
+    splits: data::Splits,
 }
 
 impl Task for Mnist {
@@ -44,7 +43,7 @@ impl Task for Mnist {
             target_width: 1,
             input_rank: 3,
             input_shape: [1, SIDE as u32, SIDE as u32, 0],
-            split_sizes: self.splits.each_ref().map(|(_, y)| y.len() as u64),
+            split_sizes: self.splits.sizes(),
         }
     }
 
@@ -87,8 +86,7 @@ impl Task for Mnist {
         x: &mut [f32],
         y: &mut [f32],
     ) -> Result<(), String> {
-        let (xs, ys) = &self.splits[split as usize];
-        evomal_sdk::data::copy_rows(xs, ys, PIXELS, idx, x, y);
+        self.splits.read(split, idx, x, y);
         Ok(())
     }
 }
@@ -137,12 +135,16 @@ fn idx(dir: &Path) -> Result<Mnist, String> {
     let n_train = train_y.len() - n_valid;
     let (tx, vx) = train_x.split_at(n_train * PIXELS);
     let (ty, vy) = train_y.split_at(n_train);
+    let parts = [
+        (tx.to_vec(), ty.to_vec()),
+        (vx.to_vec(), vy.to_vec()),
+        (test_x, test_y),
+    ];
     Ok(Mnist {
-        splits: [
-            (tx.to_vec(), ty.to_vec()),
-            (vx.to_vec(), vy.to_vec()),
-            (test_x, test_y),
-        ],
+        splits: data::Splits {
+            width: PIXELS,
+            parts,
+        },
     })
 }
 

@@ -1,12 +1,27 @@
 //! Helpers for vendored tabular data: CSV parsing and standardisation fitted on train only.
 
-/// Copies examples `idx` of a split stored row-major (`width` floats per example in `xs`, one
-/// target each in `ys`) into a batch: the usual body of `Task::read_batch`.
-pub fn copy_rows(xs: &[f32], ys: &[f32], width: usize, idx: &[u64], x: &mut [f32], y: &mut [f32]) {
-    for (k, &i) in idx.iter().enumerate() {
-        let i = i as usize;
-        x[k * width..(k + 1) * width].copy_from_slice(&xs[i * width..(i + 1) * width]);
-        y[k] = ys[i];
+/// A task's train, validation and test splits, each stored row-major: `width` floats per
+/// example, then one target per example.
+pub struct Splits {
+    pub width: usize,
+    pub parts: [(Vec<f32>, Vec<f32>); 3],
+}
+
+impl Splits {
+    /// Examples per split, for `TaskInfo::split_sizes`.
+    pub fn sizes(&self) -> [u64; 3] {
+        self.parts.each_ref().map(|(_, y)| y.len() as u64)
+    }
+
+    /// Copies examples `idx` of `split` into a batch: the usual body of `Task::read_batch`.
+    pub fn read(&self, split: crate::Split, idx: &[u64], x: &mut [f32], y: &mut [f32]) {
+        let (xs, ys) = &self.parts[split as usize];
+        let width = self.width;
+        for (k, &i) in idx.iter().enumerate() {
+            let i = i as usize;
+            x[k * width..(k + 1) * width].copy_from_slice(&xs[i * width..(i + 1) * width]);
+            y[k] = ys[i];
+        }
     }
 }
 
@@ -57,7 +72,7 @@ pub fn shuffled_splits(
     features: usize,
     divisor: f32,
     seed: u64,
-) -> [(Vec<f32>, Vec<f32>); 3] {
+) -> Splits {
     use rand::SeedableRng;
     use rand::seq::SliceRandom;
     rows.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(seed));
@@ -67,14 +82,18 @@ pub fn shuffled_splits(
         &rows[n_train..n_train + n_valid],
         &rows[n_train + n_valid..],
     ];
-    parts.map(|part| {
+    let parts = parts.map(|part| {
         let x = part
             .iter()
             .flat_map(|r| r[..features].iter().map(|&p| p / divisor))
             .collect();
         let y = part.iter().map(|r| r[features]).collect();
         (x, y)
-    })
+    });
+    Splits {
+        width: features,
+        parts,
+    }
 }
 
 /// Per-column mean and population standard deviation (as scikit-learn's `StandardScaler`).
@@ -115,9 +134,8 @@ impl Scaler {
 /// A standardised tabular regression data set: the reference protocol of METHOD.md §7 (X and y
 /// standardised with statistics of the training split only).
 pub struct Tabular {
-    pub n_features: usize,
-    /// Per split: features (row-major) and targets.
-    pub splits: [(Vec<f32>, Vec<f32>); 3],
+    /// Standardised features and targets; `width` is the number of features.
+    pub splits: Splits,
 }
 
 impl Tabular {
@@ -138,7 +156,7 @@ impl Tabular {
         let n_features = width - 1;
         let x_scaler = Scaler::fit(&parsed[0], 0..n_features);
         let y_scaler = Scaler::fit(&parsed[0], n_features..width);
-        let splits = parsed.map(|rows| {
+        let parts = parsed.map(|rows| {
             let x = rows
                 .iter()
                 .flat_map(|r| x_scaler.apply(&r[..n_features]))
@@ -149,25 +167,29 @@ impl Tabular {
                 .collect();
             (x, y)
         });
-        Ok(Tabular { n_features, splits })
+        Ok(Tabular {
+            splits: Splits {
+                width: n_features,
+                parts,
+            },
+        })
     }
 
     pub fn info(&self) -> crate::TaskInfo {
         let mut input_shape = [0; 4];
-        input_shape[0] = self.n_features as u32;
+        input_shape[0] = self.splits.width as u32;
         crate::TaskInfo {
             kind: crate::KIND_REGRESSION,
             n_outputs: 1,
             target_width: 1,
             input_rank: 1,
             input_shape,
-            split_sizes: self.splits.each_ref().map(|(_, y)| y.len() as u64),
+            split_sizes: self.splits.sizes(),
         }
     }
 
     pub fn read_batch(&self, split: crate::Split, idx: &[u64], x: &mut [f32], y: &mut [f32]) {
-        let (xs, ys) = &self.splits[split as usize];
-        copy_rows(xs, ys, self.n_features, idx, x, y);
+        self.splits.read(split, idx, x, y);
     }
 
     /// The models every tabular task offers: `linear`, and `mlp` with `hidden` sizes (default:
@@ -177,7 +199,7 @@ impl Tabular {
         name: &str,
         params: &crate::Params,
     ) -> Result<Box<dyn crate::Model>, String> {
-        let f = self.n_features;
+        let f = self.splits.width;
         let model = match name {
             "linear" => crate::Sequential::mlp(f, &[], 1, crate::Layer::Relu)?,
             "mlp" => {
@@ -219,7 +241,7 @@ mod tests {
     #[test]
     fn shuffled_splits_are_seeded_and_keep_every_example() {
         let rows: Vec<Vec<f32>> = (0..10).map(|i| vec![i as f32 * 2.0, i as f32]).collect();
-        let splits = shuffled_splits(rows.clone(), 1, 2.0, 0);
+        let splits = shuffled_splits(rows.clone(), 1, 2.0, 0).parts;
         assert_eq!(splits.each_ref().map(|(_, y)| y.len()), [6, 2, 2]);
         let mut labels: Vec<f32> = splits.iter().flat_map(|(_, y)| y.clone()).collect();
         let features: Vec<f32> = splits.iter().flat_map(|(x, _)| x.clone()).collect();
@@ -230,7 +252,10 @@ mod tests {
         );
         labels.sort_by(f32::total_cmp);
         assert_eq!(labels, (0..10).map(|i| i as f32).collect::<Vec<_>>());
-        assert_eq!(shuffled_splits(rows.clone(), 1, 2.0, 0)[0].1, splits[0].1);
-        assert_ne!(shuffled_splits(rows, 1, 2.0, 1)[0].1, splits[0].1);
+        assert_eq!(
+            shuffled_splits(rows.clone(), 1, 2.0, 0).parts[0].1,
+            splits[0].1
+        );
+        assert_ne!(shuffled_splits(rows, 1, 2.0, 1).parts[0].1, splits[0].1);
     }
 }

@@ -6,12 +6,13 @@
 //! `n_test` (defaults 1000 / 250 / 250) the split sizes; `noise` (default 0) the standard
 //! deviation of Gaussian noise added to training and validation targets.
 
+use evomal_sdk::data;
 use evomal_sdk::{KIND_REGRESSION, Layer, Model, Params, Sequential, Split, Task, TaskInfo};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 struct Sine {
-    splits: [(Vec<f32>, Vec<f32>); 3],
+    splits: data::Splits,
 }
 
 impl Task for Sine {
@@ -52,12 +53,13 @@ impl Task for Sine {
                 .collect();
             (x, y)
         };
+        let parts = [
+            split(sizes[0], true),
+            split(sizes[1], true),
+            split(sizes[2], false),
+        ];
         Ok(Sine {
-            splits: [
-                split(sizes[0], true),
-                split(sizes[1], true),
-                split(sizes[2], false),
-            ],
+            splits: data::Splits { width: 1, parts },
         })
     }
 
@@ -68,7 +70,7 @@ impl Task for Sine {
             target_width: 1,
             input_rank: 1,
             input_shape: [1, 0, 0, 0],
-            split_sizes: self.splits.each_ref().map(|(_, y)| y.len() as u64),
+            split_sizes: self.splits.sizes(),
         }
     }
 
@@ -93,8 +95,7 @@ impl Task for Sine {
         x: &mut [f32],
         y: &mut [f32],
     ) -> Result<(), String> {
-        let (xs, ys) = &self.splits[split as usize];
-        evomal_sdk::data::copy_rows(xs, ys, 1, idx, x, y);
+        self.splits.read(split, idx, x, y);
         Ok(())
     }
 }

@@ -17,8 +17,8 @@ use evomal::gpu::loss::GpuLossKernel;
 use evomal::gpu::{DeviceChoice, Gpu};
 use evomal::manifest::Manifest;
 use evomal::plugin::TaskPlugin;
-use evomal::train::Task;
 use evomal::train::objective::{CE, MSE};
+use evomal::train::{Task, TrainConfig};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde_json::json;
@@ -416,28 +416,18 @@ fn train_steps_per_second(manifest: &Path, steps: usize) -> anyhow::Result<Strin
     let mut model = plugin.create_model(&manifest.task.model, &manifest.params_json())?;
     let mut params = vec![0.0f32; model.n_params()];
     model.init(0, &mut params)?;
-    let mut cfg = manifest.testing_config();
-    cfg.steps = 20;
-    task.train(
-        &mut model,
-        &kernel,
-        loss.weights(),
-        &cfg,
-        &mut params,
-        0,
-        &mut |_| {},
-    )?;
-    cfg.steps = steps;
+    let cfg = manifest.testing_config();
+    let mut run = |steps: usize, seed: u64| {
+        let cfg = TrainConfig {
+            steps,
+            ..cfg.clone()
+        };
+        let w = loss.weights();
+        task.train(&mut model, &kernel, w, &cfg, &mut params, seed, &mut |_| {})
+    };
+    run(20, 0)?;
     let t = Instant::now();
-    task.train(
-        &mut model,
-        &kernel,
-        loss.weights(),
-        &cfg,
-        &mut params,
-        1,
-        &mut |_| {},
-    )?;
+    run(steps, 1)?;
     let rate = steps as f64 / t.elapsed().as_secs_f64();
     let batch = cfg.batch.min(task.split_size(0));
     Ok(json!({

@@ -159,8 +159,9 @@ impl<'t, 'p> Search<'t, 'p> {
         }
     }
 
-    /// Trains each generation's fitness runs on the GPU, all candidates at once, instead of
-    /// one per worker thread. The fitness values agree with the CPU's within f32 rounding.
+    /// Runs each generation's local searches and fitness runs on the GPU, all candidates at
+    /// once, instead of one per worker thread (the workers still screen). Meta-gradients and
+    /// fitness agree with the CPU's within f32 rounding.
     pub fn with_gpu(mut self, trainer: &'t PopulationTrainer<'t>) -> Search<'t, 'p> {
         self.gpu = Some(trainer);
         self
@@ -220,7 +221,6 @@ impl<'t, 'p> Search<'t, 'p> {
             }
         }
         let this = &*self;
-        let on_gpu = self.gpu.is_some();
         let mut scored: Vec<(usize, Pending, Option<Vec<f32>>)> = fresh
             .par_iter()
             .map_init(make_model, |model, &i| {
@@ -228,14 +228,7 @@ impl<'t, 'p> Search<'t, 'p> {
                     .as_mut()
                     .map_err(|e| SearchError::Train(TrainError::Plugin(e.clone())))?;
                 let seed = candidate_seed(this.plan.seed, generation, i);
-                let (mut p, fingerprint) =
-                    this.prepare(model, &population[i].unweighted(), seed)?;
-                if let (Pending::Fitness(learned), false) = (&p, on_gpu) {
-                    let kernel =
-                        jit::compile(learned, KernelKind::LossGrad).map_err(TrainError::from)?;
-                    let fitness = this.fitness(model, learned, &kernel)?;
-                    p = Pending::Scored(Scored::trained(learned.clone(), fitness));
-                }
+                let (p, fingerprint) = this.score(model, &population[i].unweighted(), seed)?;
                 if matches!(p, Pending::Scored(_)) {
                     on_candidate(generation, i);
                 }
@@ -377,11 +370,10 @@ impl<'t, 'p> Search<'t, 'p> {
         Ok(())
     }
 
-    /// Screens and tunes one new (unweighted) candidate (on the GPU: only screens it), leaving
-    /// what is left pending; also
-    /// returns its gradient fingerprint when it was computed and found no match, for the
-    /// caller to store.
-    fn prepare(
+    /// Screens, tunes and scores one new (unweighted) candidate — with a GPU, only screens it
+    /// and leaves the rest pending; also returns its gradient fingerprint when it was computed
+    /// and found no match, for the caller to store.
+    fn score(
         &self,
         model: &mut PluginModel,
         candidate: &LossExpr,
@@ -428,7 +420,12 @@ impl<'t, 'p> Search<'t, 'p> {
             }
             None => candidate.clone(),
         };
-        Ok((Pending::Fitness(learned), fingerprint))
+        if self.gpu.is_some() {
+            return Ok((Pending::Fitness(learned), fingerprint));
+        }
+        let fitness = self.fitness(model, &learned, &kernel)?;
+        let scored = Scored::trained(learned, fitness);
+        Ok((Pending::Scored(scored), fingerprint))
     }
 
     /// Validation metric after partial training from the plan's fixed seed; +inf on divergence.

@@ -40,9 +40,10 @@ pub struct RunArgs {
     /// depend on it.
     #[arg(long)]
     threads: Option<usize>,
-    /// Where fitness runs train: `gpu` trains each generation's candidates side by side on
-    /// the GPU (any adapter, software ones included); `auto` does so on a hardware GPU when one
-    /// is found and the model is a layer stack the GPU runs, else on the CPU.
+    /// Where local searches and fitness runs train: `gpu` runs each generation's candidates
+    /// side by side on the GPU (any adapter, software ones included); `auto` does so on a
+    /// hardware GPU when one is found and the model is a layer stack the GPU runs, else on the
+    /// CPU.
     /// A resumed run keeps the choice it started with unless this is given.
     #[arg(long, value_enum)]
     device: Option<DeviceChoice>,
@@ -122,18 +123,14 @@ pub fn run(args: RunArgs, out: &mut dyn Write) -> anyhow::Result<()> {
             .then_some(manifest.filters.gradient_tolerance),
         seed: manifest.search.seed,
     };
-    let device_choice = match (args.device, &checkpoint_device) {
-        (Some(d), _) => d,
-        (None, Some(d)) => *d,
-        (None, None) => DeviceChoice::Auto,
-    };
+    let device_choice = args.device.or(checkpoint_device).unwrap_or_default();
     let gpu = Gpu::choose(device_choice)?;
     let trainer = match &gpu {
         None => None,
         Some(gpu) => match PopulationTrainer::new(gpu, &task, &model, plan.gp.population, 1) {
             Ok(t) => Some(t),
             Err(TrainError::Gpu(e)) if device_choice == DeviceChoice::Auto => {
-                eprintln!("note: fitness runs train on the CPU: {e}");
+                eprintln!("note: local searches and fitness runs train on the CPU: {e}");
                 None
             }
             Err(e) => return Err(e.into()),

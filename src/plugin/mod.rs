@@ -7,10 +7,13 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use evomal_sdk::Mode;
 use evomal_sdk::abi::{
-    ABI_VERSION, ENTRY_SYMBOL, ErrBuf, LayerDesc, ModelHandle, ModelInfo, PluginDecl, STATUS_OK,
+    ABI_VERSION, Batch, ENTRY_SYMBOL, ErrBuf, JVP_EXACT, LayerDesc, MODE_EVAL, MODE_TRAIN,
+    ModelHandle, ModelInfo, OPTIMIZER_ADAM, OPTIMIZER_SGD, OptimizerDesc, PluginDecl, STATUS_OK,
     STATUS_PANIC, Status, TaskInfo,
 };
+use evomal_sdk::optim::OptimizerConfig;
 use libloading::Library;
 
 /// Failures at the plugin boundary; each names the plugin file.
@@ -184,7 +187,7 @@ impl TaskPlugin {
             .product()
     }
 
-    /// Creates model `name` with `params_json` (a JSON object).
+    /// Creates model `name` with `params_json` (a JSON object), initialised from seed 0.
     pub fn create_model(&self, name: &str, params_json: &str) -> Result<PluginModel, PluginError> {
         if !self.models.iter().any(|m| m == name) {
             return Err(PluginError::UnknownModel {
@@ -203,6 +206,7 @@ impl TaskPlugin {
                     name.len(),
                     params_json.as_ptr(),
                     params_json.len(),
+                    0,
                     &mut handle,
                     err,
                 )
@@ -213,8 +217,7 @@ impl TaskPlugin {
             plugin: Arc::clone(&self.inner),
             handle,
             info: ModelInfo::default(),
-            input_len: self.input_len(),
-            fd_scratch: (Vec::new(), Vec::new()),
+            announced_fd: false,
         };
         let mut info = ModelInfo::default();
         // SAFETY: `handle` is live; `info` is an out-pointer.
@@ -270,22 +273,22 @@ fn model_names(inner: &Loaded) -> Result<Vec<String>, PluginError> {
     }
 }
 
-/// A model created by a plugin; released through the plugin when dropped.
+/// A model instance in a plugin (ABI v3): it owns its parameters, state and optimiser, and
+/// reads its own inputs; released through the plugin when dropped.
 pub struct PluginModel {
     plugin: Arc<Loaded>,
     handle: ModelHandle,
     info: ModelInfo,
-    input_len: usize,
-    /// Parameter vectors for the finite-difference JVP (empty until first needed).
-    fd_scratch: (Vec<f32>, Vec<f32>),
+    /// Whether a finite-difference JVP was reported already.
+    announced_fd: bool,
 }
 
-/// How [`PluginModel::jvp_or_fd`] computed a Jacobian-vector product.
+/// How [`PluginModel::meta_jvp`] computed its Jacobian-vector product.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum JvpMethod {
-    /// The plugin's own JVP.
+    /// The model's own JVP.
     Exact,
-    /// A central finite difference, since the plugin has no JVP; `first` is true the first
+    /// A central finite difference, since the model has no JVP; `first` is true the first
     /// time for this model, so the caller can say so once.
     CentralDifference { first: bool },
 }
@@ -299,6 +302,11 @@ impl PluginModel {
         self.info.n_params as usize
     }
 
+    /// Floats of [`PluginModel::snapshot`].
+    pub fn snapshot_len(&self) -> usize {
+        self.info.snapshot_len as usize
+    }
+
     pub fn n_outputs(&self) -> usize {
         self.info.n_outputs as usize
     }
@@ -307,17 +315,25 @@ impl PluginModel {
         self.info.has_jvp != 0
     }
 
+    /// Calls one entry point on this model's handle.
+    fn call(
+        &self,
+        f: impl FnOnce(&PluginDecl, ModelHandle, *mut ErrBuf) -> Status,
+    ) -> Result<(), PluginError> {
+        let (d, h) = (self.plugin.decl(), self.handle);
+        self.plugin.call(|err| f(d, h, err))
+    }
+
     /// The model as a stack of layers (empty when the plugin does not describe it so).
     pub fn layers(&self) -> Result<Vec<LayerDesc>, PluginError> {
-        let (d, h) = (self.plugin.decl(), self.handle);
         let mut layers = vec![LayerDesc::default(); 16];
         loop {
             let mut len = 0usize;
             let cap = layers.len();
-            // SAFETY: `h` is live; `layers` has room for `cap` entries; `len` is an out-pointer.
-            self.plugin.call(|err| unsafe {
-                (d.model_layers)(h, layers.as_mut_ptr(), cap, &mut len, err)
-            })?;
+            let out = layers.as_mut_ptr();
+            // SAFETY: the handle is live; `layers` has room for `cap` entries; `len` is an
+            // out-pointer.
+            self.call(|d, h, err| unsafe { (d.model_layers)(h, out, cap, &mut len, err) })?;
             if len <= cap {
                 layers.truncate(len);
                 return Ok(layers);
@@ -326,164 +342,150 @@ impl PluginModel {
         }
     }
 
-    pub fn init(&mut self, seed: u64, params: &mut [f32]) -> Result<(), PluginError> {
-        let (d, h) = (self.plugin.decl(), self.handle);
-        // SAFETY: `h` is live and `params` is valid for its length.
-        self.plugin
-            .call(|err| unsafe { (d.init_params)(h, seed, params.as_mut_ptr(), params.len(), err) })
+    /// Fresh parameters and state from `seed`; the optimiser's state starts afresh.
+    pub fn init(&mut self, seed: u64) -> Result<(), PluginError> {
+        // SAFETY: the handle is live.
+        self.call(|d, h, err| unsafe { (d.init)(h, seed, err) })
     }
 
-    /// Outputs for a batch of `batch` examples (`x` holds `batch * input_len` floats).
+    /// The optimiser the model steps with (its state starts afresh).
+    pub fn set_optimizer(&mut self, cfg: &OptimizerConfig) -> Result<(), PluginError> {
+        let desc = match *cfg {
+            OptimizerConfig::Sgd {
+                momentum,
+                nesterov,
+                weight_decay,
+            } => OptimizerDesc {
+                kind: OPTIMIZER_SGD,
+                nesterov: nesterov as u32,
+                momentum,
+                weight_decay,
+                ..OptimizerDesc::default()
+            },
+            OptimizerConfig::Adam {
+                beta1,
+                beta2,
+                eps,
+                weight_decay,
+            } => OptimizerDesc {
+                kind: OPTIMIZER_ADAM,
+                beta1,
+                beta2,
+                eps,
+                weight_decay,
+                ..OptimizerDesc::default()
+            },
+        };
+        // SAFETY: the handle is live; `desc` outlives the call.
+        self.call(|d, h, err| unsafe { (d.set_optimizer)(h, &desc, err) })?;
+        // The optimiser's state, and so the snapshot's length, depends on the optimiser.
+        let mut info = ModelInfo::default();
+        // SAFETY: the handle is live; `info` is an out-pointer.
+        self.call(|d, h, err| unsafe { (d.model_info)(h, &mut info, err) })?;
+        self.info = info;
+        Ok(())
+    }
+
+    /// Outputs for examples `idx` of `split` (0 train, 1 valid, 2 test) in `mode`; `targets`,
+    /// when given, receives their targets.
     pub fn forward(
         &mut self,
-        params: &[f32],
-        x: &[f32],
-        batch: usize,
+        split: u32,
+        idx: &[u64],
+        mode: Mode,
         out: &mut [f32],
+        targets: Option<&mut [f32]>,
     ) -> Result<(), PluginError> {
-        self.check_x(x, batch)?;
-        let (d, h) = (self.plugin.decl(), self.handle);
-        self.plugin.call(|err| {
-            // SAFETY: `h` is live, `x` holds `batch` examples, the other buffers their lengths.
-            unsafe {
-                (d.forward)(
-                    h,
-                    params.as_ptr(),
-                    params.len(),
-                    x.as_ptr(),
-                    batch,
-                    out.as_mut_ptr(),
-                    out.len(),
-                    err,
-                )
-            }
-        })
+        let (mode, seed) = match mode {
+            Mode::Train { seed } => (MODE_TRAIN, seed),
+            Mode::Eval => (MODE_EVAL, 0),
+        };
+        let batch = Batch {
+            split,
+            mode,
+            seed,
+            idx: idx.as_ptr(),
+            n: idx.len(),
+        };
+        let (t_ptr, t_len) = match targets {
+            Some(t) => (t.as_mut_ptr(), t.len()),
+            None => (std::ptr::null_mut(), 0),
+        };
+        let (o_ptr, o_len) = (out.as_mut_ptr(), out.len());
+        // SAFETY: the handle is live; `batch.idx` holds `n` indices; `out` and `targets` are
+        // valid for the lengths passed (targets null when not wanted).
+        self.call(|d, h, err| unsafe { (d.forward)(h, &batch, o_ptr, o_len, t_ptr, t_len, err) })
     }
 
-    /// `grad = J^T dout` for the last `forward`.
-    pub fn backward(
+    /// Back-propagates `dout` through the last forward pass and steps the optimiser.
+    pub fn step(&mut self, dout: &[f32], lr: f32) -> Result<(), PluginError> {
+        // SAFETY: the handle is live; `dout` is valid for its length.
+        self.call(|d, h, err| unsafe { (d.step)(h, dout.as_ptr(), dout.len(), lr, err) })
+    }
+
+    /// Whether every parameter and state value is finite.
+    pub fn all_finite(&self) -> Result<bool, PluginError> {
+        let mut ok = 0u32;
+        // SAFETY: the handle is live; `ok` is an out-pointer.
+        self.call(|d, h, err| unsafe { (d.all_finite)(h, &mut ok, err) })?;
+        Ok(ok != 0)
+    }
+
+    /// The whole state: parameters first, then buffers and the optimiser's state.
+    pub fn snapshot(&self) -> Result<Vec<f32>, PluginError> {
+        let mut buf = vec![0.0f32; self.snapshot_len()];
+        let (p, n) = (buf.as_mut_ptr(), buf.len());
+        // SAFETY: the handle is live; `buf` holds `n` floats.
+        self.call(|d, h, err| unsafe { (d.snapshot)(h, p, n, err) })?;
+        Ok(buf)
+    }
+
+    pub fn restore(&mut self, snapshot: &[f32]) -> Result<(), PluginError> {
+        // SAFETY: the handle is live; `snapshot` is valid for its length.
+        self.call(|d, h, err| unsafe { (d.restore)(h, snapshot.as_ptr(), snapshot.len(), err) })
+    }
+
+    /// The parameters `init(seed)` gives, into `params` (for hosts that train the model
+    /// themselves).
+    pub fn initial_params(&mut self, seed: u64, params: &mut [f32]) -> Result<(), PluginError> {
+        self.init(seed)?;
+        let all = self.snapshot()?;
+        params.copy_from_slice(&all[..self.n_params()]);
+        Ok(())
+    }
+
+    /// After a training forward pass at theta0 whose loss gradient is `dout`: keeps theta0 and
+    /// moves to `theta1 = theta0 - lr_eff (J^T dout + wd theta0)`.
+    pub fn meta_lookahead(
         &mut self,
-        params: &[f32],
         dout: &[f32],
-        grad: &mut [f32],
+        lr_eff: f32,
+        wd: f32,
     ) -> Result<(), PluginError> {
-        if grad.len() != params.len() {
-            return Err(self.failed(format!(
-                "`grad` has {} floats, expected {}",
-                grad.len(),
-                params.len()
-            )));
-        }
-        let (d, h) = (self.plugin.decl(), self.handle);
-        self.plugin.call(|err| {
-            // SAFETY: `h` is live; each buffer is valid for its length (`grad` for `params.len()`).
-            unsafe {
-                (d.backward)(
-                    h,
-                    params.as_ptr(),
-                    params.len(),
-                    dout.as_ptr(),
-                    dout.len(),
-                    grad.as_mut_ptr(),
-                    err,
-                )
-            }
+        // SAFETY: the handle is live; `dout` is valid for its length.
+        self.call(|d, h, err| unsafe {
+            (d.meta_lookahead)(h, dout.as_ptr(), dout.len(), lr_eff, wd, err)
         })
     }
 
-    /// `out = J tangent` at `params` on batch `x`.
-    pub fn jvp(
-        &mut self,
-        params: &[f32],
-        x: &[f32],
-        batch: usize,
-        tangent: &[f32],
-        out: &mut [f32],
-    ) -> Result<(), PluginError> {
-        self.check_x(x, batch)?;
-        if tangent.len() != params.len() {
-            return Err(self.failed(format!(
-                "`tangent` has {} floats, expected {}",
-                tangent.len(),
-                params.len()
-            )));
-        }
-        let (d, h) = (self.plugin.decl(), self.handle);
-        self.plugin.call(|err| {
-            // SAFETY: `h` is live; `x` holds `batch` examples; `tangent` has `params.len()` floats.
-            unsafe {
-                (d.jvp)(
-                    h,
-                    params.as_ptr(),
-                    params.len(),
-                    x.as_ptr(),
-                    batch,
-                    tangent.as_ptr(),
-                    out.as_mut_ptr(),
-                    out.len(),
-                    err,
-                )
-            }
-        })
+    /// After a forward pass at theta1: `v = J(theta1)^T dout`, kept in the model.
+    pub fn meta_pullback(&mut self, dout: &[f32]) -> Result<(), PluginError> {
+        // SAFETY: the handle is live; `dout` is valid for its length.
+        self.call(|d, h, err| unsafe { (d.meta_pullback)(h, dout.as_ptr(), dout.len(), err) })
     }
 
-    /// `out = J tangent`: the plugin's JVP when it has one, else the central difference
-    /// `(f(p + h t) - f(p - h t)) / 2h` with `h = 1e-3 * (1 + max|p|) / max|t|`.
-    pub fn jvp_or_fd(
-        &mut self,
-        params: &[f32],
-        x: &[f32],
-        batch: usize,
-        tangent: &[f32],
-        out: &mut [f32],
-    ) -> Result<JvpMethod, PluginError> {
-        if self.has_jvp() {
-            self.jvp(params, x, batch, tangent, out)?;
+    /// Back at theta0: `out = J(theta0) v` on the look-ahead's training batch.
+    pub fn meta_jvp(&mut self, out: &mut [f32]) -> Result<JvpMethod, PluginError> {
+        let mut method = JVP_EXACT;
+        let (p, n) = (out.as_mut_ptr(), out.len());
+        // SAFETY: the handle is live; `out` holds `n` floats; `method` is an out-pointer.
+        self.call(|d, h, err| unsafe { (d.meta_jvp)(h, p, n, &mut method, err) })?;
+        if method == JVP_EXACT {
             return Ok(JvpMethod::Exact);
         }
-        let first = self.fd_scratch.0.is_empty();
-        let max_abs = |v: &[f32]| v.iter().fold(0.0f32, |m, &a| m.max(a.abs()));
-        let t_max = max_abs(tangent);
-        if t_max == 0.0 {
-            out.fill(0.0);
-            return Ok(JvpMethod::CentralDifference { first });
-        }
-        let h = 1e-3 * (1.0 + max_abs(params)) / t_max;
-        let (mut plus, mut minus) = std::mem::take(&mut self.fd_scratch);
-        plus.clear();
-        plus.extend(params.iter().zip(tangent).map(|(&p, &t)| p + h * t));
-        minus.clear();
-        minus.extend(params.iter().zip(tangent).map(|(&p, &t)| p - h * t));
-        let mut lo = vec![0.0f32; out.len()];
-        let res = self
-            .forward(&plus, x, batch, out)
-            .and_then(|()| self.forward(&minus, x, batch, &mut lo));
-        self.fd_scratch = (plus, minus);
-        res?;
-        out.iter_mut()
-            .zip(&lo)
-            .for_each(|(o, &l)| *o = (*o - l) / (2.0 * h));
+        let first = !self.announced_fd;
+        self.announced_fd = true;
         Ok(JvpMethod::CentralDifference { first })
-    }
-
-    fn check_x(&self, x: &[f32], batch: usize) -> Result<(), PluginError> {
-        if x.len() == batch * self.input_len {
-            Ok(())
-        } else {
-            Err(self.failed(format!(
-                "`x` has {} floats, expected {} x {}",
-                x.len(),
-                batch,
-                self.input_len
-            )))
-        }
-    }
-
-    fn failed(&self, msg: String) -> PluginError {
-        PluginError::Failed {
-            path: self.plugin.path.clone(),
-            msg,
-        }
     }
 }
 

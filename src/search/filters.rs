@@ -16,6 +16,7 @@ use crate::plugin::PluginModel;
 use crate::train::objective::Objective;
 use crate::train::optim::{Optimizer, OptimizerConfig};
 use crate::train::{Task, TrainError};
+use evomal_sdk::Mode;
 
 /// Settings of the rejection protocol; `Default` is the reference for tabular tasks.
 #[derive(Clone, Debug, PartialEq)]
@@ -68,13 +69,10 @@ pub fn rejection_protocol(
 ) -> Result<Rejection, TrainError> {
     let n = cfg.sample.min(task.split_size(0));
     let idx: Vec<u64> = (0..n as u64).collect();
-    let mut x = vec![0.0f32; n * task.input_len];
     let mut y = vec![0.0f32; n * task.target_width];
-    task.plugin.read_batch(0, &idx, &mut x, &mut y)?;
-    let mut params = vec![0.0f32; model.n_params()];
-    model.init(init_seed, &mut params)?;
+    model.init(init_seed)?;
     let mut pred = vec![0.0f32; n * task.n_out];
-    model.forward(&params, &x, n, &mut pred)?;
+    model.forward(0, &idx, Mode::Eval, &mut pred, Some(&mut y))?;
 
     let metric = task.metric();
     let mut scratch = vec![0.0f32; pred.len()];

@@ -10,6 +10,7 @@
 //! factor: `lr`, or `lr * (1 + momentum)` with Nesterov (the momentum buffer starts at the first
 //! gradient); weight decay does not depend on `phi`.
 
+use evomal_sdk::layers::standard_normal;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -20,7 +21,8 @@ use crate::expr::interp::FullBatchMut;
 use crate::plugin::{JvpMethod, PluginModel};
 use crate::train::objective::{Objective, TaskKind, one_hot, probabilities, probabilities_vjp};
 use crate::train::optim::{Optimizer, OptimizerConfig};
-use crate::train::{BatchSampler, Task, TrainError};
+use crate::train::{BatchSampler, Task, TrainError, pass_seed};
+use evomal_sdk::Mode;
 
 /// Settings of the local search; `Default` is the reference (250 meta steps, Adam 1e-3).
 #[derive(Clone, Debug, PartialEq)]
@@ -101,12 +103,8 @@ pub struct MetaGradient<'t, 'p> {
 
 #[derive(Default)]
 struct Buffers {
-    x_t: Vec<f32>,
     y_t: Vec<f32>,
-    x_v: Vec<f32>,
     y_v: Vec<f32>,
-    theta0: Vec<f32>,
-    theta1: Vec<f32>,
     out: Vec<f32>,
     ky: Vec<f32>,
     kyhat: Vec<f32>,
@@ -115,7 +113,6 @@ struct Buffers {
     dphi: Vec<f32>,
     d2: Vec<f32>,
     g: Vec<f32>,
-    grad: Vec<f32>,
     jv: Vec<f32>,
     dg: Vec<f32>,
     column: Vec<f32>,
@@ -162,20 +159,18 @@ impl<'t, 'p> MetaGradient<'t, 'p> {
         let (n_out, k) = (t.n_out, self.n_weights);
         let b = &mut self.buf;
         let (bt, bv) = (train_idx.len(), valid_idx.len());
-        b.x_t.resize(bt * t.input_len, 0.0);
         b.y_t.resize(bt * t.target_width, 0.0);
-        b.x_v.resize(bv * t.input_len, 0.0);
         b.y_v.resize(bv * t.target_width, 0.0);
-        t.plugin.read_batch(0, train_idx, &mut b.x_t, &mut b.y_t)?;
-        t.plugin.read_batch(1, valid_idx, &mut b.x_v, &mut b.y_v)?;
-        let n_params = model.n_params();
-        b.theta0.resize(n_params, 0.0);
-        model.init(init_seed, &mut b.theta0)?;
+        model.init(init_seed)?;
 
-        // The candidate on the training batch: per element M, dM/dyhat, d2M/(dyhat dphi).
+        // The candidate on the training batch at theta0: per element M, dM/dyhat,
+        // d2M/(dyhat dphi). Both passes run in training mode, as the reference's model does.
         let n = bt * n_out;
         b.out.resize(n, 0.0);
-        model.forward(&b.theta0, &b.x_t, bt, &mut b.out)?;
+        let train_mode = Mode::Train {
+            seed: pass_seed(init_seed, 0),
+        };
+        model.forward(0, train_idx, train_mode, &mut b.out, Some(&mut b.y_t))?;
         b.ky.resize(n, 0.0);
         b.kyhat.resize(n, 0.0);
         match t.kind {
@@ -207,21 +202,16 @@ impl<'t, 'p> MetaGradient<'t, 'p> {
         b.g.resize(n, 0.0);
         to_raw_outputs(t.kind, &b.kyhat, &b.dm, n_out, inv_b, &mut b.g);
 
-        // theta1 = theta0 - lr_eff (grad + wd theta0).
-        b.grad.resize(n_params, 0.0);
-        model.backward(&b.theta0, &b.g, &mut b.grad)?;
-        let (lr_eff, wd) = (self.cfg.lr_eff(), self.cfg.weight_decay);
-        b.theta1.clear();
-        b.theta1.extend(
-            b.theta0
-                .iter()
-                .zip(&b.grad)
-                .map(|(&p, &g)| p - lr_eff * (g + wd * p)),
-        );
+        // theta1 = theta0 - lr_eff (grad + wd theta0), kept in the model.
+        let lr_eff = self.cfg.lr_eff();
+        model.meta_lookahead(&b.g, lr_eff, self.cfg.weight_decay)?;
 
         // v = grad of the validation task loss at theta1.
         b.out.resize(bv * n_out, 0.0);
-        model.forward(&b.theta1, &b.x_v, bv, &mut b.out)?;
+        let valid_mode = Mode::Train {
+            seed: pass_seed(init_seed, 1),
+        };
+        model.forward(1, valid_idx, valid_mode, &mut b.out, Some(&mut b.y_v))?;
         b.dout.resize(bv * n_out, 0.0);
         let val_loss = b.objective.loss_and_grad(
             &self.task_loss,
@@ -232,11 +222,11 @@ impl<'t, 'p> MetaGradient<'t, 'p> {
             n_out,
             &mut b.dout,
         )?;
-        model.backward(&b.theta1, &b.dout, &mut b.grad)?;
+        model.meta_pullback(&b.dout)?;
 
         // J_f(theta0) v on the training batch.
         b.jv.resize(n, 0.0);
-        let method = model.jvp_or_fd(&b.theta0, &b.x_t, bt, &b.grad, &mut b.jv)?;
+        let method = model.meta_jvp(&mut b.jv)?;
 
         // dT/dphi_j = -lr_eff * <J v, d g / d phi_j>.
         let mut meta = vec![0.0f32; phi.len()];
@@ -332,7 +322,7 @@ impl MetaWalk {
     ) -> MetaWalk {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let phi: Vec<f32> = (0..loss.len())
-            .map(|_| 1.0 + 0.001 * standard_normal(&mut rng))
+            .map(|_| 1.0 + 0.001 * standard_normal(&mut rng) as f32)
             .collect();
         let train_sampler = BatchSampler::new(n_train, rng.random());
         let valid_sampler = BatchSampler::new(n_valid, rng.random());
@@ -397,10 +387,4 @@ impl MetaWalk {
             used_fd_jvp,
         }
     }
-}
-
-fn standard_normal(rng: &mut impl Rng) -> f32 {
-    let u1: f64 = rng.random_range(f64::EPSILON..1.0);
-    let u2: f64 = rng.random();
-    ((-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()) as f32
 }

@@ -313,7 +313,7 @@ impl<'t, 'p> Search<'t, 'p> {
         }
         let mut init = vec![0.0f32; model.n_params()];
         model
-            .init(self.plan.seed, &mut init)
+            .initial_params(self.plan.seed, &mut init)
             .map_err(TrainError::from)?;
         let runs = trainer
             .train(

@@ -37,38 +37,29 @@ pub fn meta_test(
     let metric = task.metric();
     let mut rows = Vec::with_capacity(seeds.len());
     for &seed in seeds {
-        let mut params = vec![0.0f32; model.n_params()];
-        model.init(seed, &mut params)?;
+        model.init(seed)?;
         let t = Instant::now();
         let mut curve = Vec::new();
         let every = (cfg.steps / curve_points.max(1)).max(1);
         let mut probe_error = None;
         let mut step_fn = |s: Step<'_>| {
             if (s.index + 1).is_multiple_of(every) && probe_error.is_none() {
-                match task.evaluate(s.model, s.params, 2, metric) {
+                match task.evaluate(s.model, 2, metric) {
                     Ok(m) => curve.push((s.index + 1, m)),
                     Err(e) => probe_error = Some(e),
                 }
             }
             on_step(s.index);
         };
-        let outcome = task.train(
-            model,
-            &kernel,
-            loss.weights(),
-            cfg,
-            &mut params,
-            seed,
-            &mut step_fn,
-        )?;
+        let outcome = task.train(model, &kernel, loss.weights(), cfg, seed, &mut step_fn)?;
         if let Some(e) = probe_error {
             return Err(e);
         }
         let seconds = t.elapsed().as_secs_f64();
         let (train, test) = match outcome {
             Outcome::Finished => (
-                Some(task.evaluate(model, &params, 0, metric)?),
-                Some(task.evaluate(model, &params, 2, metric)?),
+                Some(task.evaluate(model, 0, metric)?),
+                Some(task.evaluate(model, 2, metric)?),
             ),
             Outcome::Diverged { .. } => (None, None),
         };

@@ -1,5 +1,7 @@
 //! Training a plugin's model with a compiled loss: seeded mini-batches, the objective of
-//! METHOD.md §2, SGD or Adam with a multi-step schedule, and evaluation metrics.
+//! METHOD.md §2, the learning-rate schedule, and evaluation metrics. The model instance holds
+//! its parameters and optimiser; per step only the batch's indices, outputs, targets and output
+//! gradient cross the plugin boundary. This is the one training loop, whatever the model.
 //!
 //! A loss or parameter vector that turns non-finite ends the run with [`Outcome::Diverged`]; it
 //! is a result, not an error. The step loop allocates nothing.
@@ -14,8 +16,9 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::backend::jit::{JitError, JitKernel};
 use crate::plugin::{PluginError, PluginModel, TaskPlugin};
+use evomal_sdk::Mode;
 use objective::{Objective, TaskKind};
-use optim::{Optimizer, OptimizerConfig, lr_at};
+use optim::{OptimizerConfig, lr_at};
 
 /// Failures that stop training (divergence is not one of them).
 #[derive(Debug, thiserror::Error)]
@@ -45,8 +48,7 @@ pub struct Step<'a> {
     pub index: usize,
     /// The batch loss of this step.
     pub loss: f32,
-    /// The parameters after this step's update.
-    pub params: &'a [f32],
+    /// The model after this step's update.
     pub model: &'a mut PluginModel,
 }
 
@@ -157,8 +159,10 @@ impl<'a> Task<'a> {
         }
     }
 
-    /// Trains `params` in place for `cfg.steps` steps on the training split with the loss
-    /// `kernel` (a `LossGrad` kernel) under `loss_weights`. `on_step` sees each finished step.
+    /// Trains `model` from its current parameters (the optimiser starting afresh) for
+    /// `cfg.steps` steps on the training split with the loss `kernel` (a `LossGrad` kernel)
+    /// under `loss_weights`, on batches (and training-pass seeds) drawn from `seed`. `on_step`
+    /// sees each finished step.
     #[allow(clippy::too_many_arguments)]
     pub fn train(
         &self,
@@ -166,25 +170,24 @@ impl<'a> Task<'a> {
         kernel: &JitKernel,
         loss_weights: &[f32],
         cfg: &TrainConfig,
-        params: &mut [f32],
         seed: u64,
         on_step: &mut dyn FnMut(Step<'_>),
     ) -> Result<Outcome, TrainError> {
+        model.set_optimizer(&cfg.optimizer)?;
         let n_train = self.split_size(0);
         let batch = cfg.batch.min(n_train);
         let mut sampler = BatchSampler::new(n_train, seed);
         let mut idx = vec![0u64; batch];
-        let mut x = vec![0.0f32; batch * self.input_len];
         let mut y = vec![0.0f32; batch * self.target_width];
         let mut out = vec![0.0f32; batch * self.n_out];
         let mut dout = vec![0.0f32; batch * self.n_out];
-        let mut grad = vec![0.0f32; params.len()];
         let mut objective = Objective::default();
-        let mut opt = Optimizer::new(cfg.optimizer.clone(), params.len());
         for step in 0..cfg.steps {
             sampler.next(&mut idx);
-            self.plugin.read_batch(0, &idx, &mut x, &mut y)?;
-            model.forward(params, &x, batch, &mut out)?;
+            let mode = Mode::Train {
+                seed: pass_seed(seed, step),
+            };
+            model.forward(0, &idx, mode, &mut out, Some(&mut y))?;
             let loss = objective.loss_and_grad(
                 kernel,
                 loss_weights,
@@ -197,20 +200,14 @@ impl<'a> Task<'a> {
             if !loss.is_finite() {
                 return Ok(Outcome::Diverged { step });
             }
-            model.backward(params, &dout, &mut grad)?;
-            opt.step(
-                params,
-                &grad,
-                lr_at(cfg.lr, &cfg.milestones, cfg.gamma, step),
-            );
+            model.step(&dout, lr_at(cfg.lr, &cfg.milestones, cfg.gamma, step))?;
             on_step(Step {
                 index: step,
                 loss,
-                params: &*params,
                 model: &mut *model,
             });
         }
-        if params.iter().any(|p| !p.is_finite()) {
+        if !model.all_finite()? {
             return Ok(Outcome::Diverged { step: cfg.steps });
         }
         Ok(Outcome::Finished)
@@ -229,54 +226,46 @@ impl<'a> Task<'a> {
         seed: u64,
         split: u32,
     ) -> Result<f64, TrainError> {
-        let mut params = vec![0.0f32; model.n_params()];
-        model.init(seed, &mut params)?;
-        let outcome = self.train(
-            model,
-            kernel,
-            loss_weights,
-            cfg,
-            &mut params,
-            seed,
-            &mut |_| {},
-        )?;
+        model.init(seed)?;
+        let outcome = self.train(model, kernel, loss_weights, cfg, seed, &mut |_| {})?;
         if outcome != Outcome::Finished {
             return Ok(f64::INFINITY);
         }
-        let f = self.evaluate(model, &params, split, self.metric())?;
+        let f = self.evaluate(model, split, self.metric())?;
         Ok(if f.is_finite() { f } else { f64::INFINITY })
     }
 
-    /// `metric` over the whole of `split`.
+    /// `metric` over the whole of `split`, the model in evaluation mode.
     pub fn evaluate(
         &self,
         model: &mut PluginModel,
-        params: &[f32],
         split: u32,
         metric: Metric,
     ) -> Result<f64, TrainError> {
         let n = self.split_size(split);
         let chunk = 512.min(n.max(1));
-        let mut x = vec![0.0f32; chunk * self.input_len];
+        let mut idx = Vec::with_capacity(chunk);
         let mut y = vec![0.0f32; chunk * self.target_width];
         let mut out = vec![0.0f32; chunk * self.n_out];
         let mut p = vec![0.0f32; chunk * self.n_out];
         let mut total = 0.0f64;
         for start in (0..n).step_by(chunk) {
             let b = chunk.min(n - start);
-            let idx: Vec<u64> = (start as u64..(start + b) as u64).collect();
-            let (x, y, out) = (
-                &mut x[..b * self.input_len],
-                &mut y[..b * self.target_width],
-                &mut out[..b * self.n_out],
-            );
-            self.plugin.read_batch(split, &idx, x, y)?;
-            model.forward(params, x, b, out)?;
+            idx.clear();
+            idx.extend(start as u64..(start + b) as u64);
+            let (y, out) = (&mut y[..b * self.target_width], &mut out[..b * self.n_out]);
+            model.forward(split, &idx, Mode::Eval, out, Some(&mut *y))?;
             let p = &mut p[..b * self.n_out];
             total += metric.sum(out, y, self.n_out, p);
         }
         Ok(total / n as f64)
     }
+}
+
+/// The seed of training step `step`'s pass (dropout masks, augmentation) in a run seeded with
+/// `seed`: its own stream, so the batches drawn from `seed` stay what they were.
+pub fn pass_seed(seed: u64, step: usize) -> u64 {
+    evomal_sdk::mix_seed(seed, step as u64)
 }
 
 fn predicted_class(row: &[f32]) -> usize {

@@ -1,92 +1,6 @@
-//! Optimisers over a flat parameter vector, with PyTorch's update rules (no dampening).
+//! The optimisers live with the model (`evomal_sdk::optim`); the host keeps the schedule.
 
-/// Which optimiser, with its settings.
-#[derive(Clone, Debug, PartialEq)]
-pub enum OptimizerConfig {
-    /// SGD: `g = grad + wd * p`; with momentum `b = m b + g` (`b = g` on the first step), then
-    /// `g = g + m b` (Nesterov) or `g = b`; `p -= lr g`.
-    Sgd {
-        momentum: f32,
-        nesterov: bool,
-        weight_decay: f32,
-    },
-    /// Adam (Kingma & Ba) with bias correction; weight decay added to the gradient.
-    Adam {
-        beta1: f32,
-        beta2: f32,
-        eps: f32,
-        weight_decay: f32,
-    },
-}
-
-/// An optimiser's state for one parameter vector.
-pub struct Optimizer {
-    config: OptimizerConfig,
-    /// Momentum buffer (SGD) or first moment (Adam).
-    m: Vec<f32>,
-    /// Second moment (Adam).
-    v: Vec<f32>,
-    t: u32,
-}
-
-impl Optimizer {
-    pub fn new(config: OptimizerConfig, n_params: usize) -> Optimizer {
-        let v = match config {
-            OptimizerConfig::Adam { .. } => vec![0.0; n_params],
-            OptimizerConfig::Sgd { .. } => Vec::new(),
-        };
-        Optimizer {
-            config,
-            m: vec![0.0; n_params],
-            v,
-            t: 0,
-        }
-    }
-
-    /// One update of `params` from `grad` with learning rate `lr`.
-    pub fn step(&mut self, params: &mut [f32], grad: &[f32], lr: f32) {
-        self.t += 1;
-        match self.config {
-            OptimizerConfig::Sgd {
-                momentum,
-                nesterov,
-                weight_decay,
-            } => {
-                let first = self.t == 1;
-                for ((p, &g), b) in params.iter_mut().zip(grad).zip(&mut self.m) {
-                    let g = g + weight_decay * *p;
-                    let d = if momentum == 0.0 {
-                        g
-                    } else {
-                        *b = if first { g } else { momentum * *b + g };
-                        if nesterov { g + momentum * *b } else { *b }
-                    };
-                    *p -= lr * d;
-                }
-            }
-            OptimizerConfig::Adam {
-                beta1,
-                beta2,
-                eps,
-                weight_decay,
-            } => {
-                let c1 = 1.0 - beta1.powi(self.t as i32);
-                let c2 = 1.0 - beta2.powi(self.t as i32);
-                for (((p, &g), m), v) in params
-                    .iter_mut()
-                    .zip(grad)
-                    .zip(&mut self.m)
-                    .zip(&mut self.v)
-                {
-                    let g = g + weight_decay * *p;
-                    *m = beta1 * *m + (1.0 - beta1) * g;
-                    *v = beta2 * *v + (1.0 - beta2) * g * g;
-                    *p -= lr * (*m / c1) / ((*v / c2).sqrt() + eps);
-                }
-            }
-        }
-    }
-}
+pub use evomal_sdk::optim::{Optimizer, OptimizerConfig};
 
 /// Multi-step schedule: `lr * gamma^k`, `k` = milestones at or before `step` (0-based).
 pub fn lr_at(lr: f32, milestones: &[usize], gamma: f32, step: usize) -> f32 {
@@ -97,43 +11,6 @@ pub fn lr_at(lr: f32, milestones: &[usize], gamma: f32, step: usize) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sgd_nesterov_matches_pytorch_by_hand() {
-        // p=1, grads 0.5 then 0.25, lr 0.1, momentum 0.9, nesterov, wd 0.01.
-        let cfg = OptimizerConfig::Sgd {
-            momentum: 0.9,
-            nesterov: true,
-            weight_decay: 0.01,
-        };
-        let mut opt = Optimizer::new(cfg, 1);
-        let mut p = [1.0f32];
-        opt.step(&mut p, &[0.5], 0.1);
-        // g = 0.51, b = 0.51, d = 0.51 + 0.459 = 0.969
-        assert!((p[0] - (1.0 - 0.0969)).abs() < 1e-6, "{}", p[0]);
-        let p1 = p[0];
-        opt.step(&mut p, &[0.25], 0.1);
-        let g = 0.25 + 0.01 * p1;
-        let b = 0.9 * 0.51 + g;
-        assert!((p[0] - (p1 - 0.1 * (g + 0.9 * b))).abs() < 1e-6);
-    }
-
-    #[test]
-    fn adam_first_step_is_lr_times_sign() {
-        let cfg = OptimizerConfig::Adam {
-            beta1: 0.9,
-            beta2: 0.999,
-            eps: 1e-8,
-            weight_decay: 0.0,
-        };
-        let mut opt = Optimizer::new(cfg, 2);
-        let mut p = [0.0f32, 0.0];
-        opt.step(&mut p, &[3.0, -0.2], 0.01);
-        assert!(
-            (p[0] + 0.01).abs() < 1e-6 && (p[1] - 0.01).abs() < 1e-6,
-            "{p:?}"
-        );
-    }
 
     #[test]
     fn multistep_schedule() {

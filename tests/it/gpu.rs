@@ -258,7 +258,7 @@ fn cpu_and_gpu(
     let mut m = p.create_model(model, params).unwrap();
     let seed = 7;
     let mut init = vec![0.0f32; m.n_params()];
-    m.init(seed, &mut init).unwrap();
+    m.initial_params(seed, &mut init).unwrap();
     let losses: Vec<LossExpr> = losses.iter().map(|l| l.parse().unwrap()).collect();
     let trainer = PopulationTrainer::new(gpu(), &task, &m, losses.len(), 1).unwrap();
     let on_gpu = trainer
@@ -269,17 +269,9 @@ fn cpu_and_gpu(
         .zip(on_gpu)
         .map(|(e, g)| {
             let kernel = jit::compile(e, KernelKind::LossGrad).unwrap();
-            let mut params = init.clone();
+            m.init(seed).unwrap();
             let outcome = task
-                .train(
-                    &mut m,
-                    &kernel,
-                    e.weights(),
-                    cfg,
-                    &mut params,
-                    seed,
-                    &mut |_| {},
-                )
+                .train(&mut m, &kernel, e.weights(), cfg, seed, &mut |_| {})
                 .unwrap();
             // The GPU sums a batch's loss in f32, the CPU in f64: overflow may come a step
             // apart.
@@ -292,7 +284,7 @@ fn cpu_and_gpu(
                 }
                 (a, b) => assert_eq!(a, b, "{e}: outcome on the CPU and on the GPU"),
             }
-            let cpu = task.evaluate(&mut m, &params, 1, task.metric()).unwrap();
+            let cpu = task.evaluate(&mut m, 1, task.metric()).unwrap();
             eprintln!(
                 "{plugin} {e}: validation {} cpu {cpu:.6} gpu {:.6}",
                 task.metric().name(),
@@ -422,13 +414,14 @@ fn cpu_fitness_and_spread(
 ) -> (f64, f64) {
     let kernel = jit::compile(e, KernelKind::LossGrad).unwrap();
     let mut at = |scale: f32| {
-        let mut params = vec![0.0f32; m.n_params()];
-        m.init(seed, &mut params).unwrap();
-        params.iter_mut().for_each(|p| *p *= scale);
+        m.init(seed).unwrap();
+        let mut state = m.snapshot().unwrap();
+        state[..m.n_params()].iter_mut().for_each(|p| *p *= scale);
+        m.restore(&state).unwrap();
         let outcome = task
-            .train(m, &kernel, e.weights(), cfg, &mut params, seed, &mut |_| {})
+            .train(m, &kernel, e.weights(), cfg, seed, &mut |_| {})
             .unwrap();
-        let f = task.evaluate(m, &params, 1, task.metric()).unwrap();
+        let f = task.evaluate(m, 1, task.metric()).unwrap();
         if outcome == Outcome::Finished && f.is_finite() {
             f
         } else {
@@ -459,7 +452,7 @@ fn a_generation_scores_the_same_on_the_gpu_as_on_the_cpu() {
     };
     let seed = 5;
     let mut init = vec![0.0f32; m.n_params()];
-    m.init(seed, &mut init).unwrap();
+    m.initial_params(seed, &mut init).unwrap();
     let trainer = PopulationTrainer::new(gpu(), &task, &m, population.len(), 1).unwrap();
     let runs = trainer
         .train(&population, &init, &cfg, seed, task.metric())

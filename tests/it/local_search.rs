@@ -133,3 +133,15 @@ fn meta_training_lowers_the_validation_loss_and_refuses_more_inner_steps() {
         "{err}"
     );
 }
+
+/// The v3 meta-gradient through batch norm (batch statistics at theta0 and at theta1), residual
+/// blocks, a strided convolution and dropout (the same masks in the look-ahead and the JVP).
+#[test]
+fn meta_gradient_matches_finite_differences_on_a_resnet_with_batch_norm() {
+    check(
+        "evomal-plugin-digits",
+        "resnet",
+        r#"{"width": 4, "activation": "tanh", "dropout": 0.2}"#,
+        "add(mul(-1, mul(y, log(yhat))), 0.5*square(sub(y, yhat)))",
+    );
+}

@@ -5,7 +5,9 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Mutex;
 
-use evomal::plugin::{JvpMethod, PluginError, TaskPlugin};
+use evomal::plugin::{JvpMethod, PluginError, PluginModel, TaskPlugin};
+use evomal::train::optim::OptimizerConfig;
+use evomal_sdk::Mode;
 use evomal_sdk::abi::ABI_VERSION;
 
 /// Builds workspace package `pkg` (a cdylib) in this test profile and returns its library.
@@ -65,8 +67,25 @@ fn diabetes_describes_itself() {
     );
 }
 
+/// `<r, f(theta)>` on a fixed training batch in a fixed training pass, with the parameters set
+/// to `theta` by restoring a snapshot.
+fn objective(m: &mut PluginModel, snap: &[f32], theta: &[f32], idx: &[u64], r: &[f32]) -> f64 {
+    let mut s = snap.to_vec();
+    s[..theta.len()].copy_from_slice(theta);
+    m.restore(&s).unwrap();
+    let mut out = vec![0.0; r.len()];
+    m.forward(0, idx, Mode::Train { seed: 5 }, &mut out, None)
+        .unwrap();
+    dot(r, &out)
+}
+
+/// Through the ABI: the look-ahead step's `J^T g` (with `lr_eff = 1`, `theta1 = theta0 - J^T g`)
+/// against directional finite differences of `<g, f(theta)>`, for every shipped model. The
+/// digits CNN is left out of the comparison: its max-pooling windows over the images' blank
+/// borders hold exact ties, where a central difference averages the one-sided slopes at every
+/// step size (the layer tests check max-pooling on inputs without ties).
 #[test]
-fn every_shipped_model_has_consistent_backward_and_jvp() {
+fn every_shipped_model_back_propagates_through_the_abi() {
     let cases = [
         ("diabetes", "linear", "{}"),
         (
@@ -80,7 +99,7 @@ fn every_shipped_model_has_consistent_backward_and_jvp() {
             r#"{"hidden": [8], "activation": "sigmoid"}"#,
         ),
         ("digits", "mlp", r#"{"hidden": [12], "activation": "tanh"}"#),
-        ("digits", "cnn", "{}"),
+        ("digits", "resnet", r#"{"width": 4, "activation": "tanh"}"#),
         ("mnist", "lenet5", "{}"),
         ("mnist", "mlp", r#"{"hidden": [20], "activation": "tanh"}"#),
         ("sine", "mlp", r#"{"hidden": [10, 10]}"#),
@@ -89,46 +108,91 @@ fn every_shipped_model_has_consistent_backward_and_jvp() {
         let p = TaskPlugin::load(&build_plugin(&format!("evomal-plugin-{task}")), "{}").unwrap();
         let mut m = p.create_model(name, params).unwrap();
         assert!(m.has_jvp(), "{task}/{name}");
+        m.init(7).unwrap();
+        let snap = m.snapshot().unwrap();
         let n = m.n_params();
-        let mut theta = vec![0.0; n];
-        m.init(7, &mut theta).unwrap();
-        let batch = 3;
-        let (d, k) = (p.input_len(), m.n_outputs());
-        let (mut x, mut y) = (vec![0.0; batch * d], vec![0.0; batch]);
-        p.read_batch(0, &[0, 3, 9], &mut x, &mut y).unwrap();
-        let mut out = vec![0.0; batch * k];
-        m.forward(&theta, &x, batch, &mut out).unwrap();
-        let r: Vec<f32> = (0..batch * k)
+        let theta0 = snap[..n].to_vec();
+        let idx = [0u64, 3, 9];
+        let k = m.n_outputs();
+        let r: Vec<f32> = (0..idx.len() * k)
             .map(|i| ((i * 7 % 5) as f32 - 2.0) * 0.3)
             .collect();
-        let mut grad = vec![0.0; n];
-        m.backward(&theta, &r, &mut grad).unwrap();
-        let v: Vec<f32> = (0..n).map(|j| ((j * 37 % 11) as f32 - 5.0) * 0.1).collect();
-        let mut jv = vec![0.0; batch * k];
-        m.jvp(&theta, &x, batch, &v, &mut jv).unwrap();
-        let (lhs, rhs) = (dot(&r, &jv), dot(&grad, &v));
-        assert!(
-            (lhs - rhs).abs() < 1e-3 * (1.0 + lhs.abs()),
-            "{task}/{name}: <r,Jv> {lhs} vs <J^T r,v> {rhs}"
-        );
-        // Directional finite difference of <r, f(theta)> (skipped across a ReLU or max-pool kink).
-        let h = 1e-2f32;
-        let mut f = |s: f32| {
-            let t: Vec<f32> = theta.iter().zip(&v).map(|(&a, &b)| a + s * b).collect();
-            m.forward(&t, &x, batch, &mut out).unwrap();
-            dot(&r, &out)
-        };
-        let (fd, fd_half) = (
-            (f(h) - f(-h)) / (2.0 * h as f64),
-            (f(h / 2.0) - f(-h / 2.0)) / h as f64,
-        );
-        if (fd - fd_half).abs() < 1e-3 * (1.0 + fd.abs()) {
-            assert!(
-                (fd - lhs).abs() < 2e-3 * (1.0 + fd.abs()),
-                "{task}/{name}: jvp {lhs} vs fd {fd}"
+        let mut out = vec![0.0; r.len()];
+        m.forward(0, &idx, Mode::Train { seed: 5 }, &mut out, None)
+            .unwrap();
+        m.meta_lookahead(&r, 1.0, 0.0).unwrap();
+        let theta1 = m.snapshot().unwrap()[..n].to_vec();
+        let grad: Vec<f32> = theta0.iter().zip(&theta1).map(|(a, b)| a - b).collect();
+        let mut checked = 0;
+        for dir in 0..6 {
+            let v: Vec<f32> = (0..n)
+                .map(|j| (((j * 37 + dir * 3) % 11) as f32 - 5.0) * 0.02)
+                .collect();
+            let h = 2e-3f32;
+            let mut f = |s: f32| {
+                let t: Vec<f32> = theta0.iter().zip(&v).map(|(&a, &b)| a + s * b).collect();
+                objective(&mut m, &snap, &t, &idx, &r)
+            };
+            let (fd, fd_half) = (
+                (f(h) - f(-h)) / (2.0 * h as f64),
+                (f(h / 2.0) - f(-h / 2.0)) / h as f64,
             );
+            // Skipped across a ReLU kink, where the two differences disagree; else Richardson's
+            // extrapolation removes the h^2 term (BatchNorm over a batch of 3 curves a lot).
+            if (fd - fd_half).abs() > 5e-2 * (1.0 + fd.abs()) {
+                continue;
+            }
+            let est = (4.0 * fd_half - fd) / 3.0;
+            let g = dot(&grad, &v);
+            assert!(
+                (est - g).abs() < 1e-2 * (1.0 + est.abs()),
+                "{task}/{name}: <J^T r, v> {g} vs fd {est}"
+            );
+            checked += 1;
         }
+        assert!(
+            checked >= 1,
+            "{task}/{name}: every direction crossed a kink"
+        );
     }
+}
+
+#[test]
+fn snapshots_restore_the_whole_state_exactly() {
+    let p = TaskPlugin::load(&build_plugin("evomal-plugin-digits"), "{}").unwrap();
+    let mut m = p.create_model("resnet", r#"{"width": 4}"#).unwrap();
+    let adam = OptimizerConfig::Adam {
+        beta1: 0.9,
+        beta2: 0.999,
+        eps: 1e-8,
+        weight_decay: 1e-4,
+    };
+    m.init(3).unwrap();
+    m.set_optimizer(&adam).unwrap();
+    let idx: Vec<u64> = (0..16).collect();
+    let mut out = vec![0.0; 16 * 10];
+    let mut step = |m: &mut PluginModel, seed: u64| {
+        m.forward(0, &idx, Mode::Train { seed }, &mut out, None)
+            .unwrap();
+        let dout: Vec<f32> = out.iter().map(|v| v * 0.01).collect();
+        m.step(&dout, 0.01).unwrap();
+        out.clone()
+    };
+    for s in 0..3 {
+        step(&mut m, s);
+    }
+    let snap = m.snapshot().unwrap();
+    assert_eq!(snap.len(), m.snapshot_len());
+    let (a1, a2) = (step(&mut m, 10), step(&mut m, 11));
+    let after = m.snapshot().unwrap();
+    m.restore(&snap).unwrap();
+    assert_eq!(m.snapshot().unwrap(), snap);
+    // Parameters, running statistics and Adam's moments all came back: the same two steps
+    // give the same outputs and the same final state, bit for bit.
+    assert_eq!((step(&mut m, 10), step(&mut m, 11)), (a1, a2));
+    assert_eq!(m.snapshot().unwrap(), after);
+    let err = m.restore(&snap[1..]).unwrap_err();
+    assert!(err.to_string().contains("`snapshot` has"), "{err}");
 }
 
 #[test]
@@ -162,10 +226,25 @@ fn model_errors_name_the_problem() {
         "{err}"
     );
     let mut m = p.create_model("linear", "{}").unwrap();
-    let err = m.forward(&[0.0; 3], &[0.0; 10], 1, &mut [0.0]).unwrap_err();
+    let err = m.step(&[0.0], 0.1).unwrap_err();
     assert!(
         err.to_string()
-            .contains("`params` has 3 floats, expected 11"),
+            .contains("`step` needs a forward pass first"),
+        "{err}"
+    );
+    m.forward(2, &[0, 1], Mode::Eval, &mut [0.0; 2], None)
+        .unwrap();
+    let err = m.step(&[0.0; 3], 0.1).unwrap_err();
+    assert!(
+        err.to_string().contains("`dout` has 3 floats, expected 2"),
+        "{err}"
+    );
+    let err = m
+        .forward(2, &[89], Mode::Eval, &mut [0.0], None)
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("index 89 is out of range for the Test split (89 examples)"),
         "{err}"
     );
 }
@@ -221,7 +300,7 @@ fn a_panicking_plugin_is_an_error_and_the_host_goes_on() {
     let mut m = p.create_model("boom", "{}").unwrap();
     let mut out = [0.0];
     for _ in 0..2 {
-        let err = m.forward(&[0.0], &[1.0], 1, &mut out).unwrap_err();
+        let err = m.forward(0, &[0], Mode::Eval, &mut out, None).unwrap_err();
         assert!(matches!(err, PluginError::Panicked { .. }), "{err}");
         assert!(
             err.to_string().contains("panicked: forward exploded"),
@@ -233,38 +312,39 @@ fn a_panicking_plugin_is_an_error_and_the_host_goes_on() {
     p.read_batch(0, &[0], &mut [0.0], &mut [0.0]).unwrap();
 }
 
+/// One meta-gradient's three calls on a fixture model: the look-ahead, the pull-back at theta1
+/// and the JVP at theta0.
+fn meta_jvp(m: &mut PluginModel) -> (Vec<f32>, JvpMethod) {
+    m.init(1).unwrap();
+    let mut out = [0.0f32];
+    m.forward(0, &[0], Mode::Train { seed: 0 }, &mut out, None)
+        .unwrap();
+    m.meta_lookahead(&[0.7], 0.1, 0.0).unwrap();
+    m.forward(1, &[0], Mode::Train { seed: 1 }, &mut out, None)
+        .unwrap();
+    m.meta_pullback(&[-1.3]).unwrap();
+    let mut jv = [0.0f32];
+    let how = m.meta_jvp(&mut jv).unwrap();
+    (jv.to_vec(), how)
+}
+
 #[test]
 fn a_plugin_without_jvp_gets_a_finite_difference_once_announced() {
     let p = TaskPlugin::load(&build_plugin("evomal-test-fixtures"), "{}").unwrap();
     let mut m = p.create_model("no-jvp", "{}").unwrap();
     assert!(!m.has_jvp());
-    let mut theta = vec![0.0; m.n_params()];
-    m.init(1, &mut theta).unwrap();
-    let x = [0.3f32, -1.2, 2.0];
-    let v: Vec<f32> = (0..theta.len()).map(|j| (j as f32 * 0.7).sin()).collect();
-    let r = [1.0f32, -0.5, 0.25];
-    let mut out = [0.0f32; 3];
-    m.forward(&theta, &x, 3, &mut out).unwrap();
-    let mut grad = vec![0.0; theta.len()];
-    m.backward(&theta, &r, &mut grad).unwrap();
-    let mut jv = [0.0f32; 3];
-    let first = m.jvp_or_fd(&theta, &x, 3, &v, &mut jv).unwrap();
+    let (fd, first) = meta_jvp(&mut m);
     assert_eq!(first, JvpMethod::CentralDifference { first: true });
-    let (lhs, rhs) = (dot(&r, &jv), dot(&grad, &v));
-    assert!(
-        (lhs - rhs).abs() < 1e-3 * (1.0 + rhs.abs()),
-        "fd <r,Jv> {lhs} vs <J^T r,v> {rhs}"
-    );
-    let again = m.jvp_or_fd(&theta, &x, 3, &v, &mut jv).unwrap();
+    let (_, again) = meta_jvp(&mut m);
     assert_eq!(again, JvpMethod::CentralDifference { first: false });
-    // A model with a JVP uses it.
-    let mut lin = diabetes().create_model("linear", "{}").unwrap();
-    let mut th = vec![0.1; lin.n_params()];
-    lin.init(0, &mut th).unwrap();
-    let mut o = [0.0f32; 1];
-    assert_eq!(
-        lin.jvp_or_fd(&th, &[0.5; 10], 1, &[1.0; 11], &mut o)
-            .unwrap(),
-        JvpMethod::Exact
+    // The same model with its JVP: the difference agrees with it.
+    let mut exact = p.create_model("jvp", "{}").unwrap();
+    let (jv, how) = meta_jvp(&mut exact);
+    assert_eq!(how, JvpMethod::Exact);
+    assert!(
+        (fd[0] - jv[0]).abs() < 1e-3 * (1.0 + jv[0].abs()) && jv[0] != 0.0,
+        "finite difference {fd:?} vs exact {jv:?}"
     );
+    let err = exact.meta_jvp(&mut [0.0]).unwrap_err();
+    assert!(err.to_string().contains("needs `meta_lookahead`"), "{err}");
 }

@@ -4,6 +4,12 @@
 //! [`PluginDecl`]. The host reads `abi_version` and `decl_size` before any other field and
 //! refuses a plugin whose version differs from [`ABI_VERSION`].
 //!
+//! Since v3 a model instance is device-resident: it owns its parameters, its buffers
+//! (BatchNorm's running statistics) and its optimiser state, and reads its own inputs by
+//! example index. Only per-batch outputs, output gradients and targets, example indices, seeds
+//! and scalar settings cross the boundary; the host runs the training loop, the loss and the
+//! learning-rate schedule.
+//!
 //! Rules: only POD, pointer + length pairs and [`Status`] codes cross the boundary; memory is
 //! freed by whoever allocated it (a model handle is released by the plugin's `drop_model`);
 //! every entry point catches panics and reports them as [`STATUS_PANIC`] with the message in the
@@ -12,8 +18,8 @@
 use std::ffi::c_void;
 
 /// Bumped on every incompatible change of [`PluginDecl`] or the semantics of an entry.
-/// v2: `model_layers`.
-pub const ABI_VERSION: u32 = 2;
+/// v2: `model_layers`. v3: model instances own their parameters, state and optimiser.
+pub const ABI_VERSION: u32 = 3;
 
 /// The exported function that returns `*const PluginDecl`.
 pub const ENTRY_SYMBOL: &str = "evomal_plugin_entry";
@@ -29,10 +35,25 @@ pub const STATUS_PANIC: Status = 2;
 pub const KIND_REGRESSION: u32 = 0;
 pub const KIND_CLASSIFICATION: u32 = 1;
 
-/// Split indices for `read_batch`.
+/// Split indices.
 pub const SPLIT_TRAIN: u32 = 0;
 pub const SPLIT_VALID: u32 = 1;
 pub const SPLIT_TEST: u32 = 2;
+
+/// Pass modes in [`Batch::mode`].
+pub const MODE_EVAL: u32 = 0;
+/// Batch statistics, dropout masks and (on the training split) augmentation drawn from
+/// [`Batch::seed`]; the running statistics move.
+pub const MODE_TRAIN: u32 = 1;
+
+/// Optimiser kinds in [`OptimizerDesc::kind`].
+pub const OPTIMIZER_SGD: u32 = 0;
+pub const OPTIMIZER_ADAM: u32 = 1;
+
+/// How `meta_jvp` computed its product.
+pub const JVP_EXACT: u32 = 0;
+/// A central finite difference: the model has no JVP.
+pub const JVP_FINITE_DIFFERENCE: u32 = 1;
 
 /// A host-owned buffer for an error message; the plugin writes at most `cap` bytes of UTF-8
 /// and sets `len`.
@@ -66,6 +87,9 @@ pub struct TaskInfo {
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct ModelInfo {
     pub n_params: u64,
+    /// Floats of a snapshot: the parameters first (laid out as `model_layers` describes
+    /// them), then the state, then the optimiser's.
+    pub snapshot_len: u64,
     pub n_outputs: u32,
     /// 1 when `jvp` is implemented for this model.
     pub has_jvp: u32,
@@ -80,6 +104,11 @@ pub const LAYER_FLATTEN: u32 = 4;
 pub const LAYER_CONV2D: u32 = 5;
 pub const LAYER_MAX_POOL: u32 = 6;
 pub const LAYER_AVG_POOL: u32 = 7;
+pub const LAYER_GLOBAL_AVG_POOL: u32 = 8;
+pub const LAYER_BATCH_NORM: u32 = 9;
+pub const LAYER_DROPOUT: u32 = 10;
+/// A residual block; its parts are not described yet.
+pub const LAYER_RESIDUAL: u32 = 11;
 
 /// One layer of a model that is a plain stack, from `model_layers`: enough for the host to run
 /// the model itself (on the GPU) on the same flat parameter vector.
@@ -95,6 +124,33 @@ pub struct LayerDesc {
     /// Where the layer's parameters start in the flat vector. Dense: `inputs x outputs` weights,
     /// row-major, then `outputs` biases; `y = x W + b`.
     pub param_offset: u64,
+}
+
+/// A batch for `forward`: examples `idx[0..n]` of `split`, in `mode`, with `seed` for what a
+/// training pass draws.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct Batch {
+    pub split: u32,
+    pub mode: u32,
+    pub seed: u64,
+    pub idx: *const u64,
+    pub n: usize,
+}
+
+/// The optimiser a model instance steps with (PyTorch's rules, no dampening).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct OptimizerDesc {
+    /// `OPTIMIZER_*`.
+    pub kind: u32,
+    /// SGD: 1 for Nesterov momentum.
+    pub nesterov: u32,
+    pub momentum: f32,
+    pub weight_decay: f32,
+    pub beta1: f32,
+    pub beta2: f32,
+    pub eps: f32,
 }
 
 /// Opaque model handle, created by `create_model`, released by `drop_model`.
@@ -118,28 +174,32 @@ pub struct PluginDecl {
     /// to the full length (call again with a larger buffer when `len > cap`).
     pub model_names:
         unsafe extern "C" fn(buf: *mut u8, cap: usize, len: *mut usize, err: *mut ErrBuf) -> Status,
-    /// Creates model `name` with `params` (a JSON object, UTF-8).
+    /// Creates model `name` with `params` (a JSON object, UTF-8), initialised from `seed`,
+    /// with plain SGD (lr from `step`) as its optimiser.
     pub create_model: unsafe extern "C" fn(
         name: *const u8,
         name_len: usize,
         params: *const u8,
         params_len: usize,
+        seed: u64,
         out: *mut ModelHandle,
         err: *mut ErrBuf,
     ) -> Status,
     pub drop_model: unsafe extern "C" fn(model: ModelHandle),
     pub model_info:
         unsafe extern "C" fn(model: ModelHandle, out: *mut ModelInfo, err: *mut ErrBuf) -> Status,
-    /// Fills `params` (`n` floats, host memory) with an initialisation drawn from `seed`.
-    pub init_params: unsafe extern "C" fn(
+    /// Writes the model's layers, first to last, into `out` (room for `cap`) and sets `len` to
+    /// their count; call again with a larger buffer when `len > cap`. `len = 0`: the model is
+    /// not described as layers (the host then cannot run it itself).
+    pub model_layers: unsafe extern "C" fn(
         model: ModelHandle,
-        seed: u64,
-        params: *mut f32,
-        n: usize,
+        out: *mut LayerDesc,
+        cap: usize,
+        len: *mut usize,
         err: *mut ErrBuf,
     ) -> Status,
     /// Copies examples `idx[0..n]` of `split` into `x` (`n * prod(input_shape)` floats) and
-    /// `y` (`n * target_width` floats).
+    /// `y` (`n * target_width` floats), untransformed: for hosts that run the model themselves.
     pub read_batch: unsafe extern "C" fn(
         split: u32,
         idx: *const u64,
@@ -150,48 +210,78 @@ pub struct PluginDecl {
         y_len: usize,
         err: *mut ErrBuf,
     ) -> Status,
-    /// Outputs for a batch: `out` holds `batch * n_outputs` floats. Keeps what `backward` needs.
+    /// Re-initialises parameters and state from `seed` and clears the optimiser's state.
+    pub init: unsafe extern "C" fn(model: ModelHandle, seed: u64, err: *mut ErrBuf) -> Status,
+    /// Sets the optimiser (its state starts afresh).
+    pub set_optimizer: unsafe extern "C" fn(
+        model: ModelHandle,
+        opt: *const OptimizerDesc,
+        err: *mut ErrBuf,
+    ) -> Status,
+    /// Runs `batch` through the model: `out` gets `n * n_outputs` floats, `targets` (null, or
+    /// `n * target_width` floats) the batch's targets. Keeps what `step` and the meta entries
+    /// need.
     pub forward: unsafe extern "C" fn(
         model: ModelHandle,
-        params: *const f32,
-        n_params: usize,
-        x: *const f32,
-        batch: usize,
+        batch: *const Batch,
         out: *mut f32,
         out_len: usize,
+        targets: *mut f32,
+        targets_len: usize,
         err: *mut ErrBuf,
     ) -> Status,
-    /// Vector-Jacobian product for the last `forward`: `grad = (d out / d params)^T dout`.
-    pub backward: unsafe extern "C" fn(
+    /// Back-propagates `dout` (the gradient of the loss with respect to the last forward's
+    /// outputs) and takes one optimiser step with learning rate `lr`.
+    pub step: unsafe extern "C" fn(
         model: ModelHandle,
-        params: *const f32,
-        n_params: usize,
         dout: *const f32,
         dout_len: usize,
-        grad: *mut f32,
+        lr: f32,
         err: *mut ErrBuf,
     ) -> Status,
-    /// Writes the model's layers, first to last, into `out` (room for `cap`) and sets `len` to
-    /// their count; call again with a larger buffer when `len > cap`. `len = 0`: the model is
-    /// not described as layers (the host then runs it only through `forward`/`backward`).
-    pub model_layers: unsafe extern "C" fn(
+    /// Sets `out` to 1 when every parameter and state value is finite, else 0.
+    pub all_finite:
+        unsafe extern "C" fn(model: ModelHandle, out: *mut u32, err: *mut ErrBuf) -> Status,
+    /// Copies the whole state (`snapshot_len` floats) into `buf`.
+    pub snapshot: unsafe extern "C" fn(
         model: ModelHandle,
-        out: *mut LayerDesc,
-        cap: usize,
-        len: *mut usize,
+        buf: *mut f32,
+        len: usize,
         err: *mut ErrBuf,
     ) -> Status,
-    /// Jacobian-vector product: `out = (d out / d params) tangent` at `params` on batch `x`.
-    /// Returns [`STATUS_ERROR`] with a message when the model has no JVP (`has_jvp == 0`).
-    pub jvp: unsafe extern "C" fn(
+    /// Restores a state that `snapshot` wrote.
+    pub restore: unsafe extern "C" fn(
         model: ModelHandle,
-        params: *const f32,
-        n_params: usize,
-        x: *const f32,
-        batch: usize,
-        tangent: *const f32,
+        buf: *const f32,
+        len: usize,
+        err: *mut ErrBuf,
+    ) -> Status,
+    /// The exact one-step meta-gradient, first part. After a training-mode `forward` at
+    /// parameters theta0 whose loss gradient is `g` (`dout`): keeps theta0 and sets the
+    /// parameters to the look-ahead `theta1 = theta0 - lr_eff (J^T g + weight_decay theta0)`.
+    pub meta_lookahead: unsafe extern "C" fn(
+        model: ModelHandle,
+        dout: *const f32,
+        dout_len: usize,
+        lr_eff: f32,
+        weight_decay: f32,
+        err: *mut ErrBuf,
+    ) -> Status,
+    /// Second part: after a `forward` at theta1 (a validation batch), pulls `dout` (the task
+    /// loss's output gradient) back to the parameters, `v = J(theta1)^T dout`.
+    pub meta_pullback: unsafe extern "C" fn(
+        model: ModelHandle,
+        dout: *const f32,
+        dout_len: usize,
+        err: *mut ErrBuf,
+    ) -> Status,
+    /// Third part: restores theta0 and writes `J(theta0) v` on the look-ahead's training
+    /// batch (same examples, mode and seed) into `out`; `method` gets `JVP_*`.
+    pub meta_jvp: unsafe extern "C" fn(
+        model: ModelHandle,
         out: *mut f32,
         out_len: usize,
+        method: *mut u32,
         err: *mut ErrBuf,
     ) -> Status,
 }

@@ -7,11 +7,12 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::OnceLock;
 
 use crate::abi::*;
-use crate::{Model, Params, Split, Task};
+use crate::instance::ModelInstance;
+use crate::{Mode, Params, Split, Task};
 
 /// The process-wide instance of a task: `export_task!` provides the cell, the defaults do the
 /// rest.
-pub trait Instance: Task {
+pub trait Exported: Task {
     /// The task, with the configuration it was loaded with.
     fn cell() -> &'static OnceLock<(String, Result<Self, String>)>;
 
@@ -42,7 +43,7 @@ fn load<T: Task>(config: &str) -> Result<T, String> {
 }
 
 /// The declaration for task `T` (used by `export_task!` to build its static).
-pub const fn decl<T: Instance>() -> PluginDecl {
+pub const fn decl<T: Exported>() -> PluginDecl {
     PluginDecl {
         abi_version: ABI_VERSION,
         decl_size: size_of::<PluginDecl>() as u32,
@@ -52,14 +53,20 @@ pub const fn decl<T: Instance>() -> PluginDecl {
         describe: describe::<T>,
         model_names: model_names::<T>,
         create_model: create_model::<T>,
-        drop_model,
-        model_info,
-        init_params,
+        drop_model: drop_model::<T>,
+        model_info: model_info::<T>,
+        model_layers: model_layers::<T>,
         read_batch: read_batch::<T>,
-        forward,
-        backward,
-        model_layers,
-        jvp,
+        init: init::<T>,
+        set_optimizer: set_optimizer::<T>,
+        forward: forward::<T>,
+        step: step::<T>,
+        all_finite: all_finite::<T>,
+        snapshot: snapshot::<T>,
+        restore: restore::<T>,
+        meta_lookahead: meta_lookahead::<T>,
+        meta_pullback: meta_pullback::<T>,
+        meta_jvp: meta_jvp::<T>,
     }
 }
 
@@ -112,10 +119,19 @@ unsafe fn slice_mut<'a, T>(p: *mut T, n: usize) -> Result<&'a mut [T], String> {
 }
 
 /// # Safety
-/// `model` must come from `create_model` and not be released yet.
-unsafe fn model<'a>(model: ModelHandle) -> Result<&'a mut Box<dyn Model>, String> {
-    // SAFETY: handles are `Box<Box<dyn Model>>` turned into raw pointers by `create_model`.
-    unsafe { (model as *mut Box<dyn Model>).as_mut() }.ok_or_else(|| "null model handle".into())
+/// `model` must come from `create_model::<T>` and not be released yet.
+unsafe fn model<'a, T: Task>(model: ModelHandle) -> Result<&'a mut ModelInstance<T>, String> {
+    // SAFETY: handles are `Box<ModelInstance<T>>` turned into raw pointers by `create_model`.
+    unsafe { (model as *mut ModelInstance<T>).as_mut() }.ok_or_else(|| "null model handle".into())
+}
+
+/// # Safety
+/// `p` must be null or valid for one write.
+unsafe fn write<T>(p: *mut T, v: T) -> Result<(), String> {
+    // SAFETY: guaranteed by the caller.
+    unsafe { p.as_mut() }
+        .map(|o| *o = v)
+        .ok_or_else(|| "null output pointer".into())
 }
 
 fn check_len(what: &str, got: usize, want: usize) -> Result<(), String> {
@@ -126,7 +142,7 @@ fn check_len(what: &str, got: usize, want: usize) -> Result<(), String> {
     }
 }
 
-unsafe extern "C" fn configure<T: Instance>(
+unsafe extern "C" fn configure<T: Exported>(
     config: *const u8,
     len: usize,
     err: *mut ErrBuf,
@@ -139,7 +155,7 @@ unsafe extern "C" fn configure<T: Instance>(
     })
 }
 
-unsafe extern "C" fn describe<T: Instance>(out: *mut TaskInfo, err: *mut ErrBuf) -> Status {
+unsafe extern "C" fn describe<T: Exported>(out: *mut TaskInfo, err: *mut ErrBuf) -> Status {
     guard(err, || {
         let info = T::instance()?.info();
         // SAFETY: the host passes a valid `TaskInfo` to write.
@@ -149,7 +165,7 @@ unsafe extern "C" fn describe<T: Instance>(out: *mut TaskInfo, err: *mut ErrBuf)
     })
 }
 
-unsafe extern "C" fn model_names<T: Instance>(
+unsafe extern "C" fn model_names<T: Exported>(
     buf: *mut u8,
     cap: usize,
     len: *mut usize,
@@ -168,11 +184,12 @@ unsafe extern "C" fn model_names<T: Instance>(
     })
 }
 
-unsafe extern "C" fn create_model<T: Instance>(
+unsafe extern "C" fn create_model<T: Exported>(
     name: *const u8,
     name_len: usize,
     params: *const u8,
     params_len: usize,
+    seed: u64,
     out: *mut ModelHandle,
     err: *mut ErrBuf,
 ) -> Status {
@@ -184,42 +201,37 @@ unsafe extern "C" fn create_model<T: Instance>(
         let params = std::str::from_utf8(unsafe { slice(params, params_len) }?)
             .map_err(|e| e.to_string())?;
         let params = Params::parse_for(&format!("model `{name}`"), params)?;
-        let m = T::instance()?.create_model(name, &params)?;
+        let task = T::instance()?;
+        let m = task.create_model(name, &params)?;
         params.finish()?;
-        let handle = Box::into_raw(Box::new(m)) as *mut c_void;
+        let inst = ModelInstance::new(task, m, seed).map_err(|e| format!("model `{name}`: {e}"))?;
+        let handle = Box::into_raw(Box::new(inst)) as *mut c_void;
         // SAFETY: `out` is a valid out-pointer from the host.
-        unsafe { out.as_mut() }
-            .map(|o| *o = handle)
-            .ok_or("null output".into())
+        unsafe { write(out, handle) }
     })
 }
 
-unsafe extern "C" fn drop_model(model: ModelHandle) {
+unsafe extern "C" fn drop_model<T: Exported>(model: ModelHandle) {
     if !model.is_null() {
         let _ = catch_unwind(|| {
-            // SAFETY: the handle came from `create_model` and the host releases it once.
-            drop(unsafe { Box::from_raw(model as *mut Box<dyn Model>) });
+            // SAFETY: the handle came from `create_model::<T>` and the host releases it once.
+            drop(unsafe { Box::from_raw(model as *mut ModelInstance<T>) });
         });
     }
 }
 
-unsafe extern "C" fn model_info(m: ModelHandle, out: *mut ModelInfo, err: *mut ErrBuf) -> Status {
+unsafe extern "C" fn model_info<T: Exported>(
+    m: ModelHandle,
+    out: *mut ModelInfo,
+    err: *mut ErrBuf,
+) -> Status {
     guard(err, || {
-        // SAFETY: `m` is a live handle.
-        let m = unsafe { model(m) }?;
-        let info = ModelInfo {
-            n_params: m.n_params() as u64,
-            n_outputs: m.n_outputs() as u32,
-            has_jvp: m.has_jvp() as u32,
-        };
-        // SAFETY: `out` is a valid out-pointer.
-        unsafe { out.as_mut() }
-            .map(|o| *o = info)
-            .ok_or("null output".into())
+        // SAFETY: `m` is a live handle; `out` a valid out-pointer.
+        unsafe { write(out, model::<T>(m)?.info()) }
     })
 }
 
-unsafe extern "C" fn model_layers(
+unsafe extern "C" fn model_layers<T: Exported>(
     m: ModelHandle,
     out: *mut LayerDesc,
     cap: usize,
@@ -228,12 +240,9 @@ unsafe extern "C" fn model_layers(
 ) -> Status {
     guard(err, || {
         // SAFETY: `m` is a live handle; `out` has room for `cap` entries (or is null with 0).
-        let m = unsafe { model(m) }?;
-        let layers = m.layers();
+        let layers = unsafe { model::<T>(m) }?.layers();
         // SAFETY: `len` is a valid out-pointer.
-        unsafe { len.as_mut() }
-            .map(|l| *l = layers.len())
-            .ok_or("null length")?;
+        unsafe { write(len, layers.len()) }?;
         if layers.len() <= cap && !layers.is_empty() {
             // SAFETY: as above.
             let out = unsafe { slice_mut(out, layers.len()) }?;
@@ -243,24 +252,8 @@ unsafe extern "C" fn model_layers(
     })
 }
 
-unsafe extern "C" fn init_params(
-    m: ModelHandle,
-    seed: u64,
-    params: *mut f32,
-    n: usize,
-    err: *mut ErrBuf,
-) -> Status {
-    guard(err, || {
-        // SAFETY: `m` is a live handle; `params` holds `n` floats.
-        let (m, params) = unsafe { (model(m)?, slice_mut(params, n)?) };
-        check_len("params", n, m.n_params())?;
-        m.init(seed, params);
-        Ok(())
-    })
-}
-
 #[allow(clippy::too_many_arguments)]
-unsafe extern "C" fn read_batch<T: Instance>(
+unsafe extern "C" fn read_batch<T: Exported>(
     split: u32,
     idx: *const u64,
     n: usize,
@@ -292,92 +285,148 @@ unsafe extern "C" fn read_batch<T: Instance>(
     })
 }
 
-#[allow(clippy::too_many_arguments)]
-unsafe extern "C" fn forward(
-    m: ModelHandle,
-    params: *const f32,
-    n_params: usize,
-    x: *const f32,
-    batch: usize,
-    out: *mut f32,
-    out_len: usize,
-    err: *mut ErrBuf,
-) -> Status {
+unsafe extern "C" fn init<T: Exported>(m: ModelHandle, seed: u64, err: *mut ErrBuf) -> Status {
     guard(err, || {
-        // SAFETY: `m` is a live handle and each buffer has the length passed with it.
-        let m = unsafe { model(m) }?;
-        check_len("params", n_params, m.n_params())?;
-        check_len("out", out_len, batch * m.n_outputs())?;
-        let x_len = m.input_len() * batch;
-        // SAFETY: as above; `x` holds one example of `input_len` floats per batch row.
-        let (params, x, out) = unsafe {
-            (
-                slice(params, n_params)?,
-                slice(x, x_len)?,
-                slice_mut(out, out_len)?,
-            )
-        };
-        m.forward(params, x, batch, out)
+        // SAFETY: `m` is a live handle.
+        unsafe { model::<T>(m) }?.init(seed);
+        Ok(())
     })
 }
 
-#[allow(clippy::too_many_arguments)]
-unsafe extern "C" fn backward(
+unsafe extern "C" fn set_optimizer<T: Exported>(
     m: ModelHandle,
-    params: *const f32,
-    n_params: usize,
+    opt: *const OptimizerDesc,
+    err: *mut ErrBuf,
+) -> Status {
+    guard(err, || {
+        // SAFETY: `m` is a live handle; `opt` points to one descriptor.
+        let (m, opt) = unsafe { (model::<T>(m)?, opt.as_ref()) };
+        m.set_optimizer(opt.ok_or("null optimizer")?)
+    })
+}
+
+unsafe extern "C" fn forward<T: Exported>(
+    m: ModelHandle,
+    batch: *const Batch,
+    out: *mut f32,
+    out_len: usize,
+    targets: *mut f32,
+    targets_len: usize,
+    err: *mut ErrBuf,
+) -> Status {
+    guard(err, || {
+        // SAFETY: `m` is a live handle; `batch` points to one descriptor whose `idx` holds `n`
+        // indices; `out` and `targets` (null when not wanted) have the lengths passed.
+        let (m, b) = unsafe { (model::<T>(m)?, batch.as_ref().ok_or("null batch")?) };
+        // SAFETY: as above.
+        let (idx, out) = unsafe { (slice(b.idx, b.n)?, slice_mut(out, out_len)?) };
+        let targets = if targets.is_null() {
+            None
+        } else {
+            // SAFETY: as above.
+            Some(unsafe { slice_mut(targets, targets_len) }?)
+        };
+        let mode = match b.mode {
+            MODE_EVAL => Mode::Eval,
+            MODE_TRAIN => Mode::Train { seed: b.seed },
+            k => return Err(format!("pass mode {k} does not exist (0 eval, 1 train)")),
+        };
+        m.forward(Split::from_index(b.split)?, idx, mode, out, targets)
+    })
+}
+
+unsafe extern "C" fn step<T: Exported>(
+    m: ModelHandle,
     dout: *const f32,
     dout_len: usize,
-    grad: *mut f32,
+    lr: f32,
     err: *mut ErrBuf,
 ) -> Status {
     guard(err, || {
-        // SAFETY: `m` is a live handle and each buffer has the length passed with it.
-        let m = unsafe { model(m) }?;
-        check_len("params", n_params, m.n_params())?;
-        // SAFETY: as above; `grad` has one float per parameter.
-        let (params, dout, grad) = unsafe {
-            (
-                slice(params, n_params)?,
-                slice(dout, dout_len)?,
-                slice_mut(grad, n_params)?,
-            )
-        };
-        m.backward(params, dout, grad)
+        // SAFETY: `m` is a live handle; `dout` holds `dout_len` floats.
+        let (m, dout) = unsafe { (model::<T>(m)?, slice(dout, dout_len)?) };
+        m.step(dout, lr)
     })
 }
 
-#[allow(clippy::too_many_arguments)]
-unsafe extern "C" fn jvp(
+unsafe extern "C" fn all_finite<T: Exported>(
     m: ModelHandle,
-    params: *const f32,
-    n_params: usize,
-    x: *const f32,
-    batch: usize,
-    tangent: *const f32,
-    out: *mut f32,
-    out_len: usize,
+    out: *mut u32,
     err: *mut ErrBuf,
 ) -> Status {
     guard(err, || {
-        // SAFETY: `m` is a live handle and each buffer has the length passed with it.
-        let m = unsafe { model(m) }?;
-        if !m.has_jvp() {
-            return Err("this model implements no JVP".into());
-        }
-        check_len("params", n_params, m.n_params())?;
-        check_len("out", out_len, batch * m.n_outputs())?;
-        let x_len = m.input_len() * batch;
-        // SAFETY: as above; `tangent` has one float per parameter.
-        let (params, x, tangent, out) = unsafe {
-            (
-                slice(params, n_params)?,
-                slice(x, x_len)?,
-                slice(tangent, n_params)?,
-                slice_mut(out, out_len)?,
-            )
-        };
-        m.jvp(params, x, batch, tangent, out)
+        // SAFETY: `m` is a live handle; `out` a valid out-pointer.
+        unsafe { write(out, model::<T>(m)?.all_finite() as u32) }
+    })
+}
+
+unsafe extern "C" fn snapshot<T: Exported>(
+    m: ModelHandle,
+    buf: *mut f32,
+    len: usize,
+    err: *mut ErrBuf,
+) -> Status {
+    guard(err, || {
+        // SAFETY: `m` is a live handle; `buf` holds `len` floats.
+        let (m, buf) = unsafe { (model::<T>(m)?, slice_mut(buf, len)?) };
+        m.snapshot(buf)
+    })
+}
+
+unsafe extern "C" fn restore<T: Exported>(
+    m: ModelHandle,
+    buf: *const f32,
+    len: usize,
+    err: *mut ErrBuf,
+) -> Status {
+    guard(err, || {
+        // SAFETY: `m` is a live handle; `buf` holds `len` floats.
+        let (m, buf) = unsafe { (model::<T>(m)?, slice(buf, len)?) };
+        m.restore(buf)
+    })
+}
+
+unsafe extern "C" fn meta_lookahead<T: Exported>(
+    m: ModelHandle,
+    dout: *const f32,
+    dout_len: usize,
+    lr_eff: f32,
+    weight_decay: f32,
+    err: *mut ErrBuf,
+) -> Status {
+    guard(err, || {
+        // SAFETY: `m` is a live handle; `dout` holds `dout_len` floats.
+        let (m, dout) = unsafe { (model::<T>(m)?, slice(dout, dout_len)?) };
+        m.meta_lookahead(dout, lr_eff, weight_decay)
+    })
+}
+
+unsafe extern "C" fn meta_pullback<T: Exported>(
+    m: ModelHandle,
+    dout: *const f32,
+    dout_len: usize,
+    err: *mut ErrBuf,
+) -> Status {
+    guard(err, || {
+        // SAFETY: `m` is a live handle; `dout` holds `dout_len` floats.
+        let (m, dout) = unsafe { (model::<T>(m)?, slice(dout, dout_len)?) };
+        m.meta_pullback(dout)
+    })
+}
+
+unsafe extern "C" fn meta_jvp<T: Exported>(
+    m: ModelHandle,
+    out: *mut f32,
+    out_len: usize,
+    method: *mut u32,
+    err: *mut ErrBuf,
+) -> Status {
+    guard(err, || {
+        // SAFETY: `m` is a live handle; `out` holds `out_len` floats; `method` an out-pointer.
+        let (m, out) = unsafe { (model::<T>(m)?, slice_mut(out, out_len)?) };
+        let how = m.meta_jvp(out)?;
+        // SAFETY: as above.
+        unsafe { write(method, how) }
     })
 }
 
@@ -385,7 +434,7 @@ unsafe extern "C" fn jvp(
 #[macro_export]
 macro_rules! export_task {
     ($task:ty) => {
-        impl $crate::export::Instance for $task {
+        impl $crate::export::Exported for $task {
             fn cell() -> &'static ::std::sync::OnceLock<(
                 ::std::string::String,
                 ::std::result::Result<$task, ::std::string::String>,

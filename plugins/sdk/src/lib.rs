@@ -3,7 +3,9 @@
 //! A plugin is a `cdylib` that implements [`Task`] (its data and the models it offers) and
 //! exports it with [`export_task!`]. Models are usually a [`Sequential`] stack of the layers in
 //! [`layers`], which come with forward, backward and forward-mode (JVP) passes on the CPU.
-//! The C contract with the host is in [`abi`]; plugin authors rarely need to read it.
+//! [`instance::ModelInstance`] turns any [`Model`] into what the training ABI asks for (its
+//! parameters, state and optimiser kept in the plugin), so a plugin author declares data and
+//! layers only. The C contract with the host is in [`abi`]; plugin authors rarely need it.
 //!
 //! ```text
 //! struct MyTask { /* data */ }
@@ -14,13 +16,25 @@
 pub mod abi;
 pub mod data;
 pub mod export;
+pub mod instance;
 pub mod layers;
+pub mod models;
+pub mod optim;
 
 use std::cell::RefCell;
 use std::collections::BTreeSet;
 
 pub use abi::{KIND_CLASSIFICATION, KIND_REGRESSION, TaskInfo};
-pub use layers::{Builder, Geom, Init, Layer, Sequential};
+pub use layers::{Builder, Geom, Init, Layer, Mode, Sequential};
+
+/// A seed for stream `id` of a pass seeded with `seed` (SplitMix64's finaliser): dropout
+/// layers, augmentation and the host's per-step seeds draw from their own streams this way.
+pub fn mix_seed(seed: u64, id: u64) -> u64 {
+    let mut z = seed ^ id.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
 
 /// A data split.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -62,39 +76,57 @@ pub trait Task: Sized + Send + Sync + 'static {
         x: &mut [f32],
         y: &mut [f32],
     ) -> Result<(), String>;
+
+    /// Transforms a training batch `x` of `n` examples in place before a training pass (random
+    /// crops, flips, ...), drawing from `seed` only. The default changes nothing.
+    fn augment(&self, _x: &mut [f32], _n: usize, _seed: u64) {}
 }
 
-/// A model over a flat, host-owned `f32` parameter vector.
+/// A model as functions of a flat `f32` parameter vector and a flat state vector (BatchNorm's
+/// running statistics), both owned by whoever runs it ([`instance::ModelInstance`] for the
+/// host).
 pub trait Model: Send {
     fn n_params(&self) -> usize;
+    /// Floats of state that are not parameters (running statistics); 0 by default.
+    fn n_state(&self) -> usize {
+        0
+    }
     /// Floats per input example.
     fn input_len(&self) -> usize;
     fn n_outputs(&self) -> usize;
     fn has_jvp(&self) -> bool {
         false
     }
-    fn init(&self, seed: u64, params: &mut [f32]);
+    /// Initial parameters and state drawn from `seed`.
+    fn init(&self, seed: u64, params: &mut [f32], state: &mut [f32]);
     /// The model as a stack of layers over its parameter vector, for hosts that run it
     /// themselves (the GPU trainer); empty when it is not one. [`Sequential`] describes itself.
     fn layers(&self) -> Vec<abi::LayerDesc> {
         Vec::new()
     }
-    /// Outputs for a batch; keeps what `backward` needs.
+    /// Outputs for a batch in `mode`; keeps what `backward` needs. A training pass may update
+    /// `state`.
     fn forward(
         &mut self,
         params: &[f32],
+        state: &mut [f32],
         x: &[f32],
         batch: usize,
+        mode: Mode,
         out: &mut [f32],
     ) -> Result<(), String>;
-    /// `grad = J^T dout` for the last `forward`.
+    /// `grad = J^T dout` for the last `forward` (overwriting `grad`).
     fn backward(&mut self, params: &[f32], dout: &[f32], grad: &mut [f32]) -> Result<(), String>;
-    /// `out = J tangent` at `params` on batch `x`.
+    /// `out = J tangent` at `params` on batch `x` in `mode` (a training pass with the same seed
+    /// as a `forward` is the same function); leaves `state` as it is.
+    #[allow(clippy::too_many_arguments)]
     fn jvp(
         &mut self,
         _params: &[f32],
+        _state: &[f32],
         _x: &[f32],
         _batch: usize,
+        _mode: Mode,
         _tangent: &[f32],
         _out: &mut [f32],
     ) -> Result<(), String> {

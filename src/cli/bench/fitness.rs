@@ -150,7 +150,7 @@ pub fn bench_fitness(
 impl Bench<'_> {
     fn init(&self, model: &mut PluginModel) -> Result<Vec<f32>, PluginError> {
         let mut init = vec![0.0f32; model.n_params()];
-        model.init(self.seed, &mut init)?;
+        model.initial_params(self.seed, &mut init)?;
         Ok(init)
     }
 

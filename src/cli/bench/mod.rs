@@ -414,8 +414,7 @@ fn train_steps_per_second(manifest: &Path, steps: usize) -> anyhow::Result<Strin
     let loss = task.kind.baseline();
     let kernel = jit::compile(&loss, KernelKind::LossGrad)?;
     let mut model = plugin.create_model(&manifest.task.model, &manifest.params_json())?;
-    let mut params = vec![0.0f32; model.n_params()];
-    model.init(0, &mut params)?;
+    let n_params = model.n_params();
     let cfg = manifest.testing_config();
     let mut run = |steps: usize, seed: u64| {
         let cfg = TrainConfig {
@@ -423,7 +422,8 @@ fn train_steps_per_second(manifest: &Path, steps: usize) -> anyhow::Result<Strin
             ..cfg.clone()
         };
         let w = loss.weights();
-        task.train(&mut model, &kernel, w, &cfg, &mut params, seed, &mut |_| {})
+        model.init(seed)?;
+        task.train(&mut model, &kernel, w, &cfg, seed, &mut |_| {})
     };
     run(20, 0)?;
     let t = Instant::now();
@@ -433,10 +433,10 @@ fn train_steps_per_second(manifest: &Path, steps: usize) -> anyhow::Result<Strin
     Ok(json!({
         "task": plugin.name(),
         "model": manifest.task.model,
-        "n_params": params.len(),
+        "n_params": n_params,
         "batch": batch,
         "steps_per_s": rate,
-        "gflops_estimate": rate * 6.0 * batch as f64 * params.len() as f64 / 1e9,
+        "gflops_estimate": rate * 6.0 * batch as f64 * n_params as f64 / 1e9,
     })
     .to_string())
 }

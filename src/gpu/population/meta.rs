@@ -235,7 +235,7 @@ impl<'t> GpuMetaGradient<'t> {
             fill_u32(&mut self.train_idx[c * bt..][..bt], s.train);
             fill_u32(&mut self.valid_idx[c * bv..][..bv], s.valid);
             self.phis[c * stride..][..s.phi.len()].copy_from_slice(s.phi);
-            model.init(s.init_seed, &mut self.theta0[c * n_params..][..n_params])?;
+            model.initial_params(s.init_seed, &mut self.theta0[c * n_params..][..n_params])?;
         }
         let q = &gpu.queue;
         q.write_buffer(&self.net.params, 0, bytemuck::cast_slice(&self.theta0));

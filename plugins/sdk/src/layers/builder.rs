@@ -4,6 +4,8 @@ use super::{Geom, Init, Layer, Sequential, conv_out};
 
 /// Builds a [`Sequential`] while tracking the shape, so spatial layers need no hand-computed
 /// geometry: `Builder::new(1, 28, 28).conv(6, 5, 2).tanh().avg_pool(2).flatten().dense(10)`.
+/// A residual block is built from the current shape by closures:
+/// `b.residual(|b| b.conv(16, 3, 1).relu().conv(16, 3, 1))`.
 pub struct Builder {
     input_len: usize,
     shape: Geom,
@@ -27,14 +29,29 @@ impl Builder {
         self
     }
 
-    pub fn conv(mut self, c_out: usize, k: usize, pad: usize) -> Builder {
+    /// A stride-1 convolution with a bias.
+    pub fn conv(self, c_out: usize, k: usize, pad: usize) -> Builder {
+        self.conv2d(c_out, k, 1, pad, true)
+    }
+
+    /// A convolution with every setting; `bias = false` before a batch norm, as ResNets do.
+    pub fn conv2d(
+        mut self,
+        c_out: usize,
+        k: usize,
+        stride: usize,
+        pad: usize,
+        bias: bool,
+    ) -> Builder {
         let geom = self.shape;
-        let (h, w) = conv_out(geom, k, pad).unwrap_or((0, 0));
+        let (h, w) = conv_out(geom, k, stride, pad).unwrap_or((0, 0));
         self.layers.push(Layer::Conv2d {
             geom,
             c_out,
             k,
+            stride,
             pad,
+            bias,
             init: self.init,
         });
         self.shape = Geom { c: c_out, h, w };
@@ -68,13 +85,67 @@ impl Builder {
         }
     }
 
+    /// The mean of each channel: `[c, h, w] -> [c]`.
+    pub fn global_avg_pool(mut self) -> Builder {
+        self.layers.push(Layer::GlobalAvgPool { geom: self.shape });
+        self.shape = flat(self.shape.c);
+        self
+    }
+
+    /// Batch normalisation over the current channels (or features, after `flatten`).
+    pub fn batch_norm(mut self) -> Builder {
+        self.layers.push(Layer::BatchNorm { geom: self.shape });
+        self
+    }
+
+    pub fn dropout(self, p: f32) -> Builder {
+        self.push(Layer::Dropout { p })
+    }
+
+    /// `x + body(x)`.
+    pub fn residual(self, body: impl FnOnce(Builder) -> Builder) -> Builder {
+        self.block(body, None::<fn(Builder) -> Builder>)
+    }
+
+    /// `shortcut(x) + body(x)` (a projection shortcut where the shape changes).
+    pub fn residual_with(
+        self,
+        body: impl FnOnce(Builder) -> Builder,
+        shortcut: impl FnOnce(Builder) -> Builder,
+    ) -> Builder {
+        self.block(body, Some(shortcut))
+    }
+
+    fn block(
+        mut self,
+        body: impl FnOnce(Builder) -> Builder,
+        shortcut: Option<impl FnOnce(Builder) -> Builder>,
+    ) -> Builder {
+        let body = body(self.branch());
+        let shortcut = shortcut
+            .map(|f| f(self.branch()).layers)
+            .unwrap_or_default();
+        self.shape = body.shape;
+        self.layers.push(Layer::Residual {
+            body: body.layers,
+            shortcut,
+        });
+        self
+    }
+
+    /// An empty builder from the current shape, for a residual block's parts.
+    fn branch(&self) -> Builder {
+        Builder {
+            input_len: self.shape.len(),
+            shape: self.shape,
+            layers: Vec::new(),
+            init: self.init,
+        }
+    }
+
     pub fn flatten(mut self) -> Builder {
         self.layers.push(Layer::Flatten);
-        self.shape = Geom {
-            c: self.shape.len(),
-            h: 1,
-            w: 1,
-        };
+        self.shape = flat(self.shape.len());
         self
     }
 
@@ -85,11 +156,7 @@ impl Builder {
             outputs,
             init: self.init,
         });
-        self.shape = Geom {
-            c: outputs,
-            h: 1,
-            w: 1,
-        };
+        self.shape = flat(outputs);
         self
     }
 
@@ -114,5 +181,13 @@ impl Builder {
     /// The model; fails if a layer does not fit its input.
     pub fn build(self) -> Result<Sequential, String> {
         Sequential::new(self.input_len, self.layers)
+    }
+}
+
+fn flat(features: usize) -> Geom {
+    Geom {
+        c: features,
+        h: 1,
+        w: 1,
     }
 }

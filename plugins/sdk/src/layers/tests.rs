@@ -2,6 +2,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::*;
+use crate::Model;
 
 fn model(activation: Layer) -> Sequential {
     let layers = vec![
@@ -11,7 +12,7 @@ fn model(activation: Layer) -> Sequential {
             outputs: 5,
             init: Init::XavierUniform,
         },
-        activation,
+        activation.clone(),
         Layer::Dense {
             inputs: 5,
             outputs: 4,
@@ -42,6 +43,33 @@ fn conv_model() -> Sequential {
         .unwrap()
 }
 
+const BATCH: usize = 7;
+
+/// Strided and bias-free convolutions, batch norm (2-D and 1-D), dropout, residual blocks
+/// (identity and projection shortcuts) and global pooling: `[2, 8, 8] -> 3`.
+fn cnn_model() -> Sequential {
+    Builder::new(2, 8, 8)
+        .conv2d(4, 3, 1, 1, false)
+        .batch_norm()
+        .relu()
+        .residual(|b| {
+            b.conv2d(4, 3, 1, 1, false)
+                .batch_norm()
+                .tanh()
+                .conv(4, 3, 1)
+        })
+        .residual_with(
+            |b| b.conv2d(6, 3, 2, 1, false).batch_norm().sigmoid(),
+            |b| b.conv2d(6, 1, 2, 0, false).batch_norm(),
+        )
+        .dropout(0.3)
+        .global_avg_pool()
+        .batch_norm()
+        .dense(3)
+        .build()
+        .unwrap()
+}
+
 fn random(rng: &mut ChaCha8Rng, n: usize) -> Vec<f32> {
     (0..n).map(|_| rng.random_range(-1.0..1.0)).collect()
 }
@@ -50,82 +78,211 @@ fn dot(a: &[f32], b: &[f32]) -> f64 {
     a.iter().zip(b).map(|(&x, &y)| x as f64 * y as f64).sum()
 }
 
-const BATCH: usize = 7;
-
-/// Objective `<r, f(params)>` in f64 for finite differences.
-fn objective(m: &mut Sequential, p: &[f32], x: &[f32], r: &[f32]) -> f64 {
+/// Objective `<r, f(params)>` in f64 for finite differences (on a copy of the state).
+fn objective(m: &mut Sequential, p: &[f32], st: &[f32], x: &[f32], mode: Mode, r: &[f32]) -> f64 {
     let mut out = vec![0.0; BATCH * 3];
-    m.forward(p, x, BATCH, &mut out).unwrap();
+    m.forward(p, &mut st.to_vec(), x, BATCH, mode, &mut out)
+        .unwrap();
     dot(&out, r)
+}
+
+/// Backward against central differences for every parameter, JVP against a directional
+/// difference and against backward (the adjoint identity), in `mode`.
+fn check_derivatives(name: &str, mut m: Sequential, input_len: usize, mode: Mode, kinked: bool) {
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    let mut p = vec![0.0; m.n_params()];
+    let mut st = vec![0.0; m.n_state()];
+    m.init(3, &mut p, &mut st);
+    // Non-zero biases so ReLU kinks are not all at the origin; running statistics away from
+    // their initial values so evaluation passes are not plain affine maps.
+    p.iter_mut().for_each(|v| *v += rng.random_range(-0.1..0.1));
+    st.iter_mut().for_each(|v| *v += rng.random_range(0.0..0.5));
+    let x = random(&mut rng, BATCH * input_len);
+    let r = random(&mut rng, BATCH * 3);
+
+    let mut out = vec![0.0; BATCH * 3];
+    m.forward(&p, &mut st.clone(), &x, BATCH, mode, &mut out)
+        .unwrap();
+    let mut grad = vec![0.0; m.n_params()];
+    m.backward(&p, &r, &mut grad).unwrap();
+
+    let h = 1e-2f32;
+    let mut checked = 0;
+    for j in 0..m.n_params() {
+        let (mut hi, mut lo) = (p.clone(), p.clone());
+        hi[j] += h;
+        lo[j] -= h;
+        let fd = (objective(&mut m, &hi, &st, &x, mode, &r)
+            - objective(&mut m, &lo, &st, &x, mode, &r))
+            / (2.0 * h as f64);
+        let tol = 3e-3 * (1.0 + fd.abs());
+        if kinked && (fd - grad[j] as f64).abs() > tol {
+            continue;
+        }
+        assert!(
+            (fd - grad[j] as f64).abs() <= tol,
+            "{name} param {j}: backward {} vs fd {fd}",
+            grad[j]
+        );
+        checked += 1;
+    }
+    assert!(
+        checked * 10 >= m.n_params() * 9,
+        "{name}: only {checked} of {} checked",
+        m.n_params()
+    );
+
+    let v = random(&mut rng, m.n_params());
+    let mut jv = vec![0.0; BATCH * 3];
+    let st_before = st.clone();
+    m.jvp(&p, &st, &x, BATCH, mode, &v, &mut jv).unwrap();
+    assert_eq!(st, st_before, "{name}: jvp moved the state");
+    let lhs = dot(&r, &jv);
+    let rhs = dot(&grad, &v);
+    assert!(
+        (lhs - rhs).abs() <= 1e-4 * (1.0 + lhs.abs()),
+        "{name}: <r, Jv> {lhs} vs <J^T r, v> {rhs}"
+    );
+    let step = |s: f32| -> Vec<f32> { p.iter().zip(&v).map(|(&a, &b)| a + s * b).collect() };
+    let h = 1e-3f32;
+    let fd = (objective(&mut m, &step(h), &st, &x, mode, &r)
+        - objective(&mut m, &step(-h), &st, &x, mode, &r))
+        / (2.0 * h as f64);
+    if !kinked {
+        assert!(
+            (fd - lhs).abs() <= 3e-3 * (1.0 + fd.abs()),
+            "{name}: jvp {lhs} vs fd {fd}"
+        );
+    }
 }
 
 #[test]
 fn backward_and_jvp_match_finite_differences_for_every_layer() {
-    let cases = [
-        ("tanh", model(Layer::Tanh), 6),
-        ("sigmoid", model(Layer::Sigmoid), 6),
-        ("relu", model(Layer::Relu), 6),
-        ("conv", conv_model(), 72),
-    ];
-    for (act, mut m, input_len) in cases {
-        // ReLU and max-pool have kinks: a finite-difference step may cross one.
-        let kinked = act == "relu" || act == "conv";
-        let mut rng = ChaCha8Rng::seed_from_u64(5);
-        let mut p = vec![0.0; m.n_params()];
-        m.init(3, &mut p);
-        // Non-zero biases so ReLU kinks are not all at the origin.
-        p.iter_mut().for_each(|v| *v += rng.random_range(-0.1..0.1));
-        let x = random(&mut rng, BATCH * input_len);
-        let r = random(&mut rng, BATCH * 3);
+    let train = Mode::Train { seed: 11 };
+    for (name, act) in [
+        ("tanh", Layer::Tanh),
+        ("sigmoid", Layer::Sigmoid),
+        ("relu", Layer::Relu),
+    ] {
+        // ReLU has kinks: a finite-difference step may cross one.
+        check_derivatives(name, model(act.clone()), 6, Mode::Eval, name == "relu");
+    }
+    check_derivatives("conv", conv_model(), 72, Mode::Eval, true);
+    check_derivatives("cnn train", cnn_model(), 128, train, true);
+    check_derivatives("cnn eval", cnn_model(), 128, Mode::Eval, true);
+}
 
-        let mut out = vec![0.0; BATCH * 3];
-        m.forward(&p, &x, BATCH, &mut out).unwrap();
-        let mut grad = vec![0.0; m.n_params()];
-        m.backward(&p, &r, &mut grad).unwrap();
+/// A smooth model with batch norm in training mode (batch statistics) and dropout, where the
+/// directional finite difference must match the JVP (no kinks to excuse a miss).
+#[test]
+fn batch_norm_and_dropout_jvp_is_exact_in_training() {
+    let m = Builder::new(3, 4, 4)
+        .conv2d(4, 3, 1, 1, false)
+        .batch_norm()
+        .tanh()
+        .residual(|b| b.conv(4, 3, 1).batch_norm().sigmoid())
+        .dropout(0.25)
+        .avg_pool(2)
+        .flatten()
+        .batch_norm()
+        .dense(3)
+        .build()
+        .unwrap();
+    check_derivatives("smooth train", m, 48, Mode::Train { seed: 4 }, false);
+}
 
-        let h = 1e-2f32;
-        let mut checked = 0;
-        for j in 0..m.n_params() {
-            let (mut hi, mut lo) = (p.clone(), p.clone());
-            hi[j] += h;
-            lo[j] -= h;
-            let fd = (objective(&mut m, &hi, &x, &r) - objective(&mut m, &lo, &x, &r))
-                / (2.0 * h as f64);
-            let tol = 2e-3 * (1.0 + fd.abs());
-            if kinked && (fd - grad[j] as f64).abs() > tol {
-                continue;
+#[test]
+fn training_passes_move_running_statistics_and_evaluation_uses_them() {
+    let mut m = Builder::new(2, 1, 1).batch_norm().build().unwrap();
+    let (mut p, mut st) = (vec![0.0; 4], vec![0.0; 4]);
+    m.init(0, &mut p, &mut st);
+    assert_eq!(
+        (&p[..], &st[..]),
+        (&[1.0, 1.0, 0.0, 0.0][..], &[0.0, 0.0, 1.0, 1.0][..])
+    );
+    let x = [1.0, 10.0, 3.0, 20.0];
+    let mut out = [0.0; 4];
+    m.forward(&p, &mut st, &x, 2, Mode::Train { seed: 0 }, &mut out)
+        .unwrap();
+    // Batch statistics: channel 0 has mean 2, biased variance 1, so outputs are -1, +1.
+    assert!(
+        (out[0] + 1.0).abs() < 1e-4 && (out[2] - 1.0).abs() < 1e-4,
+        "{out:?}"
+    );
+    // Running mean 0.9 * 0 + 0.1 * 2; running variance 0.9 + 0.1 * 2 (unbiased).
+    assert!(
+        (st[0] - 0.2).abs() < 1e-6 && (st[2] - 1.1).abs() < 1e-6,
+        "{st:?}"
+    );
+    m.forward(&p, &mut st, &x, 2, Mode::Eval, &mut out).unwrap();
+    let want = (1.0 - 0.2) / (1.1f32 + 1e-5).sqrt();
+    assert!((out[0] - want).abs() < 1e-5, "{} vs {want}", out[0]);
+    assert!(
+        (st[0] - 0.2).abs() < 1e-6,
+        "evaluation moved the statistics"
+    );
+}
+
+#[test]
+fn dropout_is_seeded_scaled_and_off_in_evaluation() {
+    let mut m = Builder::new(1000, 1, 1).dropout(0.4).build().unwrap();
+    let x = vec![1.0; 1000];
+    let run = |m: &mut Sequential, mode| {
+        let mut out = vec![0.0; 1000];
+        m.forward(&[], &mut [], &x, 1, mode, &mut out).unwrap();
+        out
+    };
+    let a = run(&mut m, Mode::Train { seed: 1 });
+    assert_eq!(a, run(&mut m, Mode::Train { seed: 1 }));
+    assert_ne!(a, run(&mut m, Mode::Train { seed: 2 }));
+    let zeros = a.iter().filter(|&&v| v == 0.0).count();
+    assert!((330..470).contains(&zeros), "{zeros} of 1000 dropped");
+    assert!(a.iter().all(|&v| v == 0.0 || (v - 1.0 / 0.6).abs() < 1e-6));
+    assert_eq!(run(&mut m, Mode::Eval), x);
+}
+
+#[test]
+fn strided_convolution_matches_a_direct_sum() {
+    let mut rng = ChaCha8Rng::seed_from_u64(2);
+    let (c, h, w, c_out, k, stride, pad) = (2, 7, 6, 3, 3, 2, 1);
+    let mut m = Builder::new(c, h, w)
+        .conv2d(c_out, k, stride, pad, true)
+        .build()
+        .unwrap();
+    let p = random(&mut rng, m.n_params());
+    let x = random(&mut rng, 2 * c * h * w);
+    let (ho, wo) = (
+        (h + 2 * pad - k) / stride + 1,
+        (w + 2 * pad - k) / stride + 1,
+    );
+    let mut out = vec![0.0; 2 * c_out * ho * wo];
+    m.forward(&p, &mut [], &x, 2, Mode::Eval, &mut out).unwrap();
+    for b in 0..2 {
+        for co in 0..c_out {
+            for oi in 0..ho {
+                for oj in 0..wo {
+                    let mut want = p[c_out * c * k * k + co] as f64;
+                    for ci in 0..c {
+                        for ki in 0..k {
+                            for kj in 0..k {
+                                let ii = (oi * stride + ki) as isize - pad as isize;
+                                let jj = (oj * stride + kj) as isize - pad as isize;
+                                if ii < 0 || jj < 0 || ii >= h as isize || jj >= w as isize {
+                                    continue;
+                                }
+                                let xv = x[((b * c + ci) * h + ii as usize) * w + jj as usize];
+                                let wv = p[((co * c + ci) * k + ki) * k + kj];
+                                want += xv as f64 * wv as f64;
+                            }
+                        }
+                    }
+                    let got = out[((b * c_out + co) * ho + oi) * wo + oj] as f64;
+                    assert!(
+                        (got - want).abs() < 1e-5,
+                        "[{b},{co},{oi},{oj}] {got} vs {want}"
+                    );
+                }
             }
-            assert!(
-                (fd - grad[j] as f64).abs() <= tol,
-                "{act} param {j}: backward {} vs fd {fd}",
-                grad[j]
-            );
-            checked += 1;
-        }
-        assert!(
-            checked * 10 >= m.n_params() * 9,
-            "{act}: only {checked} of {} checked",
-            m.n_params()
-        );
-
-        // JVP against a directional finite difference and against backward (adjoint identity).
-        let v = random(&mut rng, m.n_params());
-        let mut jv = vec![0.0; BATCH * 3];
-        m.jvp(&p, &x, BATCH, &v, &mut jv).unwrap();
-        let lhs = dot(&r, &jv);
-        let rhs = dot(&grad, &v);
-        assert!(
-            (lhs - rhs).abs() <= 1e-4 * (1.0 + lhs.abs()),
-            "{act}: <r, Jv> {lhs} vs <J^T r, v> {rhs}"
-        );
-        let step = |s: f32| -> Vec<f32> { p.iter().zip(&v).map(|(&a, &b)| a + s * b).collect() };
-        let fd = (objective(&mut m, &step(h), &x, &r) - objective(&mut m, &step(-h), &x, &r))
-            / (2.0 * h as f64);
-        if !kinked {
-            assert!(
-                (fd - lhs).abs() <= 2e-3 * (1.0 + fd.abs()),
-                "{act}: jvp {lhs} vs fd {fd}"
-            );
         }
     }
 }
@@ -135,7 +292,8 @@ fn backward_needs_the_forward_batch() {
     let mut m = model(Layer::Tanh);
     let p = vec![0.1; m.n_params()];
     let mut out = vec![0.0; 2 * 3];
-    m.forward(&p, &[0.5; 12], 2, &mut out).unwrap();
+    m.forward(&p, &mut [], &[0.5; 12], 2, Mode::Eval, &mut out)
+        .unwrap();
     let mut grad = vec![0.0; m.n_params()];
     let err = m.backward(&p, &[1.0; 3], &mut grad).unwrap_err();
     assert!(err.contains("expected 6"), "{err}");
@@ -149,9 +307,9 @@ fn init_is_seeded_and_biases_start_at_zero() {
         vec![0.0; m.n_params()],
         vec![0.0; m.n_params()],
     );
-    m.init(1, &mut a);
-    m.init(1, &mut b);
-    m.init(2, &mut c);
+    m.init(1, &mut a, &mut []);
+    m.init(1, &mut b, &mut []);
+    m.init(2, &mut c, &mut []);
     assert_eq!(a, b);
     assert_ne!(a, c);
     let first = m.layer_params(0, &a);
@@ -244,4 +402,13 @@ fn gemm_matches_a_naive_product_on_the_threaded_path_too() {
             }
         }
     }
+}
+
+/// A ResNet with smooth activations, batch norm in training mode, identity and projection
+/// shortcuts, a strided convolution and dropout: every parameter's gradient must match (no kink
+/// to excuse a miss).
+#[test]
+fn a_smooth_resnet_differentiates_exactly_in_training() {
+    let m = crate::models::resnet(1, 8, 8, 3, &[1, 1], 4, 0.2, Layer::Tanh).unwrap();
+    check_derivatives("smooth resnet", m, 64, Mode::Train { seed: 3 }, false);
 }

@@ -3,7 +3,7 @@
 use std::sync::OnceLock;
 
 use evomal_sdk::abi::{ABI_VERSION, PluginDecl};
-use evomal_sdk::export::{Instance, decl};
+use evomal_sdk::export::{Exported, decl};
 use evomal_sdk::{Model, Params, Split, Task, TaskInfo};
 
 struct Future;
@@ -27,7 +27,7 @@ impl Task for Future {
     }
 }
 
-impl Instance for Future {
+impl Exported for Future {
     fn cell() -> &'static OnceLock<(String, Result<Self, String>)> {
         static CELL: OnceLock<(String, Result<Future, String>)> = OnceLock::new();
         &CELL

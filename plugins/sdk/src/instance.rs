@@ -1,0 +1,298 @@
+//! [`ModelInstance`]: a [`Model`] together with its parameters, state and optimiser, reading
+//! its own batches from its task — what the training ABI calls a model. It is generic over the
+//! model, so a plugin author declares data and layers and gets every entry of the ABI,
+//! including the exact one-step meta-gradient's primitives.
+
+use crate::abi::{JVP_EXACT, JVP_FINITE_DIFFERENCE, ModelInfo, OPTIMIZER_ADAM, OPTIMIZER_SGD};
+use crate::abi::{LayerDesc, OptimizerDesc};
+use crate::optim::{Optimizer, OptimizerConfig};
+use crate::{Mode, Model, Split, Task, mix_seed as mix};
+
+/// The stream of a training pass's seed that augmentation draws from (layers use theirs).
+const AUGMENT_STREAM: u64 = u64::MAX;
+
+/// A model instance of task `T`.
+pub struct ModelInstance<T: Task> {
+    task: &'static T,
+    model: Box<dyn Model>,
+    input_len: usize,
+    target_width: usize,
+    split_sizes: [u64; 3],
+    params: Vec<f32>,
+    state: Vec<f32>,
+    grad: Vec<f32>,
+    opt: Optimizer,
+    /// The inputs and targets of the last forward pass.
+    x: Vec<f32>,
+    y: Vec<f32>,
+    /// The last forward pass, while its activations are current.
+    last: Option<Pass>,
+    meta: Meta,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Pass {
+    n: usize,
+    mode: Mode,
+}
+
+/// What the meta-gradient's three calls hand each other.
+#[derive(Default)]
+struct Meta {
+    /// theta0 and the training batch of the look-ahead (inputs as the model saw them).
+    theta0: Vec<f32>,
+    x: Vec<f32>,
+    pass: Option<Pass>,
+    /// `J(theta1)^T dout` once pulled back.
+    v: Option<Vec<f32>>,
+}
+
+impl<T: Task> ModelInstance<T> {
+    /// `model` of `task`, initialised from `seed`, with plain SGD.
+    pub fn new(task: &'static T, model: Box<dyn Model>, seed: u64) -> Result<Self, String> {
+        let info = task.info();
+        let input_len: usize = info.input_shape[..info.input_rank as usize]
+            .iter()
+            .map(|&d| d as usize)
+            .product();
+        if model.input_len() != input_len {
+            return Err(format!(
+                "the model takes {} inputs per example, but the task's examples have {input_len}",
+                model.input_len()
+            ));
+        }
+        if model.n_outputs() != info.n_outputs as usize {
+            return Err(format!(
+                "the model has {} outputs, but the task asks for {}",
+                model.n_outputs(),
+                info.n_outputs
+            ));
+        }
+        let n = model.n_params();
+        let sgd = OptimizerConfig::Sgd {
+            momentum: 0.0,
+            nesterov: false,
+            weight_decay: 0.0,
+        };
+        let mut inst = ModelInstance {
+            task,
+            input_len,
+            target_width: info.target_width as usize,
+            split_sizes: info.split_sizes,
+            params: vec![0.0; n],
+            state: vec![0.0; model.n_state()],
+            grad: vec![0.0; n],
+            opt: Optimizer::new(sgd, n),
+            x: Vec::new(),
+            y: Vec::new(),
+            last: None,
+            meta: Meta::default(),
+            model,
+        };
+        inst.init(seed);
+        Ok(inst)
+    }
+
+    pub fn info(&self) -> ModelInfo {
+        ModelInfo {
+            n_params: self.params.len() as u64,
+            snapshot_len: self.snapshot_len() as u64,
+            n_outputs: self.model.n_outputs() as u32,
+            has_jvp: self.model.has_jvp() as u32,
+        }
+    }
+
+    pub fn layers(&self) -> Vec<LayerDesc> {
+        self.model.layers()
+    }
+
+    /// The parameters as they stand.
+    pub fn params(&self) -> &[f32] {
+        &self.params
+    }
+
+    pub fn init(&mut self, seed: u64) {
+        self.model.init(seed, &mut self.params, &mut self.state);
+        self.opt.reset();
+        self.last = None;
+        self.meta = Meta::default();
+    }
+
+    pub fn set_optimizer(&mut self, d: &OptimizerDesc) -> Result<(), String> {
+        let config = match d.kind {
+            OPTIMIZER_SGD => OptimizerConfig::Sgd {
+                momentum: d.momentum,
+                nesterov: d.nesterov != 0,
+                weight_decay: d.weight_decay,
+            },
+            OPTIMIZER_ADAM => OptimizerConfig::Adam {
+                beta1: d.beta1,
+                beta2: d.beta2,
+                eps: d.eps,
+                weight_decay: d.weight_decay,
+            },
+            k => return Err(format!("optimizer kind {k} does not exist (0 SGD, 1 Adam)")),
+        };
+        self.opt = Optimizer::new(config, self.params.len());
+        Ok(())
+    }
+
+    /// Runs examples `idx` of `split` through the model in `mode`; `targets`, when given, gets
+    /// their targets.
+    pub fn forward(
+        &mut self,
+        split: Split,
+        idx: &[u64],
+        mode: Mode,
+        out: &mut [f32],
+        targets: Option<&mut [f32]>,
+    ) -> Result<(), String> {
+        let n = idx.len();
+        let size = self.split_sizes[split as usize];
+        if let Some(&bad) = idx.iter().find(|&&i| i >= size) {
+            return Err(format!(
+                "index {bad} is out of range for the {split:?} split ({size} examples)"
+            ));
+        }
+        check_len("out", out.len(), n * self.model.n_outputs())?;
+        self.last = None;
+        self.x.resize(n * self.input_len, 0.0);
+        self.y.resize(n * self.target_width, 0.0);
+        self.task.read_batch(split, idx, &mut self.x, &mut self.y)?;
+        if let (Mode::Train { seed }, Split::Train) = (mode, split) {
+            self.task.augment(&mut self.x, n, mix(seed, AUGMENT_STREAM));
+        }
+        self.model
+            .forward(&self.params, &mut self.state, &self.x, n, mode, out)?;
+        if let Some(t) = targets {
+            check_len("targets", t.len(), self.y.len())?;
+            t.copy_from_slice(&self.y);
+        }
+        self.last = Some(Pass { n, mode });
+        Ok(())
+    }
+
+    /// Back-propagates `dout` through the last forward pass and steps the optimiser.
+    pub fn step(&mut self, dout: &[f32], lr: f32) -> Result<(), String> {
+        self.backward(dout, "step")?;
+        self.opt.step(&mut self.params, &self.grad, lr);
+        Ok(())
+    }
+
+    /// `grad = J^T dout` for the last forward pass, which it uses up.
+    fn backward(&mut self, dout: &[f32], what: &str) -> Result<Pass, String> {
+        let pass = self
+            .last
+            .take()
+            .ok_or_else(|| format!("`{what}` needs a forward pass first"))?;
+        check_len("dout", dout.len(), pass.n * self.model.n_outputs())?;
+        self.model.backward(&self.params, dout, &mut self.grad)?;
+        Ok(pass)
+    }
+
+    pub fn all_finite(&self) -> bool {
+        self.params.iter().chain(&self.state).all(|v| v.is_finite())
+    }
+
+    pub fn snapshot_len(&self) -> usize {
+        self.params.len() + self.state.len() + self.opt.state_len()
+    }
+
+    /// Parameters, state, then the optimiser's state.
+    pub fn snapshot(&self, buf: &mut [f32]) -> Result<(), String> {
+        check_len("snapshot", buf.len(), self.snapshot_len())?;
+        let mut all = Vec::with_capacity(buf.len());
+        all.extend_from_slice(&self.params);
+        all.extend_from_slice(&self.state);
+        self.opt.save(&mut all);
+        buf.copy_from_slice(&all);
+        Ok(())
+    }
+
+    pub fn restore(&mut self, buf: &[f32]) -> Result<(), String> {
+        check_len("snapshot", buf.len(), self.snapshot_len())?;
+        let (p, rest) = buf.split_at(self.params.len());
+        let (s, o) = rest.split_at(self.state.len());
+        self.params.copy_from_slice(p);
+        self.state.copy_from_slice(s);
+        self.opt.load(o);
+        self.last = None;
+        self.meta = Meta::default();
+        Ok(())
+    }
+
+    /// From the last (training) forward pass at theta0 and its loss gradient `dout`: keeps
+    /// theta0 and the batch, and moves to `theta1 = theta0 - lr_eff (J^T dout + wd theta0)`.
+    pub fn meta_lookahead(&mut self, dout: &[f32], lr_eff: f32, wd: f32) -> Result<(), String> {
+        let pass = self.backward(dout, "meta_lookahead")?;
+        let m = &mut self.meta;
+        m.theta0.clear();
+        m.theta0.extend_from_slice(&self.params);
+        std::mem::swap(&mut m.x, &mut self.x);
+        m.pass = Some(pass);
+        m.v = None;
+        for ((p, &p0), &g) in self.params.iter_mut().zip(&m.theta0).zip(&self.grad) {
+            *p = p0 - lr_eff * (g + wd * p0);
+        }
+        Ok(())
+    }
+
+    /// After a forward pass at theta1: `v = J(theta1)^T dout`.
+    pub fn meta_pullback(&mut self, dout: &[f32]) -> Result<(), String> {
+        if self.meta.pass.is_none() {
+            return Err("`meta_pullback` needs `meta_lookahead` first".into());
+        }
+        self.backward(dout, "meta_pullback")?;
+        self.meta.v = Some(self.grad.clone());
+        Ok(())
+    }
+
+    /// Restores theta0 and writes `J(theta0) v` on the look-ahead's batch; returns `JVP_*`.
+    pub fn meta_jvp(&mut self, out: &mut [f32]) -> Result<u32, String> {
+        let (Some(pass), Some(v)) = (self.meta.pass, self.meta.v.take()) else {
+            return Err("`meta_jvp` needs `meta_lookahead` and `meta_pullback` first".into());
+        };
+        check_len("out", out.len(), pass.n * self.model.n_outputs())?;
+        self.meta.pass = None;
+        self.last = None;
+        self.params.copy_from_slice(&self.meta.theta0);
+        let (x, n, mode) = (&self.meta.x, pass.n, pass.mode);
+        if self.model.has_jvp() {
+            self.model
+                .jvp(&self.params, &self.state, x, n, mode, &v, out)?;
+            return Ok(JVP_EXACT);
+        }
+        // `(f(p + h v) - f(p - h v)) / 2h`, h = 1e-3 (1 + max|p|) / max|v|, on a copy of the
+        // state so the running statistics stay where they were.
+        let max_abs = |a: &[f32]| a.iter().fold(0.0f32, |m, &b| m.max(b.abs()));
+        let v_max = max_abs(&v);
+        if v_max == 0.0 {
+            out.fill(0.0);
+            return Ok(JVP_FINITE_DIFFERENCE);
+        }
+        let h = 1e-3 * (1.0 + max_abs(&self.params)) / v_max;
+        let mut lo = vec![0.0f32; out.len()];
+        for (sign, dst) in [(1.0f32, &mut *out), (-1.0, &mut lo[..])] {
+            let shifted: Vec<f32> = self
+                .params
+                .iter()
+                .zip(&v)
+                .map(|(&p, &t)| p + sign * h * t)
+                .collect();
+            let mut state = self.state.clone();
+            self.model.forward(&shifted, &mut state, x, n, mode, dst)?;
+        }
+        out.iter_mut()
+            .zip(&lo)
+            .for_each(|(o, &l)| *o = (*o - l) / (2.0 * h));
+        Ok(JVP_FINITE_DIFFERENCE)
+    }
+}
+
+fn check_len(what: &str, got: usize, want: usize) -> Result<(), String> {
+    if got == want {
+        Ok(())
+    } else {
+        Err(format!("`{what}` has {got} floats, expected {want}"))
+    }
+}

@@ -6,6 +6,7 @@ mod cli;
 mod derivatives;
 mod filters;
 mod gpu;
+mod images;
 mod local_search;
 mod plugins;
 mod readme_snippet;

@@ -9,8 +9,8 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use evomal_sdk::data;
-use evomal_sdk::{Builder, KIND_CLASSIFICATION, Model, Params, Sequential, Split, Task, TaskInfo};
+use evomal_sdk::{data, models};
+use evomal_sdk::{KIND_CLASSIFICATION, Model, Params, Sequential, Split, Task, TaskInfo};
 
 const SIDE: usize = 28;
 const PIXELS: usize = SIDE * SIDE;
@@ -53,23 +53,7 @@ impl Task for Mnist {
 
     fn create_model(&self, name: &str, params: &Params) -> Result<Box<dyn Model>, String> {
         match name {
-            // LeCun et al. 1998 as the EvoMAL reference builds it: tanh, average pooling.
-            "lenet5" => Ok(Box::new(
-                Builder::new(1, SIDE, SIDE)
-                    .conv(6, 5, 2)
-                    .tanh()
-                    .avg_pool(2)
-                    .conv(16, 5, 0)
-                    .tanh()
-                    .avg_pool(2)
-                    .flatten()
-                    .dense(120)
-                    .tanh()
-                    .dense(84)
-                    .tanh()
-                    .dense(CLASSES)
-                    .build()?,
-            )),
+            "lenet5" => Ok(Box::new(models::lenet5(1, SIDE, SIDE, CLASSES)?)),
             "mlp" => {
                 let hidden = params.usize_list("hidden", &[1000, 1000])?;
                 let act = params.activation("activation", "relu")?;

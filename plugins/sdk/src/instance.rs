@@ -296,3 +296,144 @@ fn check_len(what: &str, got: usize, want: usize) -> Result<(), String> {
         Err(format!("`{what}` has {got} floats, expected {want}"))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Params, Sequential, TaskInfo};
+
+    /// 40 examples of 3 features, a regression target each.
+    struct Toy;
+
+    impl Task for Toy {
+        const NAME: &'static str = "toy";
+        fn load(_: &Params) -> Result<Self, String> {
+            Ok(Toy)
+        }
+        fn info(&self) -> TaskInfo {
+            TaskInfo {
+                kind: crate::KIND_REGRESSION,
+                n_outputs: 2,
+                target_width: 2,
+                input_rank: 1,
+                input_shape: [3, 0, 0, 0],
+                split_sizes: [40, 10, 10],
+            }
+        }
+        fn model_names(&self) -> Vec<&'static str> {
+            vec!["mlp"]
+        }
+        fn create_model(&self, _: &str, _: &Params) -> Result<Box<dyn Model>, String> {
+            Ok(Box::new(Sequential::mlp(3, &[5], 2, crate::Layer::Tanh)?))
+        }
+        fn read_batch(
+            &self,
+            _: Split,
+            idx: &[u64],
+            x: &mut [f32],
+            y: &mut [f32],
+        ) -> Result<(), String> {
+            for (k, &i) in idx.iter().enumerate() {
+                let t = i as f32;
+                x[3 * k..3 * k + 3].copy_from_slice(&[(t * 0.3).sin(), (t * 0.7).cos(), t / 40.0]);
+                y[2 * k..2 * k + 2].copy_from_slice(&[(t * 0.2).sin(), t / 20.0 - 1.0]);
+            }
+            Ok(())
+        }
+    }
+
+    /// The instance trains exactly as the v2 host did: the host kept the flat parameters, called
+    /// the model's forward and backward, and stepped its own optimiser.
+    #[test]
+    fn an_instance_trains_bit_for_bit_as_the_flat_parameter_loop() {
+        let task: &'static Toy = Box::leak(Box::new(Toy));
+        let configs = [
+            OptimizerConfig::Sgd {
+                momentum: 0.9,
+                nesterov: true,
+                weight_decay: 5e-4,
+            },
+            OptimizerConfig::Adam {
+                beta1: 0.9,
+                beta2: 0.999,
+                eps: 1e-8,
+                weight_decay: 1e-4,
+            },
+        ];
+        for (kind, cfg) in configs.into_iter().enumerate() {
+            let desc = match cfg {
+                OptimizerConfig::Sgd {
+                    momentum,
+                    nesterov,
+                    weight_decay,
+                } => OptimizerDesc {
+                    kind: OPTIMIZER_SGD,
+                    nesterov: nesterov as u32,
+                    momentum,
+                    weight_decay,
+                    ..OptimizerDesc::default()
+                },
+                OptimizerConfig::Adam {
+                    beta1,
+                    beta2,
+                    eps,
+                    weight_decay,
+                } => OptimizerDesc {
+                    kind: OPTIMIZER_ADAM,
+                    beta1,
+                    beta2,
+                    eps,
+                    weight_decay,
+                    ..OptimizerDesc::default()
+                },
+            };
+            let mut inst = ModelInstance::new(
+                task,
+                task.create_model("mlp", &Params::parse_for("t", "{}").unwrap())
+                    .unwrap(),
+                4,
+            )
+            .unwrap();
+            inst.set_optimizer(&desc).unwrap();
+
+            let mut flat = Sequential::mlp(3, &[5], 2, crate::Layer::Tanh).unwrap();
+            let mut params = vec![0.0; flat.n_params()];
+            flat.init(4, &mut params, &mut []);
+            let mut opt = Optimizer::new(cfg, params.len());
+            let mut grad = vec![0.0; params.len()];
+            let (mut x, mut y) = (vec![0.0; 8 * 3], vec![0.0; 8 * 2]);
+            let (mut out_a, mut out_b) = (vec![0.0; 16], vec![0.0; 16]);
+            for step in 0..25u64 {
+                let idx: Vec<u64> = (0..8).map(|k| (step * 8 + k * 5) % 40).collect();
+                let lr = 0.05 / (1.0 + step as f32);
+                let mut t = vec![0.0; 16];
+                inst.forward(
+                    Split::Train,
+                    &idx,
+                    Mode::Train { seed: step },
+                    &mut out_a,
+                    Some(&mut t),
+                )
+                .unwrap();
+                let dout: Vec<f32> = out_a.iter().zip(&t).map(|(o, t)| (o - t) / 8.0).collect();
+                inst.step(&dout, lr).unwrap();
+
+                task.read_batch(Split::Train, &idx, &mut x, &mut y).unwrap();
+                assert_eq!(t, y, "targets");
+                flat.forward(
+                    &params,
+                    &mut [],
+                    &x,
+                    8,
+                    Mode::Train { seed: step },
+                    &mut out_b,
+                )
+                .unwrap();
+                assert_eq!(out_a, out_b, "optimizer {kind}, step {step}: outputs");
+                flat.backward(&params, &dout, &mut grad).unwrap();
+                opt.step(&mut params, &grad, lr);
+            }
+            assert_eq!(inst.params(), &params[..], "optimizer {kind}: parameters");
+        }
+    }
+}

@@ -220,6 +220,20 @@ impl Params {
         }
     }
 
+    /// A boolean.
+    pub fn flag(&self, key: &str, default: bool) -> Result<bool, String> {
+        self.read.borrow_mut().insert(key.to_string());
+        match self.map.get(key) {
+            None => Ok(default),
+            Some(v) => v.as_bool().ok_or_else(|| {
+                format!(
+                    "parameter `{key}` of {} must be true or false, found {v}",
+                    self.owner
+                )
+            }),
+        }
+    }
+
     /// A finite number.
     pub fn number(&self, key: &str, default: f64) -> Result<f64, String> {
         self.read.borrow_mut().insert(key.to_string());

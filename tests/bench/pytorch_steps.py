@@ -1,0 +1,195 @@
+#!/usr/bin/env python3
+"""Training steps per second, evomal against PyTorch, in one run on one machine.
+
+For each model (LeNet-5 on 28x28, MLP(1000, 1000) on 784 inputs, ResNet-18 and VGG-11 on
+32x32x3), batch 128, cross-entropy, the optimiser of its manifest (plain SGD for the MNIST
+models; SGD with Nesterov momentum 0.9 and weight decay 5e-4 for the CIFAR ones), on 1 thread
+and on all cores: `evomal bench train` (which reads, normalises and augments its batches
+through the plugin) and the same model in PyTorch on a batch already in memory (no data
+loader). Prints a table with the ratio evomal / PyTorch; `--json FILE` keeps the figures.
+
+    cargo build --release --workspace
+    pip install torch          # any build; only the CPU is used
+    python3 tests/bench/pytorch_steps.py [--steps 100] [--models lenet5,mlp,resnet18,vgg11]
+
+The CIFAR models read a synthetic CIFAR-10 (random images in the binary format) that this
+script writes to a temporary folder.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+EVOMAL = os.path.join(ROOT, "target", "release", "evomal")
+
+
+def lenet5():
+    return nn.Sequential(
+        nn.Conv2d(1, 6, 5, padding=2), nn.Tanh(), nn.AvgPool2d(2),
+        nn.Conv2d(6, 16, 5), nn.Tanh(), nn.AvgPool2d(2), nn.Flatten(),
+        nn.Linear(400, 120), nn.Tanh(), nn.Linear(120, 84), nn.Tanh(), nn.Linear(84, 10))
+
+
+def mlp():
+    return nn.Sequential(nn.Flatten(), nn.Linear(784, 1000), nn.ReLU(),
+                         nn.Linear(1000, 1000), nn.ReLU(), nn.Linear(1000, 10))
+
+
+class BasicBlock(nn.Module):
+    def __init__(self, cin, planes, stride):
+        super().__init__()
+        self.c1 = nn.Conv2d(cin, planes, 3, stride, 1, bias=False)
+        self.b1 = nn.BatchNorm2d(planes)
+        self.c2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+        self.b2 = nn.BatchNorm2d(planes)
+        self.short = nn.Sequential()
+        if stride != 1 or cin != planes:
+            self.short = nn.Sequential(nn.Conv2d(cin, planes, 1, stride, bias=False),
+                                       nn.BatchNorm2d(planes))
+
+    def forward(self, x):
+        out = F.relu(self.b1(self.c1(x)))
+        return F.relu(self.b2(self.c2(out)) + self.short(x))
+
+
+def resnet18():
+    layers = [nn.Conv2d(3, 64, 3, 1, 1, bias=False), nn.BatchNorm2d(64), nn.ReLU()]
+    cin = 64
+    for stage, planes in enumerate([64, 128, 256, 512]):
+        for i in range(2):
+            layers.append(BasicBlock(cin, planes, 2 if stage > 0 and i == 0 else 1))
+            cin = planes
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(512, 10)]
+    return nn.Sequential(*layers)
+
+
+def vgg11():
+    layers, cin = [], 3
+    for m in [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"]:
+        if m == "M":
+            layers.append(nn.MaxPool2d(2))
+        else:
+            layers += [nn.Conv2d(cin, m, 3, padding=1), nn.BatchNorm2d(m), nn.ReLU()]
+            cin = m
+    layers += [nn.Flatten(), nn.Linear(512, 10)]
+    return nn.Sequential(*layers)
+
+
+MODELS = {
+    # name: (builder, input shape, manifest or None for the synthetic CIFAR one, SGD settings)
+    "lenet5": (lenet5, (1, 28, 28), "tasks/mnist-lenet5.toml", {}),
+    "mlp": (mlp, (1, 28, 28), "tasks/mnist-mlp.toml", {}),
+    "resnet18": (resnet18, (3, 32, 32), None,
+                 {"momentum": 0.9, "nesterov": True, "weight_decay": 5e-4}),
+    "vgg11": (vgg11, (3, 32, 32), None,
+              {"momentum": 0.9, "nesterov": True, "weight_decay": 5e-4}),
+}
+
+
+def torch_steps_per_s(name, threads, steps):
+    build, shape, _, sgd = MODELS[name]
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    model = build()
+    model.train()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, **sgd)
+    x = torch.randn(128, *shape)
+    y = torch.randint(0, 10, (128,))
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        F.cross_entropy(model(x), y).backward()
+        opt.step()
+
+    for _ in range(max(3, steps // 10)):
+        step()
+    t = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return steps / (time.perf_counter() - t)
+
+
+def synthetic_cifar(folder, images_per_file=1280):
+    bin_dir = os.path.join(folder, "cifar-10-batches-bin")
+    os.makedirs(bin_dir, exist_ok=True)
+    rng = __import__("random").Random(0)
+    names = [f"data_batch_{i}.bin" for i in range(1, 6)] + ["test_batch.bin"]
+    for name in names:
+        with open(os.path.join(bin_dir, name), "wb") as f:
+            for _ in range(images_per_file):
+                f.write(bytes([rng.randrange(10)]) + os.urandom(3072))
+    return folder
+
+
+def cifar_manifest(folder, model):
+    path = os.path.join(folder, f"{model}.toml")
+    with open(path, "w") as f:
+        f.write(f"""[task]
+plugin = "cifar"
+model = "{model}"
+[task.data]
+data_dir = "{folder}"
+[testing]
+steps = 1000
+batch = 128
+lr = 0.01
+momentum = 0.9
+nesterov = true
+weight_decay = 5e-4
+seeds = [0]
+""")
+    return path
+
+
+def evomal_steps_per_s(manifest, steps):
+    out = subprocess.run([EVOMAL, "bench", "train", manifest, "--steps", str(steps), "--json"],
+                         cwd=ROOT, capture_output=True, text=True)
+    if out.returncode != 0:
+        sys.exit(f"evomal bench train {manifest} failed:\n{out.stderr}")
+    return {row["threads"]: row["steps_per_s"] for row in json.loads(out.stdout)}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--steps", type=int, default=100)
+    ap.add_argument("--models", default="lenet5,mlp,resnet18,vgg11")
+    ap.add_argument("--json", help="write the figures to this file")
+    args = ap.parse_args()
+    cores = os.cpu_count() or 1
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        data = None
+        for name in args.models.split(","):
+            manifest = MODELS[name][2]
+            if manifest is None:
+                data = data or synthetic_cifar(tmp)
+                manifest = cifar_manifest(tmp, name)
+            # The large models take seconds a step: fewer of them keep the run short.
+            steps = args.steps if name in ("lenet5", "mlp") else max(5, args.steps // 10)
+            ours = evomal_steps_per_s(manifest, steps)
+            for threads in sorted(ours):
+                theirs = torch_steps_per_s(name, threads, steps)
+                rows.append({"model": name, "threads": threads, "batch": 128,
+                             "evomal_steps_per_s": ours[threads],
+                             "pytorch_steps_per_s": theirs,
+                             "ratio": ours[threads] / theirs})
+                print(f"{name:>9} {threads:>2} thread(s): evomal {ours[threads]:8.2f} steps/s, "
+                      f"PyTorch {theirs:8.2f} steps/s, ratio {ours[threads] / theirs:5.2f}",
+                      flush=True)
+    print(f"\nPyTorch {torch.__version__}, {cores} cores")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"torch": torch.__version__, "cores": cores, "rows": rows}, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()

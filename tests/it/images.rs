@@ -26,7 +26,8 @@ fn cifar10(name: &str, per_file: usize) -> PathBuf {
             bytes.push(label);
             for p in 0..IMAGE {
                 let (ch, row, col) = (p / 1024, p / 32 % 32, p % 32);
-                let lit = ch == label as usize % 3 && (row / 16) * 2 + col / 16 == label as usize / 3 % 4;
+                let lit =
+                    ch == label as usize % 3 && (row / 16) * 2 + col / 16 == label as usize / 3 % 4;
                 let noise = (n * 31 + p * 17) % 64;
                 bytes.push(if lit { 160 + noise as u8 } else { noise as u8 });
             }
@@ -81,7 +82,10 @@ fn cifar10_files_load_with_a_stratified_split_and_seeded_augmentation() {
     assert_ne!(train1, eval, "training passes augment training images");
     // LeNet-5 has no batch norm or dropout: only augmentation could tell the modes apart,
     // and validation images are never augmented.
-    assert_eq!(pass(&mut m, 1, Mode::Train { seed: 1 }), pass(&mut m, 1, Mode::Eval));
+    assert_eq!(
+        pass(&mut m, 1, Mode::Train { seed: 1 }),
+        pass(&mut m, 1, Mode::Eval)
+    );
     std::fs::remove_dir_all(&dir).ok();
 }
 
@@ -92,18 +96,25 @@ fn missing_and_malformed_files_are_errors_that_name_them() {
     assert!(err.contains("cs.toronto.edu"), "{err}");
 
     let dir = cifar10("bad", 3);
-    let err = open("badkey", serde_json::json!({ "data_dir": dir, "datset": "svhn" }))
-        .err()
-        .unwrap();
+    let err = open(
+        "badkey",
+        serde_json::json!({ "data_dir": dir, "datset": "svhn" }),
+    )
+    .err()
+    .unwrap();
     assert!(err.contains("unknown parameter `datset`"), "{err}");
     let bin = dir.join("cifar-10-batches-bin");
     std::fs::remove_file(bin.join("data_batch_3.bin")).unwrap();
-    let err = open("missing", serde_json::json!({ "data_dir": dir })).err().unwrap();
+    let err = open("missing", serde_json::json!({ "data_dir": dir }))
+        .err()
+        .unwrap();
     assert!(err.contains("data_batch_3.bin` does not exist"), "{err}");
     assert!(err.contains("CIFAR-10 binary version"), "{err}");
 
     std::fs::write(bin.join("data_batch_3.bin"), vec![1u8; 3073 * 2 + 10]).unwrap();
-    let err = open("truncated", serde_json::json!({ "data_dir": dir })).err().unwrap();
+    let err = open("truncated", serde_json::json!({ "data_dir": dir }))
+        .err()
+        .unwrap();
     assert!(
         err.contains("data_batch_3.bin: 6156 bytes is not a whole number of 3073-byte records"),
         "{err}"
@@ -145,7 +156,13 @@ seeds = [0]
     let out = dir.join("result.json");
     let o = Command::new(env!("CARGO_BIN_EXE_evomal"))
         .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args(["train", manifest.to_str().unwrap(), "--loss", "ce", "--quiet"])
+        .args([
+            "train",
+            manifest.to_str().unwrap(),
+            "--loss",
+            "ce",
+            "--quiet",
+        ])
         .args(["--out", out.to_str().unwrap()])
         .output()
         .unwrap();

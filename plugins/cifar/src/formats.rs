@@ -42,7 +42,11 @@ pub fn read_file(path: &Path, published: &str) -> Result<Vec<u8>, String> {
 /// to), else the path in `dir` (whose absence the caller reports).
 pub fn locate(dir: &Path, sub: &str, name: &str) -> PathBuf {
     let nested = dir.join(sub).join(name);
-    if nested.is_file() { nested } else { dir.join(name) }
+    if nested.is_file() {
+        nested
+    } else {
+        dir.join(name)
+    }
 }
 
 /// A CIFAR binary file: records of `label_bytes` labels then one image; the label used is the

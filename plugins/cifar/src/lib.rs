@@ -13,8 +13,8 @@ mod images;
 
 use std::path::Path;
 
-use evomal_sdk::{KIND_CLASSIFICATION, Layer, Model, Params, Sequential, Split, Task, TaskInfo};
 use evomal_sdk::models;
+use evomal_sdk::{KIND_CLASSIFICATION, Layer, Model, Params, Sequential, Split, Task, TaskInfo};
 
 use formats::{IMAGE, Images, cifar_binary, svhn_mat};
 use images::Store;
@@ -67,7 +67,9 @@ impl Task for Cifar {
         })?;
         let validation = config.number("validation", 0.1)?;
         if !(0.0..1.0).contains(&validation) {
-            return Err(format!("`validation` must be in [0, 1), found {validation}"));
+            return Err(format!(
+                "`validation` must be in [0, 1), found {validation}"
+            ));
         }
         let seed = config.integer("split_seed", 0)?;
         let augment = config.flag("augment", true)?;

@@ -73,8 +73,13 @@ fn svhn_files_read_the_same_compressed_or_not() {
     let truncated = &svhn_file(&x, &y, false)[..5000];
     let err = svhn_mat(truncated, Path::new("t.mat")).err().unwrap();
     assert!(err.contains("t.mat: truncated"), "{err}");
-    let err = svhn_mat(b"MATLAB 7.3 MAT-file", Path::new("v73.mat")).err().unwrap();
-    assert!(err.contains("not a little-endian level 5 MAT-file"), "{err}");
+    let err = svhn_mat(b"MATLAB 7.3 MAT-file", Path::new("v73.mat"))
+        .err()
+        .unwrap();
+    assert!(
+        err.contains("not a little-endian level 5 MAT-file"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -86,14 +91,25 @@ fn cifar_records_are_checked() {
     let err = cifar_binary(&rec[..1000], Path::new("b.bin"), 1, 10)
         .err()
         .unwrap();
-    assert!(err.contains("b.bin: 1000 bytes is not a whole number of 3073-byte records"), "{err}");
+    assert!(
+        err.contains("b.bin: 1000 bytes is not a whole number of 3073-byte records"),
+        "{err}"
+    );
     rec[0] = 10;
     let err = cifar_binary(&rec, Path::new("b.bin"), 1, 10).err().unwrap();
-    assert!(err.contains("record 0 has label 10, but the data set has 10 classes"), "{err}");
+    assert!(
+        err.contains("record 0 has label 10, but the data set has 10 classes"),
+        "{err}"
+    );
     // CIFAR-100: coarse label first, the fine label used.
     let mut rec100 = vec![1u8, 57];
     rec100.extend(std::iter::repeat_n(0u8, IMAGE));
-    assert_eq!(cifar_binary(&rec100, Path::new("c"), 2, 100).unwrap().labels, [57]);
+    assert_eq!(
+        cifar_binary(&rec100, Path::new("c"), 2, 100)
+            .unwrap()
+            .labels,
+        [57]
+    );
 }
 
 fn images(n: usize, classes: usize) -> Images {
@@ -116,7 +132,11 @@ fn the_validation_split_is_stratified_seeded_and_normalisation_uses_training_ima
     let idx: Vec<u64> = (0..20).collect();
     s.read(1, &idx, &mut x, &mut labels);
     for c in 0..10 {
-        assert_eq!(labels.iter().filter(|&&l| l == c as f32).count(), 2, "class {c}");
+        assert_eq!(
+            labels.iter().filter(|&&l| l == c as f32).count(),
+            2,
+            "class {c}"
+        );
     }
     let mut other = vec![0.0; 20 * IMAGE];
     store(1).read(1, &idx, &mut other, &mut labels);
@@ -132,7 +152,10 @@ fn the_validation_split_is_stratified_seeded_and_normalisation_uses_training_ima
             .collect();
         let mean = v.iter().sum::<f64>() / v.len() as f64;
         let var = v.iter().map(|a| (a - mean).powi(2)).sum::<f64>() / v.len() as f64;
-        assert!(mean.abs() < 1e-4 && (var - 1.0).abs() < 1e-3, "channel {c}: {mean} {var}");
+        assert!(
+            mean.abs() < 1e-4 && (var - 1.0).abs() < 1e-3,
+            "channel {c}: {mean} {var}"
+        );
     }
 }
 
@@ -161,7 +184,8 @@ fn augmentation_crops_and_flips_from_its_seed() {
                 for dx in -4isize..=4 {
                     for mirror in [false, true] {
                         let fits = (0..IMAGE).all(|q| {
-                            let (ch, r, col) = (q / 1024, (q / 32 % 32) as isize, (q % 32) as isize);
+                            let (ch, r, col) =
+                                (q / 1024, (q / 32 % 32) as isize, (q % 32) as isize);
                             let col = if mirror { 31 - col } else { col };
                             let (sr, sc) = (r + dy, col + dx);
                             let want = if (0..32).contains(&sr) && (0..32).contains(&sc) {

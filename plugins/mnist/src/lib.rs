@@ -9,8 +9,8 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use evomal_sdk::{data, models};
 use evomal_sdk::{KIND_CLASSIFICATION, Model, Params, Sequential, Split, Task, TaskInfo};
+use evomal_sdk::{data, models};
 
 const SIDE: usize = 28;
 const PIXELS: usize = SIDE * SIDE;

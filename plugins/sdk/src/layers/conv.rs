@@ -1,8 +1,9 @@
 //! 2-D convolution with stride and zero padding as im2col + GEMM over a chunk of the batch at
 //! once: the column matrix of a chunk is `[c_in k k, examples x ho x wo]`, so a layer is one
 //! large product per chunk (threaded by [`gemm`]) instead of one small product per example.
-//! Columns are rebuilt from the layer's input when backward and JVP need them, so no layer
-//! keeps a column matrix between passes.
+//! When the whole batch is one chunk, the forward pass keeps its column matrix for backward and
+//! JVP; a wider layer rebuilds its columns chunk by chunk from its input instead, so no layer
+//! holds more than one chunk's columns.
 
 use super::{Geom, Mat, gemm};
 
@@ -188,20 +189,49 @@ fn gather(g: &[f32], s: Shape, b0: usize, n: usize, mat: &mut Vec<f32>) {
     }
 }
 
+/// The columns of the `n` examples from `b0`: the kept matrix when it covers them (the whole
+/// batch, one chunk), else rebuilt into `buf`.
+fn columns<'a>(
+    x: &[f32],
+    s: Shape,
+    b0: usize,
+    n: usize,
+    kept: &'a [f32],
+    buf: &'a mut Vec<f32>,
+) -> &'a [f32] {
+    if n == s.batch && kept.len() == s.ckk() * n * s.howo() {
+        return kept;
+    }
+    im2col(x, s, b0, n, buf);
+    buf
+}
+
 fn split_params(p: &[f32], s: Shape) -> (&[f32], Option<&[f32]>) {
     let (w, b) = p.split_at(s.n_weights());
     (w, s.bias.then_some(b))
 }
 
-pub(super) fn forward(p: &[f32], x: &[f32], s: Shape, ws: &mut Workspace, out: &mut [f32]) {
+/// `keep` receives the column matrix when the batch is one chunk (and is emptied otherwise).
+pub(super) fn forward(
+    p: &[f32],
+    x: &[f32],
+    s: Shape,
+    ws: &mut Workspace,
+    keep: &mut Vec<f32>,
+    out: &mut [f32],
+) {
     let (w, b) = split_params(p, s);
     let (ckk, howo) = (s.ckk(), s.howo());
-    for (b0, n) in s.chunks() {
-        im2col(x, s, b0, n, &mut ws.cols);
+    let chunks: Vec<_> = s.chunks().collect();
+    let whole = chunks.len() == 1;
+    keep.clear();
+    for (b0, n) in chunks {
+        let cols = if whole { &mut *keep } else { &mut ws.cols };
+        im2col(x, s, b0, n, cols);
         ws.mat.resize(s.c_out * n * howo, 0.0);
         gemm(
             Mat::new(w, s.c_out, ckk),
-            Mat::new(&ws.cols, ckk, n * howo),
+            Mat::new(cols, ckk, n * howo),
             0.0,
             &mut ws.mat,
         );
@@ -209,13 +239,16 @@ pub(super) fn forward(p: &[f32], x: &[f32], s: Shape, ws: &mut Workspace, out: &
     }
 }
 
-/// Parameter gradient into `grad` (overwritten) and, when asked, the input gradient.
+/// Parameter gradient into `grad` (overwritten) and, when asked, the input gradient; `kept`
+/// is what the forward pass kept.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn backward(
     p: &[f32],
     x: &[f32],
     g: &[f32],
     s: Shape,
     ws: &mut Workspace,
+    kept: &[f32],
     grad: &mut [f32],
     mut g_in: Option<&mut [f32]>,
 ) {
@@ -224,12 +257,12 @@ pub(super) fn backward(
     let (gw, gb) = grad.split_at_mut(s.n_weights());
     gb.fill(0.0);
     for (i, (b0, n)) in s.chunks().enumerate() {
-        im2col(x, s, b0, n, &mut ws.cols);
+        let cols = columns(x, s, b0, n, kept, &mut ws.cols);
         gather(g, s, b0, n, &mut ws.mat);
         let beta = if i == 0 { 0.0 } else { 1.0 };
         gemm(
             Mat::new(&ws.mat, c_out, n * howo),
-            Mat::new(&ws.cols, ckk, n * howo).t(),
+            Mat::new(cols, ckk, n * howo).t(),
             beta,
             gw,
         );
@@ -252,6 +285,7 @@ pub(super) fn backward(
 }
 
 /// `t_out = tW * im2col(x) + W * im2col(t_in) + tb`.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn jvp(
     p: &[f32],
     tp: &[f32],
@@ -259,17 +293,18 @@ pub(super) fn jvp(
     t_in: Option<&[f32]>,
     s: Shape,
     ws: &mut Workspace,
+    kept: &[f32],
     t_out: &mut [f32],
 ) {
     let (ckk, howo, c_out) = (s.ckk(), s.howo(), s.c_out);
     let (w, _) = split_params(p, s);
     let (tw, tb) = split_params(tp, s);
     for (b0, n) in s.chunks() {
-        im2col(x, s, b0, n, &mut ws.cols);
+        let cols = columns(x, s, b0, n, kept, &mut ws.cols);
         ws.mat.resize(c_out * n * howo, 0.0);
         gemm(
             Mat::new(tw, c_out, ckk),
-            Mat::new(&ws.cols, ckk, n * howo),
+            Mat::new(cols, ckk, n * howo),
             0.0,
             &mut ws.mat,
         );

@@ -23,6 +23,8 @@ pub struct Sequential {
 enum Saved {
     None,
     Argmax(Vec<u32>),
+    /// A convolution's column matrix, when the batch was one chunk.
+    Cols(Vec<f32>),
     Norm(norm::Saved),
     /// Dropout's factors (0 or `1 / (1 - p)`); empty after an evaluation pass.
     Mask(Vec<f32>),
@@ -91,6 +93,7 @@ impl Stack {
                     let out = l.output_len(w).map_err(|e| format!("layer {i}: {e}"))?;
                     let saved = match l {
                         Layer::MaxPool2d { .. } => Saved::Argmax(Vec::new()),
+                        Layer::Conv2d { .. } => Saved::Cols(Vec::new()),
                         Layer::BatchNorm { .. } => Saved::Norm(norm::Saved::default()),
                         Layer::Dropout { .. } => Saved::Mask(Vec::new()),
                         _ => Saved::None,
@@ -166,8 +169,8 @@ impl Stack {
                     },
                     _,
                 ) => dense::forward(p, input, batch, inputs, outputs, out),
-                (l @ Layer::Conv2d { .. }, _) => {
-                    conv::forward(p, input, conv_shape(l, batch), ws, out)
+                (l @ Layer::Conv2d { .. }, Saved::Cols(keep)) => {
+                    conv::forward(p, input, conv_shape(l, batch), ws, keep, out)
                 }
                 (&Layer::MaxPool2d { geom, size }, Saved::Argmax(am)) => {
                     pool::max_pool(input, batch, geom, size, am, out)
@@ -209,7 +212,7 @@ impl Stack {
                     out.iter_mut().zip(skip).for_each(|(o, &s)| *o += s);
                 }
                 (Layer::Relu, _) => map(input, out, |v| v.max(0.0)),
-                (Layer::Tanh, _) => map(input, out, f32::tanh),
+                (Layer::Tanh, _) => map(input, out, super::tanh),
                 (Layer::Sigmoid, _) => map(input, out, |v| 1.0 / (1.0 + (-v).exp())),
                 (Layer::Flatten, _) => out.copy_from_slice(input),
                 (l, _) => unreachable!("layer {l:?} built without its saved state"),
@@ -254,8 +257,8 @@ impl Stack {
                     },
                     _,
                 ) => dense::backward(p, input, g, batch, inputs, outputs, grad, gi),
-                (l @ Layer::Conv2d { .. }, _) => {
-                    conv::backward(p, input, g, conv_shape(l, batch), ws, grad, gi)
+                (l @ Layer::Conv2d { .. }, Saved::Cols(kept)) => {
+                    conv::backward(p, input, g, conv_shape(l, batch), ws, kept, grad, gi)
                 }
                 (Layer::MaxPool2d { .. }, Saved::Argmax(am)) => {
                     pool::max_pool_backward(g, am, g_in)
@@ -332,8 +335,8 @@ impl Stack {
                     },
                     _,
                 ) => dense::jvp(p, tp, input, t_in, batch, inputs, outputs, t_out),
-                (l @ Layer::Conv2d { .. }, _) => {
-                    conv::jvp(p, tp, input, t_in, conv_shape(l, batch), ws, t_out)
+                (l @ Layer::Conv2d { .. }, Saved::Cols(kept)) => {
+                    conv::jvp(p, tp, input, t_in, conv_shape(l, batch), ws, kept, t_out)
                 }
                 (l @ Layer::BatchNorm { .. }, Saved::Norm(s)) => {
                     norm::jvp(p, tp, t_in, norm_shape(l, batch), s, t_out)

@@ -412,3 +412,18 @@ fn a_smooth_resnet_differentiates_exactly_in_training() {
     let m = crate::models::resnet(1, 8, 8, 3, &[1, 1], 4, 0.2, Layer::Tanh).unwrap();
     check_derivatives("smooth resnet", m, 64, Mode::Train { seed: 3 }, false);
 }
+
+#[test]
+fn fast_tanh_is_within_seven_ulp() {
+    for i in -200_000..=200_000 {
+        let x = i as f32 * 6e-5;
+        let (got, want) = (super::tanh(x) as f64, (x as f64).tanh());
+        let err = (got - want).abs();
+        assert!(
+            err <= 4.5e-7 && err <= 8.0 * f32::EPSILON as f64 * want.abs(),
+            "tanh({x}) = {got}, off by {err:e}"
+        );
+    }
+    assert_eq!(super::tanh(1e-5), 1e-5);
+    assert!((super::tanh(100.0) - 1.0).abs() < 1e-7 && super::tanh(-100.0) == -super::tanh(100.0));
+}

@@ -82,7 +82,7 @@ pub(super) fn avg_pool_backward(
     g_in: &mut [f32],
 ) {
     let inv = 1.0 / (size * size) as f32;
-    if size == 2 && geom.h % 2 == 0 && geom.w % 2 == 0 {
+    if size == 2 && geom.h.is_multiple_of(2) && geom.w.is_multiple_of(2) {
         // The windows tile the input: every entry is written once, no fill needed.
         windows(batch, geom, 2, |o, at| {
             let v = g[o] * inv;

@@ -58,7 +58,7 @@ pub fn cifar_binary(
     classes: usize,
 ) -> Result<Images, String> {
     let record = label_bytes + IMAGE;
-    if bytes.is_empty() || bytes.len() % record != 0 {
+    if bytes.is_empty() || !bytes.len().is_multiple_of(record) {
         return Err(format!(
             "{}: {} bytes is not a whole number of {record}-byte records (truncated, or not a CIFAR binary file)",
             name.display(),

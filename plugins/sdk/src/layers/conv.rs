@@ -2,10 +2,11 @@
 //! once: the column matrix of a chunk is `[c_in k k, examples x ho x wo]`, so a layer is one
 //! large product per chunk (threaded by [`gemm`]) instead of one small product per example.
 //! When the whole batch is one chunk, the forward pass keeps its column matrix for backward and
-//! JVP; a wider layer rebuilds its columns chunk by chunk from its input instead, so no layer
-//! holds more than one chunk's columns.
+//! JVP, and the products are split across threads; a wider layer rebuilds its columns chunk by
+//! chunk from its input instead, its chunks running on all threads at once, each thread with
+//! its own buffers, so no layer holds more than a chunk's columns per thread.
 
-use super::{Geom, Mat, gemm};
+use super::{Geom, Mat, gemm, gemm_on, gemm_threads};
 
 /// The geometry of one convolution over a batch.
 #[derive(Clone, Copy, Debug)]
@@ -22,6 +23,22 @@ pub(super) struct Shape {
 /// Column-matrix floats per chunk: large enough that each GEMM is efficient, small enough
 /// that a wide layer at batch 128 does not need gigabytes of columns.
 const COLS_BUDGET: usize = 1 << 22;
+
+#[cfg(not(test))]
+fn cols_budget() -> usize {
+    COLS_BUDGET
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Tests shrink the budget to run small layers in many chunks.
+    pub(super) static TEST_COLS_BUDGET: std::cell::Cell<usize> = const { std::cell::Cell::new(COLS_BUDGET) };
+}
+
+#[cfg(test)]
+fn cols_budget() -> usize {
+    TEST_COLS_BUDGET.get()
+}
 
 impl Shape {
     fn out_hw(&self) -> (usize, usize) {
@@ -46,9 +63,14 @@ impl Shape {
         self.c_out * self.ckk()
     }
 
+    /// Whether the whole batch's columns fit one chunk.
+    fn single_chunk(&self) -> bool {
+        self.chunks().nth(1).is_none()
+    }
+
     /// `(first example, examples)` of each chunk of the batch.
     fn chunks(&self) -> impl Iterator<Item = (usize, usize)> + use<> {
-        let per = (COLS_BUDGET / (self.ckk() * self.howo()).max(1)).clamp(1, self.batch.max(1));
+        let per = (cols_budget() / (self.ckk() * self.howo()).max(1)).clamp(1, self.batch.max(1));
         let batch = self.batch;
         (0..batch)
             .step_by(per)
@@ -56,17 +78,76 @@ impl Shape {
     }
 }
 
-/// Scratch matrices shared by the convolutions of a model (grown to the largest chunk).
+/// Scratch matrices shared by the convolutions of a model (grown to the largest chunk): one
+/// set per thread.
 #[derive(Default)]
 pub(super) struct Workspace {
+    main: Buffers,
+    workers: Vec<Buffers>,
+}
+
+#[derive(Default)]
+struct Buffers {
     cols: Vec<f32>,
     cols2: Vec<f32>,
     mat: Vec<f32>,
+    /// A thread's share of the weight and bias gradients.
+    grad: Vec<f32>,
 }
 
-/// `cols[(ci k k + ki k + kj), (e howo + oi wo + oj)] = x[b0 + e, ci, oi s + ki - pad,
-/// oj s + kj - pad]` (0 outside) for the `n` examples from `b0`.
-fn im2col(x: &[f32], s: Shape, b0: usize, n: usize, cols: &mut Vec<f32>) {
+/// One thread's share of [`for_chunks`]: its chunks, buffers and part of the output.
+type Job<'a> = (&'a [(usize, usize)], &'a mut Buffers, Option<&'a mut [f32]>);
+
+/// Runs `f(buffers, first example, examples, part)` on every chunk of the batch: the chunks
+/// in contiguous runs, one run per thread, `part` the chunk's slice of `out` (`per` floats per
+/// example; `None` when `out` is). Afterwards `ws.main` and every `ws.workers` entry hold what
+/// their thread left (for reductions).
+fn for_chunks(
+    s: Shape,
+    ws: &mut Workspace,
+    out: Option<&mut [f32]>,
+    per: usize,
+    f: impl Fn(&mut Buffers, usize, usize, Option<&mut [f32]>) + Sync,
+) {
+    let chunks: Vec<_> = s.chunks().collect();
+    let threads = gemm_threads().min(chunks.len()).max(1);
+    ws.workers.resize_with(threads - 1, Buffers::default);
+    let bufs = std::iter::once(&mut ws.main).chain(ws.workers.iter_mut());
+    let mut rest = out;
+    let mut jobs = Vec::with_capacity(threads);
+    for (run, buf) in chunks.chunks(chunks.len().div_ceil(threads)).zip(bufs) {
+        let examples: usize = run.iter().map(|&(_, n)| n).sum();
+        let part = rest.take().map(|r| {
+            let (part, tail) = r.split_at_mut(examples * per);
+            rest = Some(tail);
+            part
+        });
+        jobs.push((run, buf, part));
+    }
+    let work = |(run, buf, mut part): Job<'_>| {
+        let first = run[0].0;
+        for &(b0, n) in run {
+            let at = (b0 - first) * per;
+            let chunk = part.as_deref_mut().map(|p| &mut p[at..at + n * per]);
+            f(buf, b0, n, chunk);
+        }
+    };
+    let work = &work;
+    std::thread::scope(|scope| {
+        let mut jobs = jobs.into_iter();
+        let own = jobs.next();
+        for job in jobs {
+            scope.spawn(move || work(job));
+        }
+        if let Some(job) = own {
+            work(job);
+        }
+    });
+}
+
+/// `cols[(ci k k + ki k + kj), (e howo + oi wo + oj)] = x[e, ci, oi s + ki - pad,
+/// oj s + kj - pad]` (0 outside) for the `n` examples of `x`.
+fn im2col(x: &[f32], s: Shape, n: usize, cols: &mut Vec<f32>) {
     let (ho, wo) = s.out_hw();
     let Geom { c, h, w } = s.geom;
     let (howo, width) = (ho * wo, n * ho * wo);
@@ -77,7 +158,7 @@ fn im2col(x: &[f32], s: Shape, b0: usize, n: usize, cols: &mut Vec<f32>) {
                 let row = (ci * s.k + ki) * s.k + kj;
                 let dst_row = &mut cols[row * width..(row + 1) * width];
                 for e in 0..n {
-                    let plane = &x[((b0 + e) * c + ci) * h * w..][..h * w];
+                    let plane = &x[(e * c + ci) * h * w..][..h * w];
                     let dst = &mut dst_row[e * howo..(e + 1) * howo];
                     for oi in 0..ho {
                         let out = &mut dst[oi * wo..(oi + 1) * wo];
@@ -113,10 +194,10 @@ fn copy_row(src: &[f32], out: &mut [f32], shift: isize, stride: usize) {
     let hi = hi.clamp(lo, out.len());
     out[..lo].fill(0.0);
     out[hi..].fill(0.0);
-    let at = |oj: usize| ((oj * stride) as isize + shift) as usize;
     if lo == hi {
         return;
     }
+    let at = |oj: usize| ((oj * stride) as isize + shift) as usize;
     if stride == 1 {
         out[lo..hi].copy_from_slice(&src[at(lo)..at(hi - 1) + 1]);
     } else {
@@ -127,19 +208,19 @@ fn copy_row(src: &[f32], out: &mut [f32], shift: isize, stride: usize) {
 }
 
 /// The adjoint of [`im2col`]: adds every column entry back onto the pixel it came from, into
-/// `x_grad` for the `n` examples from `b0` (which it zeroes first).
-fn col2im(cols: &[f32], s: Shape, b0: usize, n: usize, x_grad: &mut [f32]) {
+/// `x_grad` (the `n` examples' part, which it overwrites).
+fn col2im(cols: &[f32], s: Shape, n: usize, x_grad: &mut [f32]) {
     let (ho, wo) = s.out_hw();
     let Geom { c, h, w } = s.geom;
     let (howo, width) = (ho * wo, n * ho * wo);
-    x_grad[b0 * c * h * w..(b0 + n) * c * h * w].fill(0.0);
+    x_grad.fill(0.0);
     for ci in 0..c {
         for ki in 0..s.k {
             for kj in 0..s.k {
                 let row = (ci * s.k + ki) * s.k + kj;
                 let src_row = &cols[row * width..(row + 1) * width];
                 for e in 0..n {
-                    let plane = &mut x_grad[((b0 + e) * c + ci) * h * w..][..h * w];
+                    let plane = &mut x_grad[(e * c + ci) * h * w..][..h * w];
                     let src = &src_row[e * howo..(e + 1) * howo];
                     for oi in 0..ho {
                         let ii = (oi * s.stride + ki) as isize - s.pad as isize;
@@ -160,15 +241,15 @@ fn col2im(cols: &[f32], s: Shape, b0: usize, n: usize, x_grad: &mut [f32]) {
     }
 }
 
-/// Scatters a chunk's `[c_out, n howo]` product into `out`'s `[batch][c_out][howo]` layout,
+/// Scatters a chunk's `[c_out, n howo]` product into the chunk's `[n][c_out][howo]` outputs,
 /// adding `bias[co]` (when given) to every pixel of channel `co`.
-fn scatter(mat: &[f32], s: Shape, b0: usize, n: usize, bias: Option<&[f32]>, out: &mut [f32]) {
+fn scatter(mat: &[f32], s: Shape, n: usize, bias: Option<&[f32]>, out: &mut [f32]) {
     let (howo, c_out) = (s.howo(), s.c_out);
     for co in 0..c_out {
         let b = bias.map_or(0.0, |b| b[co]);
         let row = &mat[co * n * howo..(co + 1) * n * howo];
         for e in 0..n {
-            let dst = &mut out[((b0 + e) * c_out + co) * howo..][..howo];
+            let dst = &mut out[(e * c_out + co) * howo..][..howo];
             dst.iter_mut()
                 .zip(&row[e * howo..(e + 1) * howo])
                 .for_each(|(d, &v)| *d = v + b);
@@ -176,34 +257,17 @@ fn scatter(mat: &[f32], s: Shape, b0: usize, n: usize, bias: Option<&[f32]>, out
     }
 }
 
-/// The inverse layout move of [`scatter`] (without bias): `[batch][c_out][howo]` to a
-/// chunk's `[c_out, n howo]`.
-fn gather(g: &[f32], s: Shape, b0: usize, n: usize, mat: &mut Vec<f32>) {
+/// The inverse layout move of [`scatter`] (without bias): a chunk's `[n][c_out][howo]` to
+/// `[c_out, n howo]`.
+fn gather(g: &[f32], s: Shape, n: usize, mat: &mut Vec<f32>) {
     let (howo, c_out) = (s.howo(), s.c_out);
     mat.resize(c_out * n * howo, 0.0);
     for co in 0..c_out {
         for e in 0..n {
             mat[(co * n + e) * howo..][..howo]
-                .copy_from_slice(&g[((b0 + e) * c_out + co) * howo..][..howo]);
+                .copy_from_slice(&g[(e * c_out + co) * howo..][..howo]);
         }
     }
-}
-
-/// The columns of the `n` examples from `b0`: the kept matrix when it covers them (the whole
-/// batch, one chunk), else rebuilt into `buf`.
-fn columns<'a>(
-    x: &[f32],
-    s: Shape,
-    b0: usize,
-    n: usize,
-    kept: &'a [f32],
-    buf: &'a mut Vec<f32>,
-) -> &'a [f32] {
-    if n == s.batch && kept.len() == s.ckk() * n * s.howo() {
-        return kept;
-    }
-    im2col(x, s, b0, n, buf);
-    buf
 }
 
 fn split_params(p: &[f32], s: Shape) -> (&[f32], Option<&[f32]>) {
@@ -221,21 +285,55 @@ pub(super) fn forward(
     out: &mut [f32],
 ) {
     let (w, b) = split_params(p, s);
-    let (ckk, howo) = (s.ckk(), s.howo());
-    let chunks: Vec<_> = s.chunks().collect();
-    let whole = chunks.len() == 1;
+    let (ckk, howo, c_out, len) = (s.ckk(), s.howo(), s.c_out, s.geom.len());
     keep.clear();
-    for (b0, n) in chunks {
-        let cols = if whole { &mut *keep } else { &mut ws.cols };
-        im2col(x, s, b0, n, cols);
-        ws.mat.resize(s.c_out * n * howo, 0.0);
-        gemm(
-            Mat::new(w, s.c_out, ckk),
-            Mat::new(cols, ckk, n * howo),
-            0.0,
-            &mut ws.mat,
-        );
-        scatter(&ws.mat, s, b0, n, b, out);
+    if s.single_chunk() {
+        let mat = &mut ws.main.mat;
+        im2col(x, s, s.batch, keep);
+        mat.resize(c_out * s.batch * howo, 0.0);
+        let cols = Mat::new(keep, ckk, s.batch * howo);
+        gemm(Mat::new(w, c_out, ckk), cols, 0.0, mat);
+        scatter(mat, s, s.batch, b, out);
+        return;
+    }
+    for_chunks(s, ws, Some(out), c_out * howo, |buf, b0, n, part| {
+        im2col(&x[b0 * len..(b0 + n) * len], s, n, &mut buf.cols);
+        buf.mat.resize(c_out * n * howo, 0.0);
+        let cols = Mat::new(&buf.cols, ckk, n * howo);
+        gemm_on(1, Mat::new(w, c_out, ckk), cols, 0.0, &mut buf.mat);
+        scatter(&buf.mat, s, n, b, part.expect("forward has outputs"));
+    });
+}
+
+/// One chunk's share of backward: the weight and bias gradients added into `acc`, the input's
+/// into `g_in` (the chunk's part).
+#[allow(clippy::too_many_arguments)]
+fn backward_chunk(
+    w: &[f32],
+    g: &[f32],
+    cols: &[f32],
+    s: Shape,
+    n: usize,
+    threads: usize,
+    buf_mat: &mut Vec<f32>,
+    buf_cols: &mut Vec<f32>,
+    acc: &mut [f32],
+    g_in: Option<&mut [f32]>,
+) {
+    let (ckk, howo, c_out) = (s.ckk(), s.howo(), s.c_out);
+    gather(g, s, n, buf_mat);
+    let (gw, gb) = acc.split_at_mut(s.n_weights());
+    let g_mat = Mat::new(buf_mat, c_out, n * howo);
+    gemm_on(threads, g_mat, Mat::new(cols, ckk, n * howo).t(), 1.0, gw);
+    if s.bias {
+        for (a, row) in gb.iter_mut().zip(buf_mat.chunks_exact(n * howo)) {
+            *a += row.iter().sum::<f32>();
+        }
+    }
+    if let Some(g_in) = g_in {
+        buf_cols.resize(ckk * n * howo, 0.0);
+        gemm_on(threads, Mat::new(w, c_out, ckk).t(), g_mat, 0.0, buf_cols);
+        col2im(buf_cols, s, n, g_in);
     }
 }
 
@@ -250,37 +348,47 @@ pub(super) fn backward(
     ws: &mut Workspace,
     kept: &[f32],
     grad: &mut [f32],
-    mut g_in: Option<&mut [f32]>,
+    g_in: Option<&mut [f32]>,
 ) {
-    let (ckk, howo, c_out) = (s.ckk(), s.howo(), s.c_out);
+    let (howo, c_out, len) = (s.howo(), s.c_out, s.geom.len());
     let (w, _) = split_params(p, s);
-    let (gw, gb) = grad.split_at_mut(s.n_weights());
-    gb.fill(0.0);
-    for (i, (b0, n)) in s.chunks().enumerate() {
-        let cols = columns(x, s, b0, n, kept, &mut ws.cols);
-        gather(g, s, b0, n, &mut ws.mat);
-        let beta = if i == 0 { 0.0 } else { 1.0 };
-        gemm(
-            Mat::new(&ws.mat, c_out, n * howo),
-            Mat::new(cols, ckk, n * howo).t(),
-            beta,
-            gw,
+    grad.fill(0.0);
+    if s.single_chunk() {
+        let Buffers { mat, cols2, .. } = &mut ws.main;
+        backward_chunk(
+            w,
+            g,
+            kept,
+            s,
+            s.batch,
+            gemm_threads(),
+            mat,
+            cols2,
+            grad,
+            g_in,
         );
-        if s.bias {
-            for (acc, row) in gb.iter_mut().zip(ws.mat.chunks_exact(n * howo)) {
-                *acc += row.iter().sum::<f32>();
-            }
-        }
-        if let Some(g_in) = g_in.as_deref_mut() {
-            ws.cols2.resize(ckk * n * howo, 0.0);
-            gemm(
-                Mat::new(w, c_out, ckk).t(),
-                Mat::new(&ws.mat, c_out, n * howo),
-                0.0,
-                &mut ws.cols2,
-            );
-            col2im(&ws.cols2, s, b0, n, g_in);
-        }
+        return;
+    }
+    let n_grad = grad.len();
+    // Each thread sums its chunks' gradients into its own buffer, zeroed here (or on first use).
+    for buf in std::iter::once(&mut ws.main).chain(&mut ws.workers) {
+        buf.grad.clear();
+        buf.grad.resize(n_grad, 0.0);
+    }
+    for_chunks(s, ws, g_in, len, |buf, b0, n, part| {
+        let Buffers {
+            cols,
+            cols2,
+            mat,
+            grad: acc,
+        } = buf;
+        acc.resize(n_grad, 0.0);
+        im2col(&x[b0 * len..(b0 + n) * len], s, n, cols);
+        let g = &g[b0 * c_out * howo..(b0 + n) * c_out * howo];
+        backward_chunk(w, g, cols, s, n, 1, mat, cols2, acc, part);
+    });
+    for buf in std::iter::once(&ws.main).chain(&ws.workers) {
+        grad.iter_mut().zip(&buf.grad).for_each(|(a, &b)| *a += b);
     }
 }
 
@@ -296,27 +404,37 @@ pub(super) fn jvp(
     kept: &[f32],
     t_out: &mut [f32],
 ) {
-    let (ckk, howo, c_out) = (s.ckk(), s.howo(), s.c_out);
+    let (ckk, howo, c_out, len) = (s.ckk(), s.howo(), s.c_out, s.geom.len());
     let (w, _) = split_params(p, s);
     let (tw, tb) = split_params(tp, s);
-    for (b0, n) in s.chunks() {
-        let cols = columns(x, s, b0, n, kept, &mut ws.cols);
-        ws.mat.resize(c_out * n * howo, 0.0);
-        gemm(
-            Mat::new(tw, c_out, ckk),
-            Mat::new(cols, ckk, n * howo),
-            0.0,
-            &mut ws.mat,
-        );
+    // One chunk: `cols` its columns, `t_cols` a buffer for its tangent's.
+    let chunk = |cols: &[f32],
+                 t_cols: &mut Vec<f32>,
+                 mat: &mut Vec<f32>,
+                 b0,
+                 n,
+                 threads,
+                 part: &mut [f32]| {
+        mat.resize(c_out * n * howo, 0.0);
+        let (tw, cols) = (Mat::new(tw, c_out, ckk), Mat::new(cols, ckk, n * howo));
+        gemm_on(threads, tw, cols, 0.0, mat);
         if let Some(t_in) = t_in {
-            im2col(t_in, s, b0, n, &mut ws.cols2);
-            gemm(
-                Mat::new(w, c_out, ckk),
-                Mat::new(&ws.cols2, ckk, n * howo),
-                1.0,
-                &mut ws.mat,
-            );
+            im2col(&t_in[b0 * len..(b0 + n) * len], s, n, t_cols);
+            let t_cols = Mat::new(t_cols, ckk, n * howo);
+            gemm_on(threads, Mat::new(w, c_out, ckk), t_cols, 1.0, mat);
         }
-        scatter(&ws.mat, s, b0, n, tb, t_out);
+        scatter(mat, s, n, tb, part);
+    };
+    if s.single_chunk() {
+        let Buffers { cols2, mat, .. } = &mut ws.main;
+        chunk(kept, cols2, mat, 0, s.batch, gemm_threads(), t_out);
+        return;
     }
+    for_chunks(s, ws, Some(t_out), c_out * howo, |buf, b0, n, part| {
+        let Buffers {
+            cols, cols2, mat, ..
+        } = buf;
+        im2col(&x[b0 * len..(b0 + n) * len], s, n, cols);
+        chunk(cols, cols2, mat, b0, n, 1, part.expect("jvp has outputs"));
+    });
 }

@@ -46,7 +46,7 @@ impl<'a> Mat<'a> {
 const PARALLEL_MIN_MACS: usize = 1 << 22;
 
 /// Threads for large GEMMs: `EVOMAL_GEMM_THREADS`, else every available core.
-fn gemm_threads() -> usize {
+pub(crate) fn gemm_threads() -> usize {
     static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
     *THREADS.get_or_init(|| {
         std::env::var("EVOMAL_GEMM_THREADS")
@@ -60,13 +60,18 @@ fn gemm_threads() -> usize {
 /// `c = a b + beta c`, `c` row-major `a.rows x b.cols`. Large products split `c`'s columns
 /// into one block per thread.
 pub(crate) fn gemm(a: Mat<'_>, b: Mat<'_>, beta: f32, c: &mut [f32]) {
+    gemm_on(gemm_threads(), a, b, beta, c)
+}
+
+/// [`gemm`] on at most `threads` threads (1 inside work that is already split across them).
+pub(crate) fn gemm_on(threads: usize, a: Mat<'_>, b: Mat<'_>, beta: f32, c: &mut [f32]) {
     assert_eq!(a.cols, b.rows, "inner dimensions");
     assert!(
         a.fits() && b.fits() && c.len() >= a.rows * b.cols,
         "matrix views exceed their buffers"
     );
     let (m, k, n) = (a.rows, a.cols, b.cols);
-    let threads = gemm_threads().min(n / 64).max(1);
+    let threads = threads.min(n / 64).max(1);
     let c_ptr = SendPtr(c.as_mut_ptr());
     let block = |start: usize, end: usize| {
         // SAFETY: the asserts above keep every index sgemm touches inside `a.data`, `b.data`

@@ -15,7 +15,7 @@ mod sequential;
 mod tests;
 
 pub use builder::Builder;
-pub(crate) use gemm::{Mat, gemm};
+pub(crate) use gemm::{Mat, gemm, gemm_on, gemm_threads};
 pub use sequential::Sequential;
 
 use rand::Rng;

@@ -427,3 +427,53 @@ fn fast_tanh_is_within_seven_ulp() {
     assert_eq!(super::tanh(1e-5), 1e-5);
     assert!((super::tanh(100.0) - 1.0).abs() < 1e-7 && super::tanh(-100.0) == -super::tanh(100.0));
 }
+
+/// Layers too wide for one chunk run chunk by chunk, on all threads: the same values as one
+/// chunk (up to the order of the weight gradient's sums), and exact derivatives.
+#[test]
+fn convolutions_in_many_chunks_match_one_chunk() {
+    let run = |budget: usize| {
+        super::conv::TEST_COLS_BUDGET.set(budget);
+        let mut m = cnn_model();
+        let mut rng = ChaCha8Rng::seed_from_u64(8);
+        let (mut p, mut st) = (vec![0.0; m.n_params()], vec![0.0; m.n_state()]);
+        m.init(1, &mut p, &mut st);
+        let x = random(&mut rng, BATCH * 128);
+        let r = random(&mut rng, BATCH * 3);
+        let v = random(&mut rng, m.n_params());
+        let mode = Mode::Train { seed: 2 };
+        let mut out = vec![0.0; BATCH * 3];
+        m.forward(&p, &mut st.clone(), &x, BATCH, mode, &mut out)
+            .unwrap();
+        let mut grad = vec![0.0; m.n_params()];
+        m.backward(&p, &r, &mut grad).unwrap();
+        let mut jv = vec![0.0; BATCH * 3];
+        m.jvp(&p, &st, &x, BATCH, mode, &v, &mut jv).unwrap();
+        (out, grad, jv)
+    };
+    let whole = run(1 << 22);
+    // 2 x 8 x 8 inputs with 3 x 3 kernels: 1,152 column floats per example, so 2 per chunk.
+    let chunked = run(2_500);
+    super::conv::TEST_COLS_BUDGET.set(1 << 22);
+    for (name, a, b) in [
+        ("outputs", &whole.0, &chunked.0),
+        ("gradient", &whole.1, &chunked.1),
+        ("jvp", &whole.2, &chunked.2),
+    ] {
+        for (i, (x, y)) in a.iter().zip(b).enumerate() {
+            assert!(
+                (x - y).abs() <= 1e-5 * (1.0 + x.abs()),
+                "{name}[{i}]: {x} vs {y}"
+            );
+        }
+    }
+    super::conv::TEST_COLS_BUDGET.set(2_500);
+    check_derivatives(
+        "cnn in chunks",
+        cnn_model(),
+        128,
+        Mode::Train { seed: 11 },
+        true,
+    );
+    super::conv::TEST_COLS_BUDGET.set(1 << 22);
+}

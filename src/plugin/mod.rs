@@ -10,8 +10,7 @@ use std::sync::Arc;
 use evomal_sdk::Mode;
 use evomal_sdk::abi::{
     ABI_VERSION, Batch, ENTRY_SYMBOL, ErrBuf, JVP_EXACT, LayerDesc, MODE_EVAL, MODE_TRAIN,
-    ModelHandle, ModelInfo, OPTIMIZER_ADAM, OPTIMIZER_SGD, OptimizerDesc, PluginDecl, STATUS_OK,
-    STATUS_PANIC, Status, TaskInfo,
+    ModelHandle, ModelInfo, PluginDecl, STATUS_OK, STATUS_PANIC, Status, TaskInfo,
 };
 use evomal_sdk::optim::OptimizerConfig;
 use libloading::Library;
@@ -350,32 +349,7 @@ impl PluginModel {
 
     /// The optimiser the model steps with (its state starts afresh).
     pub fn set_optimizer(&mut self, cfg: &OptimizerConfig) -> Result<(), PluginError> {
-        let desc = match *cfg {
-            OptimizerConfig::Sgd {
-                momentum,
-                nesterov,
-                weight_decay,
-            } => OptimizerDesc {
-                kind: OPTIMIZER_SGD,
-                nesterov: nesterov as u32,
-                momentum,
-                weight_decay,
-                ..OptimizerDesc::default()
-            },
-            OptimizerConfig::Adam {
-                beta1,
-                beta2,
-                eps,
-                weight_decay,
-            } => OptimizerDesc {
-                kind: OPTIMIZER_ADAM,
-                beta1,
-                beta2,
-                eps,
-                weight_decay,
-                ..OptimizerDesc::default()
-            },
-        };
+        let desc = cfg.to_desc();
         // SAFETY: the handle is live; `desc` outlives the call.
         self.call(|d, h, err| unsafe { (d.set_optimizer)(h, &desc, err) })?;
         // The optimiser's state, and so the snapshot's length, depends on the optimiser.

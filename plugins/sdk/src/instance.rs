@@ -3,7 +3,7 @@
 //! model, so a plugin author declares data and layers and gets every entry of the ABI,
 //! including the exact one-step meta-gradient's primitives.
 
-use crate::abi::{JVP_EXACT, JVP_FINITE_DIFFERENCE, ModelInfo, OPTIMIZER_ADAM, OPTIMIZER_SGD};
+use crate::abi::{JVP_EXACT, JVP_FINITE_DIFFERENCE, ModelInfo};
 use crate::abi::{LayerDesc, OptimizerDesc};
 use crate::optim::{Optimizer, OptimizerConfig};
 use crate::{Mode, Model, Split, Task, mix_seed as mix};
@@ -119,21 +119,7 @@ impl<T: Task> ModelInstance<T> {
     }
 
     pub fn set_optimizer(&mut self, d: &OptimizerDesc) -> Result<(), String> {
-        let config = match d.kind {
-            OPTIMIZER_SGD => OptimizerConfig::Sgd {
-                momentum: d.momentum,
-                nesterov: d.nesterov != 0,
-                weight_decay: d.weight_decay,
-            },
-            OPTIMIZER_ADAM => OptimizerConfig::Adam {
-                beta1: d.beta1,
-                beta2: d.beta2,
-                eps: d.eps,
-                weight_decay: d.weight_decay,
-            },
-            k => return Err(format!("optimizer kind {k} does not exist (0 SGD, 1 Adam)")),
-        };
-        self.opt = Optimizer::new(config, self.params.len());
+        self.opt = Optimizer::new(OptimizerConfig::from_desc(d)?, self.params.len());
         Ok(())
     }
 
@@ -361,32 +347,7 @@ mod tests {
             },
         ];
         for (kind, cfg) in configs.into_iter().enumerate() {
-            let desc = match cfg {
-                OptimizerConfig::Sgd {
-                    momentum,
-                    nesterov,
-                    weight_decay,
-                } => OptimizerDesc {
-                    kind: OPTIMIZER_SGD,
-                    nesterov: nesterov as u32,
-                    momentum,
-                    weight_decay,
-                    ..OptimizerDesc::default()
-                },
-                OptimizerConfig::Adam {
-                    beta1,
-                    beta2,
-                    eps,
-                    weight_decay,
-                } => OptimizerDesc {
-                    kind: OPTIMIZER_ADAM,
-                    beta1,
-                    beta2,
-                    eps,
-                    weight_decay,
-                    ..OptimizerDesc::default()
-                },
-            };
+            let desc = cfg.to_desc();
             let mut inst = ModelInstance::new(
                 task,
                 task.create_model("mlp", &Params::parse_for("t", "{}").unwrap())

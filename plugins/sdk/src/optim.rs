@@ -2,6 +2,8 @@
 //! model instance owns one; the host passes the learning rate of every step, so schedules stay
 //! with the host.
 
+use crate::abi::{OPTIMIZER_ADAM, OPTIMIZER_SGD, OptimizerDesc};
+
 /// Which optimiser, with its settings.
 #[derive(Clone, Debug, PartialEq)]
 pub enum OptimizerConfig {
@@ -19,6 +21,56 @@ pub enum OptimizerConfig {
         eps: f32,
         weight_decay: f32,
     },
+}
+
+impl OptimizerConfig {
+    /// The settings as the ABI carries them.
+    pub fn to_desc(&self) -> OptimizerDesc {
+        match *self {
+            OptimizerConfig::Sgd {
+                momentum,
+                nesterov,
+                weight_decay,
+            } => OptimizerDesc {
+                kind: OPTIMIZER_SGD,
+                nesterov: nesterov as u32,
+                momentum,
+                weight_decay,
+                ..OptimizerDesc::default()
+            },
+            OptimizerConfig::Adam {
+                beta1,
+                beta2,
+                eps,
+                weight_decay,
+            } => OptimizerDesc {
+                kind: OPTIMIZER_ADAM,
+                beta1,
+                beta2,
+                eps,
+                weight_decay,
+                ..OptimizerDesc::default()
+            },
+        }
+    }
+
+    /// The settings the ABI carried, or why they name no optimiser.
+    pub fn from_desc(d: &OptimizerDesc) -> Result<OptimizerConfig, String> {
+        match d.kind {
+            OPTIMIZER_SGD => Ok(OptimizerConfig::Sgd {
+                momentum: d.momentum,
+                nesterov: d.nesterov != 0,
+                weight_decay: d.weight_decay,
+            }),
+            OPTIMIZER_ADAM => Ok(OptimizerConfig::Adam {
+                beta1: d.beta1,
+                beta2: d.beta2,
+                eps: d.eps,
+                weight_decay: d.weight_decay,
+            }),
+            k => Err(format!("optimizer kind {k} does not exist (0 SGD, 1 Adam)")),
+        }
+    }
 }
 
 /// An optimiser's state for one parameter vector.

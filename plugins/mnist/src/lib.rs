@@ -171,3 +171,72 @@ fn labels(b: &[u8], name: &str) -> Result<Vec<f32>, String> {
 }
 
 evomal_sdk::export_task!(Mnist);
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    /// IDX files for `n` training and `m` test images (pixel value `i % 256`, label `i % 10`),
+    /// gzipped when `gz`.
+    fn write_idx(dir: &Path, n: usize, m: usize, gz: bool) {
+        std::fs::create_dir_all(dir).unwrap();
+        let put = |name: &str, bytes: Vec<u8>| {
+            if gz {
+                let f = std::fs::File::create(dir.join(format!("{name}.gz"))).unwrap();
+                let mut z = flate2::write::GzEncoder::new(f, flate2::Compression::fast());
+                z.write_all(&bytes).unwrap();
+                z.finish().unwrap();
+            } else {
+                std::fs::write(dir.join(name), bytes).unwrap();
+            }
+        };
+        for (i, count) in [(0, n), (2, m)] {
+            let mut img = vec![0, 0, 8, 3];
+            for d in [count as u32, 28, 28] {
+                img.extend_from_slice(&d.to_be_bytes());
+            }
+            img.extend((0..count * PIXELS).map(|p| (p / PIXELS % 256) as u8));
+            put(IDX_FILES[i], img);
+            let mut lab = vec![0, 0, 8, 1];
+            lab.extend_from_slice(&(count as u32).to_be_bytes());
+            lab.extend((0..count).map(|k| (k % 10) as u8));
+            put(IDX_FILES[i + 1], lab);
+        }
+    }
+
+    #[test]
+    fn idx_files_plain_or_gzipped_load_and_bad_ones_are_named() {
+        let base = std::env::temp_dir().join(format!("evomal-mnist-idx-{}", std::process::id()));
+        for gz in [false, true] {
+            let dir = base.join(if gz { "gz" } else { "plain" });
+            write_idx(&dir, 70, 20, gz);
+            let m = idx(&dir).unwrap();
+            // The last sixth of the training images (at most 10,000) validate.
+            assert_eq!(m.splits.sizes(), [59, 11, 20]);
+            let (mut x, mut y) = (vec![0.0; PIXELS], [0.0]);
+            m.splits.read(Split::Valid, &[0], &mut x, &mut y);
+            assert_eq!((x[0], y[0]), (59.0 / 255.0, 9.0));
+        }
+        let dir = base.join("plain");
+        let labels = dir.join(IDX_FILES[1]);
+        let mut bad = std::fs::read(&labels).unwrap();
+        bad[8] = 10;
+        std::fs::write(&labels, &bad).unwrap();
+        let err = idx(&dir).err().unwrap();
+        assert!(err.contains("label 10 is not a digit"), "{err}");
+        std::fs::write(&labels, &bad[..20]).unwrap();
+        let err = idx(&dir).err().unwrap();
+        assert!(err.contains("not an IDX label file"), "{err}");
+        let images = dir.join(IDX_FILES[0]);
+        let img = std::fs::read(&images).unwrap();
+        std::fs::write(&images, &img[..1000]).unwrap();
+        let err = idx(&dir).err().unwrap();
+        assert!(
+            err.contains("train-images-idx3-ubyte: expected 70 images of 28x28"),
+            "{err}"
+        );
+        std::fs::remove_dir_all(&base).ok();
+    }
+}

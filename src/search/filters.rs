@@ -72,6 +72,8 @@ pub fn rejection_protocol(
     let mut y = vec![0.0f32; n * task.target_width];
     model.init(init_seed)?;
     let mut pred = vec![0.0f32; n * task.n_out];
+    // Evaluation mode: the first examples as they are (no augmentation, no dropout), so the
+    // starting predictions depend on the initialisation alone.
     model.forward(0, &idx, Mode::Eval, &mut pred, Some(&mut y))?;
 
     let metric = task.metric();

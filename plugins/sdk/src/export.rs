@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 
 use crate::abi::*;
 use crate::instance::ModelInstance;
-use crate::{Mode, Params, Split, Task};
+use crate::{Mode, Params, Split, Task, check_len};
 
 /// The process-wide instance of a task: `export_task!` provides the cell, the defaults do the
 /// rest.
@@ -132,14 +132,6 @@ unsafe fn write<T>(p: *mut T, v: T) -> Result<(), String> {
     unsafe { p.as_mut() }
         .map(|o| *o = v)
         .ok_or_else(|| "null output pointer".into())
-}
-
-fn check_len(what: &str, got: usize, want: usize) -> Result<(), String> {
-    if got == want {
-        Ok(())
-    } else {
-        Err(format!("`{what}` has {got} floats, expected {want}"))
-    }
 }
 
 unsafe extern "C" fn configure<T: Exported>(

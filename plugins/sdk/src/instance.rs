@@ -6,7 +6,7 @@
 use crate::abi::{JVP_EXACT, JVP_FINITE_DIFFERENCE, ModelInfo};
 use crate::abi::{LayerDesc, OptimizerDesc};
 use crate::optim::{Optimizer, OptimizerConfig};
-use crate::{Mode, Model, Split, Task, mix_seed as mix};
+use crate::{Mode, Model, Split, Task, check_len, mix_seed as mix};
 
 /// The stream of a training pass's seed that augmentation draws from (layers use theirs).
 const AUGMENT_STREAM: u64 = u64::MAX;
@@ -272,14 +272,6 @@ impl<T: Task> ModelInstance<T> {
             .zip(&lo)
             .for_each(|(o, &l)| *o = (*o - l) / (2.0 * h));
         Ok(JVP_FINITE_DIFFERENCE)
-    }
-}
-
-fn check_len(what: &str, got: usize, want: usize) -> Result<(), String> {
-    if got == want {
-        Ok(())
-    } else {
-        Err(format!("`{what}` has {got} floats, expected {want}"))
     }
 }
 

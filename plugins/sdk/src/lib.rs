@@ -36,6 +36,15 @@ pub fn mix_seed(seed: u64, id: u64) -> u64 {
     z ^ (z >> 31)
 }
 
+/// `Ok` when a buffer named `what` has the `want` floats it must, else a message saying so.
+pub(crate) fn check_len(what: &str, got: usize, want: usize) -> Result<(), String> {
+    if got == want {
+        Ok(())
+    } else {
+        Err(format!("`{what}` has {got} floats, expected {want}"))
+    }
+}
+
 /// A data split.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Split {

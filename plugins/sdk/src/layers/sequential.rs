@@ -7,7 +7,7 @@ use rand_chacha::ChaCha8Rng;
 
 use super::{Layer, Mode, conv, dense, map, norm, pool, zip_map};
 use crate::abi::*;
-use crate::{Model, mix_seed as mix};
+use crate::{Model, check_len, mix_seed as mix};
 
 /// A stack of layers; owns the activations of the last forward pass.
 pub struct Sequential {
@@ -544,14 +544,6 @@ impl Sequential {
     pub fn layer_params<'a>(&self, i: usize, params: &'a [f32]) -> &'a [f32] {
         &params[self.stack.params[i].clone()]
     }
-
-    fn check(&self, what: &str, got: usize, want: usize) -> Result<(), String> {
-        if got == want {
-            Ok(())
-        } else {
-            Err(format!("`{what}` has {got} floats, expected {want}"))
-        }
-    }
 }
 
 impl Model for Sequential {
@@ -596,7 +588,7 @@ impl Model for Sequential {
         mode: Mode,
         out: &mut [f32],
     ) -> Result<(), String> {
-        self.check("state", state.len(), self.n_state())?;
+        check_len("state", state.len(), self.n_state())?;
         self.x.clear();
         self.x.extend_from_slice(x);
         let train = matches!(mode, Mode::Train { .. });
@@ -630,7 +622,7 @@ impl Model for Sequential {
         tangent: &[f32],
         out: &mut [f32],
     ) -> Result<(), String> {
-        self.check("state", state.len(), self.n_state())?;
+        check_len("state", state.len(), self.n_state())?;
         self.x.clear();
         self.x.extend_from_slice(x);
         self.state_copy.clear();

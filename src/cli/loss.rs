@@ -152,9 +152,17 @@ fn eval(
         d2: &mut d2,
     };
     match backend {
-        Backend::Jit => {
+        Backend::Jit if e.len() <= jit::max_nodes(KernelKind::Full) => {
             let kernel = jit::compile(e, KernelKind::Full).context("compiling the loss")?;
             kernel.full(y, yhat, e.weights(), bufs)?;
+        }
+        Backend::Jit => {
+            eprintln!(
+                "note: {} nodes is more than the JIT's full kernel compiles quickly ({}); evaluating with the interpreter",
+                e.len(),
+                jit::max_nodes(KernelKind::Full)
+            );
+            interp::full_batch(e, y, yhat, e.weights(), bufs)
         }
         Backend::Interp => interp::full_batch(e, y, yhat, e.weights(), bufs),
     }

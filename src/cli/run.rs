@@ -84,8 +84,7 @@ pub fn run(args: RunArgs, out: &mut dyn Write) -> anyhow::Result<()> {
                 )
             }
             (None, Some(path)) => {
-                let text = std::fs::read_to_string(path)
-                    .with_context(|| format!("cannot read manifest `{}`", path.display()))?;
+                let text = Manifest::read_text(path)?;
                 (path.clone(), text, None, args.out_dir.clone(), None)
             }
             (None, None) => anyhow::bail!("give a manifest, or --resume DIR"),

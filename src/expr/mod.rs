@@ -24,7 +24,21 @@ use std::ops::Range;
 
 pub use canon::structural_hash;
 pub use op::{OPS, Op, OpInfo, PROTECT_EPS};
-pub use parse::ParseError;
+pub use parse::{MAX_NODES, ParseError};
+
+/// `text` cut to its first 120 characters (with the length it had) when longer, so that error
+/// messages quoting an expression stay one readable line.
+pub fn abbreviate(text: &str) -> String {
+    const KEEP: usize = 120;
+    match text.char_indices().nth(KEEP) {
+        None => text.to_string(),
+        Some((cut, _)) => format!(
+            "{}... ({} characters in all)",
+            &text[..cut],
+            text.chars().count()
+        ),
+    }
+}
 
 /// Index of a node in its [`LossExpr`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

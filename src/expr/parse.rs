@@ -12,11 +12,17 @@ use super::{LossExpr, NodeId, Op};
 /// Deeper nesting than this is refused instead of risking the parser's stack.
 const MAX_NESTING: usize = 512;
 
-/// Why a loss expression did not parse; `pos` is a 0-based byte offset into the input.
+/// Larger expressions are refused: GP's trees stay far below it, and every backend's cost
+/// grows at least linearly (the JIT's full kernel quadratically) with the node count.
+pub const MAX_NODES: usize = 100_000;
+
+/// Why a loss expression did not parse; `pos` is a 0-based byte offset into the input, `column`
+/// the 1-based character column a person counts.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("at column {}: {kind}", pos + 1)]
+#[error("at column {column}: {kind}")]
 pub struct ParseError {
     pub pos: usize,
+    pub column: usize,
     pub kind: ParseErrorKind,
 }
 
@@ -49,6 +55,8 @@ pub enum ParseErrorKind {
     BadNumber(String),
     #[error("nesting deeper than {MAX_NESTING}")]
     TooDeep,
+    #[error("more than {MAX_NODES} nodes")]
+    TooLarge,
 }
 
 fn known_names() -> String {
@@ -63,22 +71,29 @@ impl FromStr for LossExpr {
     type Err = ParseError;
 
     fn from_str(s: &str) -> Result<LossExpr, ParseError> {
-        let mut p = Parser {
-            src: s,
-            pos: 0,
-            out: None,
-        };
-        p.skip_ws();
-        if p.pos == s.len() {
-            return Err(p.err(ParseErrorKind::Empty));
-        }
-        p.expr(0)?;
-        p.skip_ws();
-        if p.pos != s.len() {
-            return Err(p.unexpected("end of input"));
-        }
-        Ok(p.out.expect("a parsed expression has nodes"))
+        parse(s).map_err(|mut e| {
+            e.column = s[..e.pos.min(s.len())].chars().count() + 1;
+            e
+        })
     }
+}
+
+fn parse(s: &str) -> Result<LossExpr, ParseError> {
+    let mut p = Parser {
+        src: s,
+        pos: 0,
+        out: None,
+    };
+    p.skip_ws();
+    if p.pos == s.len() {
+        return Err(p.err(ParseErrorKind::Empty));
+    }
+    p.expr(0)?;
+    p.skip_ws();
+    if p.pos != s.len() {
+        return Err(p.unexpected("end of input"));
+    }
+    Ok(p.out.expect("a parsed expression has nodes"))
 }
 
 struct Parser<'a> {
@@ -127,7 +142,7 @@ impl Parser<'_> {
                     ));
                 }
             };
-            return Ok(self.push(op, &[], weight));
+            return self.push(op, &[], weight);
         }
         let name = self.ident();
         if name.is_empty() {
@@ -158,17 +173,18 @@ impl Parser<'_> {
             };
             return Err(ParseError::at(start, kind));
         }
-        Ok(self.push(op, &args, weight))
+        self.push(op, &args, weight)
     }
 
-    fn push(&mut self, op: Op, args: &[NodeId], weight: f32) -> NodeId {
-        match &mut self.out {
+    fn push(&mut self, op: Op, args: &[NodeId], weight: f32) -> Result<NodeId, ParseError> {
+        Ok(match &mut self.out {
+            Some(e) if e.len() >= MAX_NODES => return Err(self.err(ParseErrorKind::TooLarge)),
             Some(e) => e.push_node(op, args, weight),
             None => {
                 self.out = Some(LossExpr::leaf(op, weight));
                 NodeId(0)
             }
-        }
+        })
     }
 
     /// A signed decimal or `inf`/`NaN` literal, if one starts here.
@@ -239,17 +255,37 @@ impl Parser<'_> {
     }
 }
 
+/// Characters of the input shown around a parse error.
+const RENDER_WIDTH: usize = 100;
+
 impl ParseError {
     fn at(pos: usize, kind: ParseErrorKind) -> ParseError {
-        ParseError { pos, kind }
+        // `LossExpr::from_str` sets the column once the whole input is known.
+        ParseError {
+            pos,
+            column: pos + 1,
+            kind,
+        }
     }
 
-    /// The input with a caret under the error's position, for terminal output.
+    /// The input (at most [`RENDER_WIDTH`] characters of it, around the error) with a caret
+    /// under the error's position, for terminal output.
     pub fn render(&self, src: &str) -> String {
-        format!(
-            "{src}\n{}^ {self}",
-            " ".repeat(src[..self.pos.min(src.len())].chars().count())
-        )
+        let chars: Vec<char> = src
+            .chars()
+            .map(|c| if c.is_whitespace() { ' ' } else { c })
+            .collect();
+        let at = (self.column - 1).min(chars.len());
+        let start = at.saturating_sub(RENDER_WIDTH / 2);
+        let end = (start + RENDER_WIDTH).min(chars.len());
+        let start = end.saturating_sub(RENDER_WIDTH).min(start);
+        let (open, close) = (
+            if start > 0 { "..." } else { "" },
+            if end < chars.len() { "..." } else { "" },
+        );
+        let shown: String = chars[start..end].iter().collect();
+        let indent = open.len() + at - start;
+        format!("{open}{shown}{close}\n{}^ {self}", " ".repeat(indent))
     }
 }
 

@@ -34,6 +34,85 @@ pub enum ManifestError {
     },
 }
 
+/// Bounds that keep a typo from allocating or running without end; `docs/manifest.md` lists
+/// them next to their fields.
+pub const MAX_MANIFEST_BYTES: usize = 1 << 20;
+pub const MAX_POPULATION: usize = 10_000;
+pub const MAX_GENERATIONS: usize = 100_000;
+/// GP's static height limit: a tree of height h has up to 2^(h+1) - 1 nodes.
+pub const MAX_HEIGHT: usize = 17;
+pub const MAX_INIT_HEIGHT: usize = 8;
+/// Training, meta and filter steps.
+pub const MAX_STEPS: usize = 10_000_000;
+/// Examples per batch (and in the rejection protocol's sample).
+pub const MAX_BATCH: usize = 1 << 20;
+pub const MAX_SEEDS: usize = 1_000;
+
+/// `value` in `lo..=hi`, or a message naming the range.
+fn count(
+    field: &'static str,
+    value: usize,
+    lo: usize,
+    hi: usize,
+) -> Result<(), (&'static str, String)> {
+    if (lo..=hi).contains(&value) {
+        Ok(())
+    } else {
+        Err((
+            field,
+            format!("must be between {lo} and {hi}, found {value}"),
+        ))
+    }
+}
+
+/// A finite number above zero.
+fn positive(field: &'static str, value: f32) -> Result<(), (&'static str, String)> {
+    if value.is_finite() && value > 0.0 {
+        Ok(())
+    } else {
+        Err((field, format!("must be a positive number, found {value}")))
+    }
+}
+
+/// The SGD settings of `section` (`fitness` or `testing`).
+fn sgd(
+    section: &'static str,
+    lr: f32,
+    momentum: f32,
+    nesterov: bool,
+    weight_decay: f32,
+) -> Result<(), (&'static str, String)> {
+    let field = |name: &str| -> &'static str {
+        match (section, name) {
+            ("fitness", "lr") => "fitness.lr",
+            ("fitness", "momentum") => "fitness.momentum",
+            ("fitness", "nesterov") => "fitness.nesterov",
+            ("fitness", _) => "fitness.weight_decay",
+            (_, "lr") => "testing.lr",
+            (_, "momentum") => "testing.momentum",
+            (_, "nesterov") => "testing.nesterov",
+            _ => "testing.weight_decay",
+        }
+    };
+    positive(field("lr"), lr)?;
+    if !(0.0..1.0).contains(&momentum) {
+        return Err((
+            field("momentum"),
+            format!("must be in [0, 1), found {momentum}"),
+        ));
+    }
+    if nesterov && momentum == 0.0 {
+        return Err((field("nesterov"), "needs a non-zero momentum".into()));
+    }
+    if !(weight_decay.is_finite() && weight_decay >= 0.0) {
+        return Err((
+            field("weight_decay"),
+            format!("must be zero or positive, found {weight_decay}"),
+        ));
+    }
+    Ok(())
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Manifest {
@@ -242,15 +321,42 @@ impl Default for OutputSection {
 
 impl Manifest {
     pub fn load(path: &Path) -> Result<Manifest, ManifestError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ManifestError::Read {
+        Manifest::parse(path, &Manifest::read_text(path)?)
+    }
+
+    /// The text of the manifest at `path`, reading no more than one byte past the size limit
+    /// (so `/dev/zero` or a huge file is refused, not read).
+    pub fn read_text(path: &Path) -> Result<String, ManifestError> {
+        use std::io::Read;
+        let read_err = |source| ManifestError::Read {
             path: path.to_path_buf(),
             source,
-        })?;
-        Manifest::parse(path, &text)
+        };
+        let mut bytes = Vec::new();
+        std::fs::File::open(path)
+            .and_then(|f| {
+                f.take(MAX_MANIFEST_BYTES as u64 + 1)
+                    .read_to_end(&mut bytes)
+            })
+            .map_err(read_err)?;
+        String::from_utf8(bytes).map_err(|e| {
+            read_err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("not UTF-8 text (byte {})", e.utf8_error().valid_up_to()),
+            ))
+        })
     }
 
     /// Parses and validates `text` as if read from `path`.
     pub fn parse(path: &Path, text: &str) -> Result<Manifest, ManifestError> {
+        if text.len() > MAX_MANIFEST_BYTES {
+            return Err(ManifestError::Parse {
+                path: path.to_path_buf(),
+                msg: format!(
+                    "larger than {MAX_MANIFEST_BYTES} bytes, the most a manifest may have"
+                ),
+            });
+        }
         let mut m: Manifest = toml::from_str(text).map_err(|e| ManifestError::Parse {
             path: path.to_path_buf(),
             msg: e.to_string().trim_end().to_string(),
@@ -261,87 +367,92 @@ impl Manifest {
     }
 
     fn validate(&self) -> Result<(), ManifestError> {
-        let t = &self.testing;
-        let bad = |field, msg: &str| {
-            Err(ManifestError::Invalid {
-                path: self.path.clone(),
-                field,
-                msg: msg.to_string(),
-            })
-        };
-        if t.steps == 0 {
-            return bad("testing.steps", "must be at least 1");
-        }
-        if t.batch == 0 {
-            return bad("testing.batch", "must be at least 1");
-        }
-        if !(t.lr.is_finite() && t.lr > 0.0) {
-            return bad("testing.lr", "must be a positive number");
-        }
-        if !(0.0..1.0).contains(&t.momentum) {
-            return bad("testing.momentum", "must be in [0, 1)");
-        }
-        if t.nesterov && t.momentum == 0.0 {
-            return bad("testing.nesterov", "needs a non-zero momentum");
-        }
-        if !(t.weight_decay.is_finite() && t.weight_decay >= 0.0) {
-            return bad("testing.weight_decay", "must be zero or positive");
-        }
-        if !t.milestones.windows(2).all(|w| w[0] < w[1]) {
-            return bad("testing.milestones", "must be strictly increasing");
-        }
-        if t.seeds.is_empty() {
-            return bad("testing.seeds", "must list at least one seed");
-        }
+        self.check().map_err(|(field, msg)| ManifestError::Invalid {
+            path: self.path.clone(),
+            field,
+            msg,
+        })
+    }
+
+    /// Every value's range (see `docs/manifest.md`); the bounds on counts and sizes are checked
+    /// before anything is allocated for them.
+    fn check(&self) -> Result<(), (&'static str, String)> {
         let g = &self.search;
-        if g.population < 2 {
-            return bad("search.population", "must be at least 2");
-        }
-        if g.generations == 0 {
-            return bad("search.generations", "must be at least 1");
-        }
+        count("search.population", g.population, 2, MAX_POPULATION)?;
+        count("search.generations", g.generations, 1, MAX_GENERATIONS)?;
         for (field, rate) in [
             ("search.crossover", g.crossover),
             ("search.mutation", g.mutation),
-            ("search.elitism", g.elitism),
         ] {
             if !(0.0..=1.0).contains(&rate) {
-                return bad(field, "must be in [0, 1]");
+                return Err((field, format!("must be in [0, 1], found {rate}")));
             }
         }
         if g.crossover + g.mutation > 1.0 {
-            return bad("search.mutation", "plus search.crossover must not exceed 1");
+            return Err((
+                "search.mutation",
+                "plus search.crossover must not exceed 1".into(),
+            ));
         }
-        if g.tournament == 0 {
-            return bad("search.tournament", "must be at least 1");
+        if !(0.0..1.0).contains(&g.elitism) {
+            return Err((
+                "search.elitism",
+                format!("must be in [0, 1), found {}", g.elitism),
+            ));
         }
+        count("search.tournament", g.tournament, 1, g.population)?;
+        count("search.max_height", g.max_height, 1, MAX_HEIGHT)?;
+        count(
+            "search.init_max_height",
+            g.init_max_height,
+            0,
+            MAX_INIT_HEIGHT,
+        )?;
         if g.init_min_height > g.init_max_height || g.init_max_height >= g.max_height {
-            return bad(
+            return Err((
                 "search.init_max_height",
-                "must be at least init_min_height and below max_height",
-            );
+                "must be at least init_min_height and below max_height".into(),
+            ));
         }
-        if self.local_search.inner_steps != 1 {
-            return bad(
+
+        let l = &self.local_search;
+        count("local_search.meta_steps", l.meta_steps, 1, MAX_STEPS)?;
+        positive("local_search.meta_lr", l.meta_lr)?;
+        if l.inner_steps != 1 {
+            return Err((
                 "local_search.inner_steps",
-                "must be 1: only the exact one-step local search is supported so far",
-            );
+                "must be 1: only the exact one-step local search is supported so far".into(),
+            ));
         }
-        if !(self.local_search.meta_lr.is_finite() && self.local_search.meta_lr > 0.0) {
-            return bad("local_search.meta_lr", "must be a positive number");
-        }
+
         let f = &self.fitness;
-        if f.steps == 0 || f.batch == 0 {
-            return bad("fitness.steps", "and fitness.batch must be at least 1");
+        count("fitness.steps", f.steps, 1, MAX_STEPS)?;
+        count("fitness.batch", f.batch, 1, MAX_BATCH)?;
+        sgd("fitness", f.lr, f.momentum, f.nesterov, f.weight_decay)?;
+
+        let r = &self.filters;
+        count("filters.rejection_steps", r.rejection_steps, 1, MAX_STEPS)?;
+        count("filters.rejection_sample", r.rejection_sample, 1, MAX_BATCH)?;
+        positive("filters.gradient_tolerance", r.gradient_tolerance)?;
+
+        let t = &self.testing;
+        count("testing.steps", t.steps, 1, MAX_STEPS)?;
+        count("testing.batch", t.batch, 1, MAX_BATCH)?;
+        sgd("testing", t.lr, t.momentum, t.nesterov, t.weight_decay)?;
+        if !t.milestones.windows(2).all(|w| w[0] < w[1]) {
+            return Err(("testing.milestones", "must be strictly increasing".into()));
         }
-        if !(f.lr.is_finite() && f.lr > 0.0) {
-            return bad("fitness.lr", "must be a positive number");
+        positive("testing.gamma", t.gamma)?;
+        if t.seeds.is_empty() || t.seeds.len() > MAX_SEEDS {
+            return Err((
+                "testing.seeds",
+                format!("must list at least one seed and at most {MAX_SEEDS}"),
+            ));
         }
-        if !(0.0..1.0).contains(&f.momentum) {
-            return bad("fitness.momentum", "must be in [0, 1)");
-        }
-        if self.filters.rejection_sample == 0 {
-            return bad("filters.rejection_sample", "must be at least 1");
+        let mut seeds = t.seeds.clone();
+        seeds.sort_unstable();
+        if seeds.windows(2).any(|w| w[0] == w[1]) {
+            return Err(("testing.seeds", "must not repeat a seed".into()));
         }
         Ok(())
     }

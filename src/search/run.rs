@@ -380,6 +380,11 @@ impl<'t, 'p> Search<'t, 'p> {
         seed: u64,
     ) -> Result<(Pending, Option<Vec<f32>>), SearchError> {
         let unscored = |verdict| Scored::unscored(candidate.clone(), verdict);
+        // Beyond this size the local search's kernel would take minutes to compile; such trees
+        // only arise from a permissive height limit and are never good losses.
+        if candidate.len() > jit::max_nodes(KernelKind::Full) {
+            return Ok((Pending::Scored(unscored(Verdict::Rejected)), None));
+        }
         let kernel = jit::compile(candidate, KernelKind::LossGrad).map_err(TrainError::from)?;
         let mut fingerprint = None;
         if let Some(cfg) = &self.plan.rejection {

@@ -6,6 +6,7 @@ mod cli;
 mod derivatives;
 mod filters;
 mod gpu;
+mod hardening;
 mod images;
 mod local_search;
 mod plugins;

@@ -40,6 +40,15 @@ pub enum JitError {
         compiled: KernelKind,
         called: KernelKind,
     },
+    /// The expression is larger than a kernel of this kind compiles in reasonable time.
+    #[error(
+        "a {kind:?} kernel compiles expressions of at most {max} nodes, this one has {nodes} (the interpreter has no limit)"
+    )]
+    TooLarge {
+        kind: KernelKind,
+        nodes: usize,
+        max: usize,
+    },
     /// A slice passed to a kernel has the wrong length.
     #[error("`{what}` has {found} elements, expected {expected}")]
     Length {
@@ -67,6 +76,17 @@ extern "C" fn host_ln(x: f64) -> f64 {
 
 extern "C" fn host_tanh(x: f64) -> f64 {
     x.tanh()
+}
+
+/// The largest expression a kernel of `kind` compiles: Cranelift's time grows faster than
+/// linearly with the function's size, and the full kernel has a derivative per weight (its code
+/// grows with the square of the node count). At these sizes a kernel compiles in about a second
+/// here; GP's height limit keeps search candidates far below them.
+pub fn max_nodes(kind: KernelKind) -> usize {
+    match kind {
+        KernelKind::Loss | KernelKind::LossGrad => 4_096,
+        KernelKind::Full => 1_024,
+    }
 }
 
 /// Compiles many kernels into one code module, freed together.
@@ -106,8 +126,16 @@ impl JitBatch {
     /// Compiles one kernel; it becomes callable after [`JitBatch::finish`], at the index this
     /// returns.
     pub fn add(&mut self, e: &LossExpr, kind: KernelKind) -> Result<usize, JitError> {
+        let max = max_nodes(kind);
+        if e.len() > max {
+            return Err(JitError::TooLarge {
+                kind,
+                nodes: e.len(),
+                max,
+            });
+        }
         let codegen = |msg: String| JitError::Codegen {
-            expr: e.to_string(),
+            expr: crate::expr::abbreviate(&e.to_string()),
             msg,
         };
         let sig = lower::signature(&self.module);

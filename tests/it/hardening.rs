@@ -1,0 +1,108 @@
+//! Bad input from a careless or hurried user: each case a clean error that names the file and
+//! the field (or row, or position), never a panic, an abort, a signal or a hang.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use evomal::manifest::Manifest;
+
+fn evomal(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_evomal"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(args)
+        .output()
+        .expect("the evomal binary runs")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A clean failure: exit status 1 (not a signal, not a panic's 101) and a message.
+fn assert_clean_failure(o: &Output, expected: &str) {
+    let err = stderr(o);
+    assert_eq!(o.status.code(), Some(1), "exit {:?}: {err}", o.status);
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(err.contains(expected), "expected `{expected}` in:\n{err}");
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("evomal-hard-{name}-{}", std::process::id()));
+    std::fs::remove_dir_all(&d).ok();
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// The corpus: each file's first line is `# expect: TEXT`, the text its error must contain.
+fn corpus(dir: &str) -> Vec<(PathBuf, String)> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
+    let mut cases: Vec<(PathBuf, String)> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .map(|p| {
+            let text = std::fs::read_to_string(&p).unwrap();
+            let expect = text
+                .lines()
+                .next()
+                .and_then(|l| l.strip_prefix("# expect: "))
+                .unwrap_or_else(|| panic!("{} has no `# expect:` line", p.display()))
+                .to_string();
+            (p, expect)
+        })
+        .collect();
+    cases.sort();
+    cases
+}
+
+#[test]
+fn every_malformed_manifest_is_refused_with_its_field() {
+    let cases = corpus("tests/data/bad_manifests");
+    assert!(cases.len() >= 30, "{} cases", cases.len());
+    for (path, expect) in cases {
+        let err = Manifest::load(&path)
+            .err()
+            .unwrap_or_else(|| panic!("{} was accepted", path.display()))
+            .to_string();
+        assert!(
+            err.contains(&expect) && err.contains(&path.display().to_string()),
+            "{}: expected `{expect}`, got: {err}",
+            path.display()
+        );
+    }
+}
+
+#[test]
+fn the_binary_refuses_malformed_manifests_before_loading_anything() {
+    for (case, expect) in [
+        ("population_overflow", "must be between 2 and 10000"),
+        (
+            "meta_steps_huge",
+            "`local_search.meta_steps` must be between",
+        ),
+        ("gamma_nan", "`testing.gamma` must be a positive number"),
+    ] {
+        let path = format!("tests/data/bad_manifests/{case}.toml");
+        let dir = temp_dir(case);
+        let o = evomal(&["run", &path, "--quiet", "--out-dir", dir.to_str().unwrap()]);
+        assert_clean_failure(&o, expect);
+        assert!(stderr(&o).contains(&path), "{}", stderr(&o));
+    }
+}
+
+#[test]
+fn a_manifest_over_the_size_limit_is_refused_unread() {
+    let dir = temp_dir("big-manifest");
+    let path = dir.join("big.toml");
+    let comment = format!("# {}\n", "x".repeat(2 << 20));
+    std::fs::write(
+        &path,
+        format!("{comment}[task]\nplugin = \"diabetes\"\nmodel = \"linear\"\n"),
+    )
+    .unwrap();
+    let err = Manifest::load(&path).unwrap_err().to_string();
+    assert!(err.contains("larger than 1048576 bytes"), "{err}");
+    let err = Manifest::load(Path::new("/dev/zero"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("larger than 1048576 bytes"), "{err}");
+}

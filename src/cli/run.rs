@@ -22,8 +22,8 @@ use evomal::train::meta_test::{mean_std, meta_test};
 use indicatif::{MultiProgress, ProgressDrawTarget};
 use serde_json::json;
 
+use super::files::{RunDir, write_atomic};
 use super::train::{config_json, fmt_stats, progress, seeds_json, stats_json, steps_into};
-use super::write_atomic;
 
 #[derive(Args)]
 pub struct RunArgs {
@@ -33,8 +33,10 @@ pub struct RunArgs {
     /// Continue the interrupted run whose results directory this is, from its last checkpoint.
     #[arg(long, value_name = "DIR")]
     resume: Option<PathBuf>,
-    /// Results directory (default: `<output.dir>/<manifest name>`).
-    #[arg(long)]
+    /// Results directory (default: `<output.dir>/<manifest name>`, or the first free of
+    /// `<name>-2`, `<name>-3`, … when that holds another run). A directory named here must not
+    /// hold a run already.
+    #[arg(long, conflicts_with = "resume")]
     out_dir: Option<PathBuf>,
     /// Worker threads for candidate evaluation (default: all cores). The result does not
     /// depend on it.
@@ -58,37 +60,45 @@ const CHECKPOINT: &str = "checkpoint.json";
 pub fn run(args: RunArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     let started = Instant::now();
     // A resumed run reads its manifest from the checkpoint, as it was when the run started.
-    let (manifest_path, manifest_text, checkpoint, dir, checkpoint_device) =
-        match (&args.resume, &args.manifest) {
-            (Some(dir), _) => {
-                let path = dir.join(CHECKPOINT);
-                let text = std::fs::read_to_string(&path)
-                    .with_context(|| format!("reading {}", path.display()))?;
-                let cp: serde_json::Value = serde_json::from_str(&text)
-                    .with_context(|| format!("parsing {}", path.display()))?;
-                let manifest = cp["manifest"]
-                    .as_str()
-                    .context("the checkpoint names no manifest")?;
-                let manifest_text = cp["manifest_text"]
-                    .as_str()
-                    .context("the checkpoint holds no manifest text")?;
-                let device = cp["device"]
-                    .as_str()
-                    .and_then(|d| DeviceChoice::from_str(d, false).ok());
-                (
-                    PathBuf::from(manifest),
-                    manifest_text.to_string(),
-                    Some(cp["search"].clone()),
-                    Some(dir.clone()),
-                    device,
-                )
+    let (manifest_path, manifest_text, checkpoint, dir, checkpoint_device) = match (
+        &args.resume,
+        &args.manifest,
+    ) {
+        (Some(dir), _) => {
+            let path = dir.join(CHECKPOINT);
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            let cp: serde_json::Value = serde_json::from_str(&text)
+                .with_context(|| format!("parsing {}", path.display()))?;
+            let manifest = cp["manifest"]
+                .as_str()
+                .with_context(|| format!("{}: names no manifest", path.display()))?;
+            let manifest_text = cp["manifest_text"]
+                .as_str()
+                .with_context(|| format!("{}: holds no manifest text", path.display()))?;
+            if cp["manifest_sha256"].as_str() != Some(&sha256_hex(manifest_text)) {
+                anyhow::bail!(
+                    "{}: `manifest_text` does not match `manifest_sha256`: the checkpoint was edited or damaged",
+                    path.display()
+                );
             }
-            (None, Some(path)) => {
-                let text = Manifest::read_text(path)?;
-                (path.clone(), text, None, args.out_dir.clone(), None)
-            }
-            (None, None) => anyhow::bail!("give a manifest, or --resume DIR"),
-        };
+            let device = cp["device"]
+                .as_str()
+                .and_then(|d| DeviceChoice::from_str(d, false).ok());
+            (
+                PathBuf::from(manifest),
+                manifest_text.to_string(),
+                Some(cp["search"].clone()),
+                Some(dir.clone()),
+                device,
+            )
+        }
+        (None, Some(path)) => {
+            let text = Manifest::read_text(path)?;
+            (path.clone(), text, None, args.out_dir.clone(), None)
+        }
+        (None, None) => anyhow::bail!("give a manifest, or --resume DIR"),
+    };
     let manifest = Manifest::parse(&manifest_path, &manifest_text)?;
     let plugin = TaskPlugin::open(&manifest.plugin(), &manifest.data_json())?;
     let task = Task::new(&plugin);
@@ -104,8 +114,12 @@ pub fn run(args: RunArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let dir = dir.unwrap_or_else(|| manifest.output.dir.join(&stem));
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let run_dir = match (&args.resume, dir) {
+        (Some(_), Some(dir)) => RunDir::claim_existing(&dir)?,
+        (None, Some(dir)) => RunDir::claim_new(&dir, true)?,
+        (_, None) => RunDir::claim_new(&manifest.output.dir.join(&stem), false)?,
+    };
+    let dir = run_dir.path.clone();
     let baseline = task.kind.baseline();
     let metric = task.metric();
 
@@ -140,7 +154,8 @@ pub fn run(args: RunArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         _ => "cpu".to_string(),
     };
     let mut search = match &checkpoint {
-        Some(cp) => Search::restore(&task, plan.clone(), cp)?,
+        Some(cp) => Search::restore(&task, plan.clone(), cp)
+            .with_context(|| format!("resuming from {}", dir.join(CHECKPOINT).display()))?,
         None => Search::new(&task, plan.clone()),
     };
     if let Some(trainer) = &trainer {
@@ -171,6 +186,7 @@ pub fn run(args: RunArgs, out: &mut dyn Write) -> anyhow::Result<()> {
             let cp = json!({
                 "manifest": manifest_path.display().to_string(),
                 "manifest_text": manifest_text,
+                "manifest_sha256": sha256_hex(&manifest_text),
                 "device": device_choice.to_possible_value().map(|v| v.get_name().to_string()),
                 "search": s.checkpoint(),
             });
@@ -326,6 +342,15 @@ pub fn run(args: RunArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     draw_plots(&dir, metric.name(), &search, &tested)?;
     writeln!(out, "results: {}", dir.display())?;
     Ok(())
+}
+
+/// The SHA-256 of `text`, in hex: a checkpoint's seal on the manifest it carries.
+fn sha256_hex(text: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// JSON has no infinity: non-finite fitness is written as null.

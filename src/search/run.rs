@@ -496,7 +496,8 @@ impl<'t, 'p> Search<'t, 'p> {
         let mut s = Search::new(task, plan);
         s.next = cp["next_generation"]
             .as_u64()
-            .ok_or_else(|| bad("next_generation"))? as usize;
+            .and_then(|n| usize::try_from(n).ok())
+            .ok_or_else(|| bad("next_generation"))?;
         s.population = cp["population"]
             .as_array()
             .ok_or_else(|| bad("population"))?
@@ -569,7 +570,48 @@ impl<'t, 'p> Search<'t, 'p> {
                 seconds: g["seconds"].as_f64().unwrap_or(0.0),
             });
         }
+        s.check_restored()?;
         Ok(s)
+    }
+
+    /// A restored state that contradicts the plan (an edited or foreign checkpoint) is refused
+    /// rather than continued.
+    fn check_restored(&self) -> Result<(), SearchError> {
+        let contradiction = |what: String| Err(SearchError::Checkpoint(what));
+        let (population, generations) = (self.plan.gp.population, self.plan.gp.generations);
+        if self.population.len() != population {
+            return contradiction(format!(
+                "`population` holds {} candidates, the manifest's search.population is {population}",
+                self.population.len()
+            ));
+        }
+        if self.next > generations {
+            return contradiction(format!(
+                "`next_generation` is {}, beyond the manifest's {generations} generations",
+                self.next
+            ));
+        }
+        if self.generations.len() != self.next
+            || self
+                .generations
+                .iter()
+                .enumerate()
+                .any(|(i, g)| g.index != i)
+        {
+            return contradiction(format!(
+                "`generations` does not list generations 0 to {} in order",
+                self.next as i64 - 1
+            ));
+        }
+        if let Some(b) = &self.best
+            && b.generation >= self.next
+        {
+            return contradiction(format!(
+                "`best.generation` is {}, but only {} generations were evaluated",
+                b.generation, self.next
+            ));
+        }
+        Ok(())
     }
 }
 

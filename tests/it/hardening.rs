@@ -106,3 +106,93 @@ fn a_manifest_over_the_size_limit_is_refused_unread() {
         .to_string();
     assert!(err.contains("larger than 1048576 bytes"), "{err}");
 }
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+    }
+}
+
+#[test]
+fn every_damaged_or_contradicting_checkpoint_is_refused() {
+    crate::plugins::build_plugin("evomal-plugin-diabetes");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/bad_checkpoints");
+    let mut n = 0;
+    for case in std::fs::read_dir(&root).unwrap() {
+        let case = case.unwrap().path();
+        let expect = std::fs::read_to_string(case.join("expect.txt")).unwrap();
+        let name = case.file_name().unwrap().to_string_lossy().into_owned();
+        let dir = temp_dir(&format!("cp-{name}"));
+        copy_dir(&case, &dir);
+        let o = evomal(&["run", "--quiet", "--resume", dir.to_str().unwrap()]);
+        assert_clean_failure(&o, expect.trim());
+        assert!(
+            stderr(&o).contains(&dir.join("checkpoint.json").display().to_string()),
+            "{name}: the checkpoint is named: {}",
+            stderr(&o)
+        );
+        assert!(
+            !dir.join("run.json").exists(),
+            "{name}: nothing was written"
+        );
+        std::fs::remove_dir_all(&dir).ok();
+        n += 1;
+    }
+    assert!(n >= 10, "{n} cases");
+}
+
+#[test]
+fn a_results_directory_serves_one_run_at_a_time_and_is_never_overwritten() {
+    crate::plugins::build_plugin("evomal-plugin-diabetes");
+    let dir = temp_dir("busy");
+    // Another run holds the directory (this test, through the same advisory lock).
+    let lock = std::fs::File::create(dir.join(".evomal.lock")).unwrap();
+    lock.try_lock().unwrap();
+    let o = evomal(&[
+        "run",
+        "tests/data/tiny.toml",
+        "--quiet",
+        "--out-dir",
+        dir.to_str().unwrap(),
+    ]);
+    assert_clean_failure(&o, "is in use by another evomal run");
+    drop(lock);
+
+    let o = evomal(&[
+        "run",
+        "tests/data/tiny.toml",
+        "--quiet",
+        "--out-dir",
+        dir.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let first = std::fs::read(dir.join("run.json")).unwrap();
+    let o = evomal(&[
+        "run",
+        "tests/data/tiny.toml",
+        "--quiet",
+        "--out-dir",
+        dir.to_str().unwrap(),
+    ]);
+    assert_clean_failure(&o, "already holds a run (its checkpoint.json)");
+    assert_eq!(std::fs::read(dir.join("run.json")).unwrap(), first);
+
+    let o = evomal(&[
+        "run",
+        "--resume",
+        dir.to_str().unwrap(),
+        "--out-dir",
+        "/tmp/x",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "a usage error: {}", stderr(&o));
+    assert!(stderr(&o).contains("cannot be used with"), "{}", stderr(&o));
+    let leftovers: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    std::fs::remove_dir_all(&dir).ok();
+}

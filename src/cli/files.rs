@@ -1,0 +1,240 @@
+//! What the binary writes: files replaced atomically (and only if they are regular files), and
+//! results directories claimed by one run at a time.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use anyhow::{Context, bail};
+
+/// Writes `bytes` to `path` through a temporary file beside it and a rename, so a reader never
+/// sees half a file; creates the parent directory. Refuses to replace anything but a regular
+/// file (a directory, a symlink, a FIFO, a device). Errors name `path`, not the temporary.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    if let Ok(meta) = std::fs::symlink_metadata(path)
+        && !meta.file_type().is_file()
+    {
+        bail!(
+            "`{}` exists and is {}, not a regular file: refusing to replace it",
+            path.display(),
+            describe(&meta.file_type())
+        );
+    }
+    let dir = match path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        Some(dir) => {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("creating the folder of `{}`", path.display()))?;
+            dir.to_path_buf()
+        }
+        None => PathBuf::from("."),
+    };
+    let tmp = unique_temp(&dir, path);
+    let written = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&tmp)
+        .and_then(|mut f| f.write_all(bytes).and_then(|()| f.sync_all()))
+        .and_then(|()| std::fs::rename(&tmp, path));
+    if let Err(e) = written {
+        std::fs::remove_file(&tmp).ok();
+        return Err(e).with_context(|| format!("writing `{}`", path.display()));
+    }
+    Ok(())
+}
+
+/// `.<name>.<pid>.<n>.tmp` in `dir`: unique to this process and write, so two writers of one
+/// target never share a temporary.
+fn unique_temp(dir: &Path, target: &Path) -> PathBuf {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let name = target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    dir.join(format!(".{name}.{}.{n}.tmp", std::process::id()))
+}
+
+fn describe(t: &std::fs::FileType) -> &'static str {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if t.is_fifo() {
+            return "a FIFO";
+        }
+        if t.is_block_device() || t.is_char_device() {
+            return "a device";
+        }
+        if t.is_socket() {
+            return "a socket";
+        }
+    }
+    if t.is_dir() {
+        "a directory"
+    } else if t.is_symlink() {
+        "a symbolic link"
+    } else {
+        "not a file"
+    }
+}
+
+/// The lock file in a results directory; it holds a line naming the run that holds it.
+const LOCK: &str = ".evomal.lock";
+
+/// Files whose presence means a directory holds a run.
+const RUN_FILES: [&str; 2] = ["checkpoint.json", "run.json"];
+
+/// A results directory this process holds (an advisory lock, released when dropped or when
+/// the process dies, `kill -9` included).
+pub struct RunDir {
+    pub path: PathBuf,
+    _lock: File,
+}
+
+impl RunDir {
+    /// Claims `path` for a new run. A directory that holds another run, or that another
+    /// process holds, is refused when `explicit` (the user named it); otherwise the first free
+    /// of `path-2`, `path-3`, … is taken instead.
+    pub fn claim_new(path: &Path, explicit: bool) -> anyhow::Result<RunDir> {
+        for n in 1.. {
+            let candidate = if n == 1 {
+                path.to_path_buf()
+            } else {
+                let mut name = path.as_os_str().to_os_string();
+                name.push(format!("-{n}"));
+                PathBuf::from(name)
+            };
+            let refused = match RunDir::lock(&candidate) {
+                Ok(dir) => match RUN_FILES.iter().find(|f| candidate.join(f).exists()) {
+                    None => return Ok(dir),
+                    Some(f) => format!(
+                        "`{}` already holds a run (its {f}); resume it with `evomal run --resume {0}`, or choose another --out-dir",
+                        candidate.display()
+                    ),
+                },
+                Err(e) if explicit => return Err(e),
+                Err(e) => format!("{e:#}"),
+            };
+            if explicit {
+                bail!(refused);
+            }
+        }
+        unreachable!("some numbered directory is free")
+    }
+
+    /// Claims `path`, which must hold an interrupted run, to resume it.
+    pub fn claim_existing(path: &Path) -> anyhow::Result<RunDir> {
+        if !path.join(RUN_FILES[0]).is_file() {
+            bail!(
+                "`{}` holds no {}: nothing to resume",
+                path.display(),
+                RUN_FILES[0]
+            );
+        }
+        RunDir::lock(path)
+    }
+
+    fn lock(path: &Path) -> anyhow::Result<RunDir> {
+        std::fs::create_dir_all(path).with_context(|| format!("creating `{}`", path.display()))?;
+        let lock_path = path.join(LOCK);
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&lock_path)
+            .with_context(|| format!("opening `{}`", lock_path.display()))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let mut holder = String::new();
+                file.read_to_string(&mut holder).ok();
+                bail!(
+                    "`{}` is in use by another evomal run ({}); wait for it to finish, or choose another --out-dir",
+                    path.display(),
+                    holder.trim()
+                );
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(e).with_context(|| format!("locking `{}`", lock_path.display()));
+            }
+        }
+        let holder = format!(
+            "process {} started at {} s since the epoch",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs())
+        );
+        file.set_len(0)
+            .and_then(|()| file.write_all(holder.as_bytes()))
+            .with_context(|| format!("writing `{}`", lock_path.display()))?;
+        Ok(RunDir {
+            path: path.to_path_buf(),
+            _lock: file,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("evomal-files-{name}-{}", std::process::id()));
+        std::fs::remove_dir_all(&d).ok();
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn writes_replace_regular_files_only_and_leave_no_temporaries() {
+        let d = temp("write");
+        let target = d.join("out.json");
+        write_atomic(&target, b"one").unwrap();
+        write_atomic(&target, b"two").unwrap();
+        assert_eq!(std::fs::read(&target).unwrap(), b"two");
+        let sub = d.join("sub");
+        std::fs::create_dir(&sub).unwrap();
+        let err = format!("{:#}", write_atomic(&sub, b"x").unwrap_err());
+        assert!(err.contains("is a directory, not a regular file"), "{err}");
+        #[cfg(unix)]
+        {
+            let link = d.join("link");
+            std::os::unix::fs::symlink(&target, &link).unwrap();
+            let err = format!("{:#}", write_atomic(&link, b"x").unwrap_err());
+            assert!(err.contains("is a symbolic link"), "{err}");
+            let err = format!(
+                "{:#}",
+                write_atomic(Path::new("/dev/full"), b"x").unwrap_err()
+            );
+            assert!(err.contains("`/dev/full` exists and is a device"), "{err}");
+        }
+        let names: Vec<_> = std::fs::read_dir(&d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(names.iter().all(|n| !n.ends_with(".tmp")), "{names:?}");
+        assert_eq!(std::fs::read(&target).unwrap(), b"two");
+    }
+
+    #[test]
+    fn a_held_directory_is_refused_or_skipped() {
+        let d = temp("lock").join("run");
+        let first = RunDir::claim_new(&d, true).unwrap();
+        let err = format!("{:#}", RunDir::claim_new(&d, true).err().unwrap());
+        assert!(
+            err.contains("is in use by another evomal run (process"),
+            "{err}"
+        );
+        let second = RunDir::claim_new(&d, false).unwrap();
+        assert!(second.path.ends_with("run-2"), "{}", second.path.display());
+        std::fs::write(first.path.join("run.json"), "{}").unwrap();
+        drop(first);
+        let err = format!("{:#}", RunDir::claim_new(&d, true).err().unwrap());
+        assert!(err.contains("already holds a run (its run.json)"), "{err}");
+        let third = RunDir::claim_new(&d, false).unwrap();
+        assert!(third.path.ends_with("run-3"), "{}", third.path.display());
+        assert!(RunDir::claim_existing(&third.path).is_err());
+    }
+}

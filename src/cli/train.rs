@@ -5,9 +5,11 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use clap::Args;
+use evomal::expr::Op;
 use evomal::manifest::Manifest;
 use evomal::plugin::TaskPlugin;
 use evomal::train::meta_test::{SeedResult, mean_std, meta_test};
+use evomal::train::objective::TaskKind;
 use evomal::train::{Metric, Outcome, Task, TrainConfig};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::json;
@@ -38,11 +40,23 @@ pub fn run(args: TrainArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     let manifest = Manifest::load(&args.manifest)?;
     let plugin = TaskPlugin::open(&manifest.plugin(), &manifest.data_json())?;
     let task = Task::new(&plugin);
+    if args.loss == "ce" && task.kind == TaskKind::Regression {
+        anyhow::bail!(
+            "`--loss ce` is the classification baseline, but `{}` is a regression task: use `--loss mse`",
+            plugin.name()
+        );
+    }
     let loss = parse_expr(match args.loss.as_str() {
         "mse" => MSE,
         "ce" => CE,
         other => other,
     })?;
+    if !loss.contains(Op::Yhat) {
+        anyhow::bail!(
+            "the loss `{}` does not use yhat: its gradient is zero, so training would not move the model",
+            evomal::expr::abbreviate(&loss.to_string())
+        );
+    }
     let cfg = manifest.testing_config();
     let seeds = args.seeds.unwrap_or_else(|| manifest.testing.seeds.clone());
     let mut model = plugin.create_model(&manifest.task.model, &manifest.params_json())?;

@@ -15,14 +15,27 @@ use evomal_sdk::abi::{
 use evomal_sdk::optim::OptimizerConfig;
 use libloading::Library;
 
+mod checks;
+use checks::{TargetRule, check_inputs, check_library_file, check_task_info};
+
 /// Failures at the plugin boundary; each names the plugin file.
 #[derive(Clone, Debug, thiserror::Error)]
 pub enum PluginError {
-    /// No file at the path, or no plugin of that name in the searched directories.
+    /// A plugin path that names nothing readable.
+    #[error("plugin `{path}`: {reason}")]
+    Missing { path: PathBuf, reason: String },
+    /// No plugin of that name in the searched directories.
     #[error(
         "plugin `{what}` not found (looked in: {looked}); build it with `cargo build --release -p evomal-plugin-{what}` or give its path"
     )]
     NotFound { what: String, looked: String },
+    /// The path names something other than a regular file (a directory, a device).
+    #[error("`{path}` is {what}, not a plugin library")]
+    NotAFile { path: PathBuf, what: &'static str },
+    /// The file exists but is not a whole shared library (checked before the loader maps it,
+    /// since mapping a truncated library can kill the process with SIGBUS).
+    #[error("`{path}` is not a loadable library: {reason}")]
+    Malformed { path: PathBuf, reason: String },
     /// The file exists but the dynamic loader rejected it.
     #[error("`{path}` is not a loadable library: {reason}")]
     NotLoadable { path: PathBuf, reason: String },
@@ -44,6 +57,9 @@ pub enum PluginError {
     /// The plugin reported an error.
     #[error("`{path}`: {msg}")]
     Failed { path: PathBuf, msg: String },
+    /// The plugin described its task, or returned data, that the host cannot use.
+    #[error("`{path}` returned unusable data: {msg}")]
+    BadData { path: PathBuf, msg: String },
     /// The plugin panicked (caught at the boundary; the host goes on).
     #[error("`{path}` {msg}")]
     Panicked { path: PathBuf, msg: String },
@@ -109,18 +125,13 @@ impl TaskPlugin {
     /// Loads the plugin file at `path`, checking the ABI version before anything else, then
     /// configures its task with `config_json`.
     pub fn load(path: &Path, config_json: &str) -> Result<TaskPlugin, PluginError> {
-        if !path.is_file() {
-            return Err(PluginError::NotFound {
-                what: path.display().to_string(),
-                looked: path.display().to_string(),
-            });
-        }
         let path = path.to_path_buf();
+        check_library_file(&path)?;
         // SAFETY: loading runs the library's initialisers; we load only files the user names as
         // plugins, and evomal plugins have no initialisers beyond Rust's.
         let lib = unsafe { Library::new(&path) }.map_err(|e| PluginError::NotLoadable {
             path: path.clone(),
-            reason: e.to_string(),
+            reason: with_sources(&e),
         })?;
         // SAFETY: the symbol, if present, has the ABI's entry signature (checked by name, which
         // is versioned by the declaration it returns).
@@ -153,6 +164,10 @@ impl TaskPlugin {
         let mut info = TaskInfo::default();
         // SAFETY: `describe` writes one `TaskInfo`.
         inner.call(|err| unsafe { (d.describe)(&mut info, err) })?;
+        check_task_info(&info).map_err(|msg| PluginError::BadData {
+            path: inner.path.clone(),
+            msg,
+        })?;
         let models = model_names(&inner)?;
         Ok(TaskPlugin {
             inner,
@@ -216,6 +231,7 @@ impl TaskPlugin {
             plugin: Arc::clone(&self.inner),
             handle,
             info: ModelInfo::default(),
+            targets: TargetRule::of(&self.info),
             announced_fd: false,
         };
         let mut info = ModelInfo::default();
@@ -249,8 +265,26 @@ impl TaskPlugin {
                     err,
                 )
             }
-        })
+        })?;
+        check_inputs(split, idx, x)
+            .and_then(|()| TargetRule::of(&self.info).check(split, idx, y))
+            .map_err(|msg| PluginError::BadData {
+                path: self.inner.path.clone(),
+                msg,
+            })
     }
+}
+
+/// `e` and its chain of sources: libloading's own message is only "dlopen failed", the
+/// loader's reason is its source.
+fn with_sources(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut next = e.source();
+    while let Some(cause) = next {
+        text = format!("{text}: {cause}");
+        next = cause.source();
+    }
+    text
 }
 
 fn model_names(inner: &Loaded) -> Result<Vec<String>, PluginError> {
@@ -278,6 +312,8 @@ pub struct PluginModel {
     plugin: Arc<Loaded>,
     handle: ModelHandle,
     info: ModelInfo,
+    /// What the task's targets must be; checked on every batch that returns them.
+    targets: TargetRule,
     /// Whether a finite-difference JVP was reported already.
     announced_fd: bool,
 }
@@ -381,14 +417,25 @@ impl PluginModel {
             idx: idx.as_ptr(),
             n: idx.len(),
         };
-        let (t_ptr, t_len) = match targets {
+        let mut targets = targets;
+        let (t_ptr, t_len) = match targets.as_deref_mut() {
             Some(t) => (t.as_mut_ptr(), t.len()),
             None => (std::ptr::null_mut(), 0),
         };
         let (o_ptr, o_len) = (out.as_mut_ptr(), out.len());
         // SAFETY: the handle is live; `batch.idx` holds `n` indices; `out` and `targets` are
         // valid for the lengths passed (targets null when not wanted).
-        self.call(|d, h, err| unsafe { (d.forward)(h, &batch, o_ptr, o_len, t_ptr, t_len, err) })
+        self.call(|d, h, err| unsafe { (d.forward)(h, &batch, o_ptr, o_len, t_ptr, t_len, err) })?;
+        match targets {
+            Some(t) => self
+                .targets
+                .check(split, idx, t)
+                .map_err(|msg| PluginError::BadData {
+                    path: self.plugin.path.clone(),
+                    msg,
+                }),
+            None => Ok(()),
+        }
     }
 
     /// Back-propagates `dout` through the last forward pass and steps the optimiser.

@@ -196,3 +196,201 @@ fn a_results_directory_serves_one_run_at_a_time_and_is_never_overwritten() {
     assert!(leftovers.is_empty(), "{leftovers:?}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// `tests/data/tiny.toml` on the fixtures plugin with `data` as its `[task.data]`.
+fn fixtures_manifest(dir: &Path, data: &str) -> PathBuf {
+    let lib = crate::plugins::build_plugin("evomal-test-fixtures");
+    let text =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/tiny.toml"))
+            .unwrap()
+            .replace(
+                "plugin = \"diabetes\"",
+                &format!("plugin = {:?}", lib.display().to_string()),
+            )
+            .replace("model = \"mlp\"", "model = \"jvp\"")
+            .replace(
+                "[task.params]\nhidden = [32]\n",
+                &format!("[task.data]\n{data}\n"),
+            );
+    let path = dir.join("m.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn a_careless_plugin_cannot_crash_the_host() {
+    let cases = [
+        (
+            "kind = \"classification\"\nlabel = \"2\"",
+            "training split, example 0: label 2 is not a class index (0 to 1)",
+        ),
+        (
+            "kind = \"classification\"\nlabel = \"-1\"",
+            "label -1 is not a class index",
+        ),
+        (
+            "kind = \"classification\"\nlabel = \"0.5\"",
+            "label 0.5 is not a class index",
+        ),
+        (
+            "label = \"nan\"",
+            "training split, example 0: target NaN is not a finite number",
+        ),
+        ("valid = 0", "its validation split is empty"),
+        ("train = 0", "its training split is empty"),
+    ];
+    for (i, (data, expect)) in cases.into_iter().enumerate() {
+        let dir = temp_dir(&format!("careless-{i}"));
+        let manifest = fixtures_manifest(&dir, data);
+        let out = dir.join("out");
+        let o = evomal(&[
+            "run",
+            manifest.to_str().unwrap(),
+            "--quiet",
+            "--out-dir",
+            out.to_str().unwrap(),
+        ]);
+        assert_clean_failure(&o, expect);
+        assert!(
+            stderr(&o).contains("returned unusable data"),
+            "{}",
+            stderr(&o)
+        );
+        std::fs::remove_dir_all(&dir).ok();
+    }
+}
+
+#[test]
+fn broken_plugin_files_are_errors_not_signals() {
+    let lib = crate::plugins::build_plugin("evomal-plugin-diabetes");
+    let bytes = std::fs::read(&lib).unwrap();
+    let dir = temp_dir("broken-plugins");
+    let mut cases = Vec::new();
+    for cut in [4096, 300_000, bytes.len() / 2] {
+        let path = dir.join(format!("trunc{cut}.so"));
+        std::fs::write(&path, &bytes[..cut.min(bytes.len())]).unwrap();
+        cases.push((path, "is not a loadable library"));
+    }
+    let text = dir.join("text.so");
+    std::fs::write(&text, "not a library\n").unwrap();
+    cases.push((text, "not a shared library"));
+    cases.push((dir.clone(), "is a directory, not a plugin library"));
+    cases.push((
+        PathBuf::from("/dev/null"),
+        "is a device, FIFO or socket, not a plugin library",
+    ));
+    cases.push((dir.join("absent.so"), "No such file or directory"));
+    for (path, expect) in cases {
+        let err = evomal::plugin::TaskPlugin::load(&path, "{}")
+            .err()
+            .unwrap_or_else(|| panic!("{} loaded", path.display()))
+            .to_string();
+        assert!(
+            err.contains(expect)
+                && err.contains(&path.display().to_string())
+                && !err.contains("cargo build"),
+            "{}: {err}",
+            path.display()
+        );
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn a_model_too_large_to_allocate_is_refused_by_name() {
+    crate::plugins::build_plugin("evomal-plugin-diabetes");
+    let dir = temp_dir("huge-model");
+    let text =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/tiny.toml"))
+            .unwrap()
+            .replace("hidden = [32]", "hidden = [100000000]");
+    let manifest = dir.join("m.toml");
+    std::fs::write(&manifest, text).unwrap();
+    let out = dir.join("out");
+    let o = evomal(&[
+        "run",
+        manifest.to_str().unwrap(),
+        "--quiet",
+        "--out-dir",
+        out.to_str().unwrap(),
+    ]);
+    assert_clean_failure(&o, "the model has 1200000001 parameters");
+    assert!(
+        stderr(&o).contains("holds at most 134217728"),
+        "{}",
+        stderr(&o)
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// A balanced tree of `height` with leaves y and yhat, without spaces.
+fn balanced(height: u32, leaf: &str) -> String {
+    match height {
+        0 => leaf.to_string(),
+        h => format!("add({},{})", balanced(h - 1, "y"), balanced(h - 1, "yhat")),
+    }
+}
+
+#[test]
+fn long_expressions_are_shown_in_a_window_and_big_ones_still_evaluate() {
+    // 5,000-deep nesting: refused at depth 512, the message one short line.
+    let deep = format!("{}yhat{}", "neg(".repeat(5_000), ")".repeat(5_000));
+    let o = evomal(&["loss", "show", &deep]);
+    assert_clean_failure(&o, "nesting deeper than 512");
+    assert!(
+        stderr(&o).len() < 600,
+        "{} bytes: {}",
+        stderr(&o).len(),
+        stderr(&o)
+    );
+
+    // Columns count characters: the ideographic space before `mul` is 3 bytes, 1 column.
+    let o = evomal(&["loss", "show", "\u{3000}mul(y, lg(yhat))"]);
+    assert_clean_failure(&o, "at column 9: unknown operator `lg`");
+    assert!(
+        stderr(&o).contains(&format!("\n{}^", " ".repeat(8))),
+        "{}",
+        stderr(&o)
+    );
+
+    // Over 10,000 nodes: the JIT's full kernel would take minutes, the interpreter answers.
+    let big = format!("add({},{})", balanced(12, "y"), balanced(11, "y"));
+    let e: evomal::expr::LossExpr = big.parse().unwrap();
+    assert!(e.len() > 10_000, "{} nodes", e.len());
+    let o = evomal(&["loss", "eval", &big, "--y", "1,2", "--yhat", "0.5,3"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("evaluating with the interpreter"),
+        "{}",
+        stderr(&o)
+    );
+    let shown = evomal(&["loss", "show", &big]);
+    assert!(shown.status.success(), "{}", stderr(&shown));
+}
+
+#[test]
+fn train_refuses_a_baseline_of_the_wrong_kind_and_a_loss_without_yhat() {
+    crate::plugins::build_plugin("evomal-plugin-diabetes");
+    let dir = temp_dir("train-loss");
+    let out = dir.join("r.json");
+    for (loss, expect) in [
+        (
+            "ce",
+            "`--loss ce` is the classification baseline, but `diabetes` is a regression task",
+        ),
+        ("square(y)", "the loss `square(y)` does not use yhat"),
+    ] {
+        let o = evomal(&[
+            "train",
+            "tests/data/tiny.toml",
+            "--loss",
+            loss,
+            "--quiet",
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert_clean_failure(&o, expect);
+        assert!(!out.exists());
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}

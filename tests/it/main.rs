@@ -5,6 +5,7 @@ mod canonical;
 mod cli;
 mod derivatives;
 mod filters;
+mod fuzz;
 mod gpu;
 mod hardening;
 mod images;

@@ -263,7 +263,7 @@ fn loading_failures_are_typed_and_name_the_file() {
     std::fs::write(&junk, b"not an ELF file").unwrap();
     let err = TaskPlugin::load(&junk, "{}").err().unwrap();
     std::fs::remove_file(&junk).ok();
-    assert!(matches!(err, PluginError::NotLoadable { .. }), "{err}");
+    assert!(matches!(err, PluginError::Malformed { .. }), "{err}");
     assert!(err.to_string().contains("evomal-junk"), "{err}");
 
     // A real shared library that is not an evomal plugin: the C library.

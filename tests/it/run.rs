@@ -169,7 +169,7 @@ fn search_settings_are_validated_with_the_field_named() {
         ("[search]\npopulation = -5\n", "population"),
         (
             "[search]\npopulation = 0\n",
-            "`search.population` must be at least 2",
+            "`search.population` must be between 2 and 10000, found 0",
         ),
         ("[search]\npopulaton = 10\n", "unknown field `populaton`"),
         (
@@ -301,13 +301,18 @@ fn every_shipped_manifest_loads() {
 
 #[test]
 fn a_search_where_every_candidate_is_rejected_still_finishes() {
-    build_plugin("evomal-plugin-diabetes");
+    let lib = build_plugin("evomal-test-fixtures");
     let dir = temp_dir("all-rejected");
     std::fs::create_dir_all(&dir).unwrap();
-    // With no optimisation step nothing improves: every candidate is rejected.
+    // Every prediction is right from the start (input 0 gives output 0, class 0), so no loss can
+    // improve the error rate: every candidate is rejected.
     let manifest = dir.join("m.toml");
-    let text = "[task]\nplugin = \"diabetes\"\nmodel = \"linear\"\n[search]\npopulation = 4\ngenerations = 2\n\
-                [filters]\nrejection_steps = 0\n[testing]\nsteps = 50\nseeds = [0]\n";
+    let text = format!(
+        "[task]\nplugin = {:?}\nmodel = \"linear\"\n[task.data]\nkind = \"classification\"\n\
+         label = \"0\"\ninput = \"0\"\n[search]\npopulation = 4\ngenerations = 2\n\
+         [testing]\nsteps = 50\nseeds = [0]\n",
+        lib.display().to_string()
+    );
     std::fs::write(&manifest, text).unwrap();
     let o = run(manifest.to_str().unwrap(), &dir.join("out"));
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));

@@ -37,6 +37,11 @@ struct Pass {
 }
 
 /// What the meta-gradient's three calls hand each other.
+/// Parameters and state values a model instance may hold; it allocates several copies
+/// (gradient, optimiser state, the look-ahead's theta0), so this bounds a typo such as
+/// `hidden = [100000000]` before it exhausts memory.
+pub const MAX_PARAMS: usize = 1 << 27;
+
 #[derive(Default)]
 struct Meta {
     /// theta0 and the training batch of the look-ahead (inputs as the model saw them).
@@ -69,6 +74,12 @@ impl<T: Task> ModelInstance<T> {
             ));
         }
         let n = model.n_params();
+        if n.saturating_add(model.n_state()) > MAX_PARAMS {
+            return Err(format!(
+                "the model has {n} parameters and {} state values; a model instance holds at most {MAX_PARAMS} (512 MiB of f32 per copy: it keeps several)",
+                model.n_state()
+            ));
+        }
         let sgd = OptimizerConfig::Sgd {
             momentum: 0.0,
             nesterov: false,

@@ -517,6 +517,9 @@ fn dropout_mask(p: f32, seed: u64, n: usize, mask: &mut Vec<f32>) {
 impl Sequential {
     /// A model for examples of `input_len` floats.
     pub fn new(input_len: usize, layers: Vec<Layer>) -> Result<Sequential, String> {
+        if layers.is_empty() {
+            return Err("a model needs at least one layer".into());
+        }
         Ok(Sequential {
             stack: Stack::new(input_len, layers, false, &mut 0)?,
             x: Vec::new(),

@@ -10,6 +10,7 @@ pub mod transfer;
 
 use anyhow::anyhow;
 use evomal::expr::LossExpr;
+use evomal::train::Task;
 
 pub use files::write_atomic;
 
@@ -18,4 +19,15 @@ pub fn parse_expr(text: &str) -> anyhow::Result<LossExpr> {
     text.parse().map_err(|e: evomal::expr::ParseError| {
         anyhow!("cannot parse the loss expression:\n{}", e.render(text))
     })
+}
+
+/// Says when a batch size (named by its manifest field) exceeds the training split: training
+/// then takes the whole split each step, which is legitimate on a small table but rarely meant.
+pub fn note_full_batches(task: &Task<'_>, batches: &[(&str, usize)]) {
+    let n_train = task.split_size(0);
+    for &(field, batch) in batches.iter().filter(|(_, b)| *b > n_train) {
+        eprintln!(
+            "note: {field} = {batch} is larger than the training split ({n_train} examples): every step uses the whole split"
+        );
+    }
 }

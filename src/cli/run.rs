@@ -102,6 +102,13 @@ pub fn run(args: RunArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     let manifest = Manifest::parse(&manifest_path, &manifest_text)?;
     let plugin = TaskPlugin::open(&manifest.plugin(), &manifest.data_json())?;
     let task = Task::new(&plugin);
+    super::note_full_batches(
+        &task,
+        &[
+            ("fitness.batch", manifest.fitness.batch),
+            ("testing.batch", manifest.testing.batch),
+        ],
+    );
     let mut model = plugin.create_model(&manifest.task.model, &manifest.params_json())?;
     if manifest.search.method == SearchMethod::Evomal && !model.has_jvp() {
         eprintln!(

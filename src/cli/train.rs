@@ -40,6 +40,7 @@ pub fn run(args: TrainArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     let manifest = Manifest::load(&args.manifest)?;
     let plugin = TaskPlugin::open(&manifest.plugin(), &manifest.data_json())?;
     let task = Task::new(&plugin);
+    super::note_full_batches(&task, &[("testing.batch", manifest.testing.batch)]);
     if args.loss == "ce" && task.kind == TaskKind::Regression {
         anyhow::bail!(
             "`--loss ce` is the classification baseline, but `{}` is a regression task: use `--loss mse`",

@@ -44,6 +44,7 @@ pub fn run(args: TransferArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     let manifest = Manifest::load(&args.manifest)?;
     let plugin = TaskPlugin::open(&manifest.plugin(), &manifest.data_json())?;
     let task = Task::new(&plugin);
+    super::note_full_batches(&task, &[("testing.batch", manifest.testing.batch)]);
     let mut model = plugin.create_model(&manifest.task.model, &manifest.params_json())?;
     let baseline = task.kind.baseline();
     let cfg = manifest.testing_config();

@@ -394,3 +394,46 @@ fn train_refuses_a_baseline_of_the_wrong_kind_and_a_loss_without_yhat() {
     }
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn outputs_replace_regular_files_only_and_name_the_users_path() {
+    let dir = temp_dir("outputs");
+    let taken = dir.join("taken");
+    std::fs::create_dir(&taken).unwrap();
+    let targets = [
+        (taken.clone(), "is a directory, not a regular file"),
+        (
+            PathBuf::from("/dev/full"),
+            "is a device, not a regular file",
+        ),
+    ];
+    for (target, expect) in targets {
+        let o = evomal(&[
+            "emit-shader",
+            "square(sub(y, yhat))",
+            "-o",
+            target.to_str().unwrap(),
+        ]);
+        assert_clean_failure(&o, expect);
+        assert!(
+            stderr(&o).contains(&format!("`{}`", target.display())),
+            "{}",
+            stderr(&o)
+        );
+        assert!(!stderr(&o).contains(".tmp"), "{}", stderr(&o));
+    }
+    let file = dir.join("loss.wgsl");
+    let o = evomal(&[
+        "emit-shader",
+        "square(sub(y, yhat))",
+        "-o",
+        file.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names.len(), 2, "no temporaries left: {names:?}");
+    std::fs::remove_dir_all(&dir).ok();
+}

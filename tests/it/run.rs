@@ -312,9 +312,8 @@ fn a_search_where_every_candidate_is_rejected_still_finishes() {
     );
     assert!(String::from_utf8_lossy(&o.stdout).contains("no candidate survived"));
     assert!(
-        String::from_utf8_lossy(&o.stderr).contains(
-            "note: fitness.batch = 128 is larger than the training split (1 examples)"
-        ),
+        String::from_utf8_lossy(&o.stderr)
+            .contains("note: fitness.batch = 128 is larger than the training split (1 examples)"),
         "batch sizes beyond the data are not clamped silently"
     );
     std::fs::remove_dir_all(&dir).ok();

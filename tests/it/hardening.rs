@@ -14,6 +14,17 @@ fn evomal(args: &[&str]) -> Output {
         .expect("the evomal binary runs")
 }
 
+/// `evomal run MANIFEST --quiet --out-dir DIR`.
+fn run_into(manifest: &str, dir: &Path) -> Output {
+    evomal(&[
+        "run",
+        manifest,
+        "--quiet",
+        "--out-dir",
+        dir.to_str().unwrap(),
+    ])
+}
+
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
@@ -83,7 +94,7 @@ fn the_binary_refuses_malformed_manifests_before_loading_anything() {
     ] {
         let path = format!("tests/data/bad_manifests/{case}.toml");
         let dir = temp_dir(case);
-        let o = evomal(&["run", &path, "--quiet", "--out-dir", dir.to_str().unwrap()]);
+        let o = run_into(&path, &dir);
         assert_clean_failure(&o, expect);
         assert!(stderr(&o).contains(&path), "{}", stderr(&o));
     }
@@ -150,32 +161,14 @@ fn a_results_directory_serves_one_run_at_a_time_and_is_never_overwritten() {
     // Another run holds the directory (this test, through the same advisory lock).
     let lock = std::fs::File::create(dir.join(".evomal.lock")).unwrap();
     lock.try_lock().unwrap();
-    let o = evomal(&[
-        "run",
-        "tests/data/tiny.toml",
-        "--quiet",
-        "--out-dir",
-        dir.to_str().unwrap(),
-    ]);
+    let o = run_into("tests/data/tiny.toml", &dir);
     assert_clean_failure(&o, "is in use by another evomal run");
     drop(lock);
 
-    let o = evomal(&[
-        "run",
-        "tests/data/tiny.toml",
-        "--quiet",
-        "--out-dir",
-        dir.to_str().unwrap(),
-    ]);
+    let o = run_into("tests/data/tiny.toml", &dir);
     assert!(o.status.success(), "{}", stderr(&o));
     let first = std::fs::read(dir.join("run.json")).unwrap();
-    let o = evomal(&[
-        "run",
-        "tests/data/tiny.toml",
-        "--quiet",
-        "--out-dir",
-        dir.to_str().unwrap(),
-    ]);
+    let o = run_into("tests/data/tiny.toml", &dir);
     assert_clean_failure(&o, "already holds a run (its checkpoint.json)");
     assert_eq!(std::fs::read(dir.join("run.json")).unwrap(), first);
 
@@ -243,13 +236,7 @@ fn a_careless_plugin_cannot_crash_the_host() {
         let dir = temp_dir(&format!("careless-{i}"));
         let manifest = fixtures_manifest(&dir, data);
         let out = dir.join("out");
-        let o = evomal(&[
-            "run",
-            manifest.to_str().unwrap(),
-            "--quiet",
-            "--out-dir",
-            out.to_str().unwrap(),
-        ]);
+        let o = run_into(manifest.to_str().unwrap(), &out);
         assert_clean_failure(&o, expect);
         assert!(
             stderr(&o).contains("returned unusable data"),
@@ -307,13 +294,7 @@ fn a_model_too_large_to_allocate_is_refused_by_name() {
     let manifest = dir.join("m.toml");
     std::fs::write(&manifest, text).unwrap();
     let out = dir.join("out");
-    let o = evomal(&[
-        "run",
-        manifest.to_str().unwrap(),
-        "--quiet",
-        "--out-dir",
-        out.to_str().unwrap(),
-    ]);
+    let o = run_into(manifest.to_str().unwrap(), &out);
     assert_clean_failure(&o, "the model has 1200000001 parameters");
     assert!(
         stderr(&o).contains("holds at most 134217728"),

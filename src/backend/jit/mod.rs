@@ -42,7 +42,7 @@ pub enum JitError {
     },
     /// The expression is larger than a kernel of this kind compiles in reasonable time.
     #[error(
-        "a {kind:?} kernel compiles expressions of at most {max} nodes, this one has {nodes} (the interpreter has no limit)"
+        "a {kind:?} kernel compiles expressions of at most {max} nodes (its compile time grows faster than the size), this one has {nodes}"
     )]
     TooLarge {
         kind: KernelKind,

@@ -37,6 +37,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    quiet_display_probe();
     let args = Args::parse();
     let mut out = io::stdout().lock();
     let res = match args.command {
@@ -53,5 +54,17 @@ fn main() -> ExitCode {
             eprintln!("error: {err:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// When wgpu starts, Mesa's Vulkan drivers look for a Wayland display, and libwayland prints
+/// `error: XDG_RUNTIME_DIR is invalid or not set` when that variable is missing (on servers and
+/// in CI it always is). evomal never draws, so it points the variable at the temporary
+/// directory, where no display socket lives and the probe fails quietly.
+fn quiet_display_probe() {
+    if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
+        // SAFETY: first thing in `main`, before any other thread exists that could read the
+        // environment concurrently.
+        unsafe { std::env::set_var("XDG_RUNTIME_DIR", std::env::temp_dir()) };
     }
 }

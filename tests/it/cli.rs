@@ -160,3 +160,22 @@ fn bench_runs_and_reports_json() {
     );
     assert!(v["compile_ms"]["full"]["median"].as_f64().unwrap() > 0.0);
 }
+
+#[test]
+fn the_gpu_probe_prints_no_error_lines() {
+    crate::plugins::build_plugin("evomal-plugin-diabetes");
+    let dir = std::env::temp_dir().join(format!("evomal-probe-{}", std::process::id()));
+    std::fs::remove_dir_all(&dir).ok();
+    let o = Command::new(env!("CARGO_BIN_EXE_evomal"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env_remove("XDG_RUNTIME_DIR")
+        .args(["run", "tests/data/tiny.toml", "--quiet", "--out-dir"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(!err.contains("error"), "{err}");
+    assert!(err.lines().count() <= 1, "one notice at most:\n{err}");
+    std::fs::remove_dir_all(&dir).ok();
+}

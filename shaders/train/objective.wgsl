@@ -1,9 +1,9 @@
 // The batch objective of every candidate of a generation (METHOD.md §2, as
 // src/train/objective.rs): one invocation per (candidate, row). Regression feeds the raw
-// outputs to the loss; classification their softmax (sigmoid for one output) against the
-// one-hot label. Writes the row's summed loss and dL/d(raw outputs), averaged over the batch;
-// for the local search also what the loss saw as yhat (`probs`) and every d2M/(dyhat dphi_j)
-// (`d2`, KMAX per element). Generated: the constants, one `loss_K` function per candidate, the
+// outputs to the loss; classification their softmax against the one-hot label (the host
+// refuses one-output classifiers, whose loss sees two classes). Writes the row's summed loss
+// and dL/d(raw outputs), averaged over the batch; for the local search also what the loss saw
+// as yhat (`probs`) and every d2M/(dyhat dphi_j) (`d2`, KMAX per element). Generated: the constants, one `loss_K` function per candidate, the
 // `candidate_loss` switch, and the local search's extra bindings and stores.
 
 const N_OUT: u32 = {{n_out}}u;
@@ -38,9 +38,6 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
             y[j] = yb[yr * N_OUT + j];
             p[j] = out[o + j];
         }
-    } else if (N_OUT == 1u) {
-        y[0] = yb[yr];
-        p[0] = 1.0 / (1.0 + exp(-out[o]));
     } else {
         let label = u32(yb[yr]);
         var top = out[o];
@@ -70,8 +67,6 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
         for (var j = 0u; j < N_OUT; j++) {
             dz[o + j] = inv_b * g[j];
         }
-    } else if (N_OUT == 1u) {
-        dz[o] = inv_b * g[0] * p[0] * (1.0 - p[0]);
     } else {
         var dot = 0.0;
         for (var j = 0u; j < N_OUT; j++) {

@@ -165,8 +165,10 @@ impl<'t, 'p> MetaGradient<'t, 'p> {
 
         // The candidate on the training batch at theta0: per element M, dM/dyhat,
         // d2M/(dyhat dphi). Both passes run in training mode, as the reference's model does.
-        let n = bt * n_out;
-        b.out.resize(n, 0.0);
+        // The loss sees `width` values per example (two for a one-output classifier), the
+        // model gives `n_out`.
+        let n = bt * t.kind.loss_width(n_out);
+        b.out.resize(bt * n_out, 0.0);
         let train_mode = Mode::Train {
             seed: pass_seed(init_seed, 0),
         };
@@ -199,7 +201,7 @@ impl<'t, 'p> MetaGradient<'t, 'p> {
             .full(&b.ky, &b.kyhat, phi, outs)
             .map_err(TrainError::from)?;
         let inv_b = 1.0 / bt as f32;
-        b.g.resize(n, 0.0);
+        b.g.resize(bt * n_out, 0.0);
         to_raw_outputs(t.kind, &b.kyhat, &b.dm, n_out, inv_b, &mut b.g);
 
         // theta1 = theta0 - lr_eff (grad + wd theta0), kept in the model.
@@ -225,13 +227,13 @@ impl<'t, 'p> MetaGradient<'t, 'p> {
         model.meta_pullback(&b.dout)?;
 
         // J_f(theta0) v on the training batch.
-        b.jv.resize(n, 0.0);
+        b.jv.resize(bt * n_out, 0.0);
         let method = model.meta_jvp(&mut b.jv)?;
 
         // dT/dphi_j = -lr_eff * <J v, d g / d phi_j>.
         let mut meta = vec![0.0f32; phi.len()];
         b.column.resize(n, 0.0);
-        b.dg.resize(n, 0.0);
+        b.dg.resize(bt * n_out, 0.0);
         for (j, m) in meta.iter_mut().enumerate().take(k) {
             for (e, c) in b.column.iter_mut().enumerate() {
                 *c = b.d2[e * k + j];

@@ -95,19 +95,21 @@ impl Metric {
                 .zip(targets)
                 .filter(|(row, label)| predicted_class(row) != **label as usize)
                 .count() as f64,
+            Metric::CrossEntropy if n_out == 1 => outputs
+                .iter()
+                .zip(targets)
+                .map(|(&z, &label)| {
+                    let p = 1.0 / (1.0 + (-z).exp());
+                    let pi = if label > 0.5 { p } else { 1.0 - p };
+                    -(pi.max(1e-12) as f64).ln()
+                })
+                .sum(),
             Metric::CrossEntropy => {
                 objective::probabilities(outputs, n_out, scratch);
                 scratch
                     .chunks_exact(n_out)
                     .zip(targets)
-                    .map(|(row, &label)| {
-                        let pi = if n_out == 1 {
-                            if label > 0.5 { row[0] } else { 1.0 - row[0] }
-                        } else {
-                            row[label as usize]
-                        };
-                        -(pi.max(1e-12) as f64).ln()
-                    })
+                    .map(|(row, &label)| -(row[label as usize].max(1e-12) as f64).ln())
                     .sum()
             }
         }

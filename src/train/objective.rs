@@ -1,9 +1,11 @@
 //! The batch objective of METHOD.md §2 on top of a compiled loss kernel.
 //!
 //! Regression: the loss sees the raw outputs. Classification: it sees the softmax of the logits
-//! (the sigmoid for one output) against the one-hot target. Either way the per-element loss is
-//! summed over outputs and averaged over the batch, and the gradient is taken with respect to
-//! the model's raw outputs.
+//! against the one-hot target. A one-output classifier is a two-class softmax over the logits
+//! (0, z): the loss sees both classes, (1 - sigmoid(z), sigmoid(z)) against (1 - y, y), so its
+//! cross-entropy is the binary cross-entropy and a learned loss treats both classes alike.
+//! Either way the per-element loss is summed and averaged over the batch, and the gradient is
+//! taken with respect to the model's raw outputs.
 
 use crate::backend::jit::{JitError, JitKernel};
 use crate::expr::LossExpr;
@@ -29,6 +31,15 @@ impl TaskKind {
             TaskKind::Classification => CE,
         };
         text.parse().expect("the baseline losses parse")
+    }
+
+    /// Values per example the loss sees for `n_out` model outputs: two for a one-output
+    /// classifier (both classes), else the outputs.
+    pub fn loss_width(self, n_out: usize) -> usize {
+        match self {
+            TaskKind::Classification if n_out == 1 => 2,
+            _ => n_out,
+        }
     }
 }
 
@@ -56,8 +67,8 @@ impl Objective {
         n_out: usize,
         grad: &mut [f32],
     ) -> Result<f32, JitError> {
-        let n = outputs.len();
-        let batch = n / n_out;
+        let batch = outputs.len() / n_out;
+        let n = batch * kind.loss_width(n_out);
         self.y.resize(n, 0.0);
         self.yhat.resize(n, 0.0);
         self.elem_loss.resize(n, 0.0);
@@ -95,24 +106,25 @@ impl Objective {
     }
 }
 
-/// One-hot rows from class indices.
+/// One-hot rows from class indices (for one output, the rows `(1 - y, y)`); `out` holds
+/// `loss_width(n_out)` values per label.
 pub fn one_hot(labels: &[f32], n_out: usize, out: &mut [f32]) {
     out.fill(0.0);
-    if n_out == 1 {
-        out.copy_from_slice(labels);
-        return;
-    }
-    for (row, &c) in out.chunks_exact_mut(n_out).zip(labels) {
+    let width = TaskKind::Classification.loss_width(n_out);
+    for (row, &c) in out.chunks_exact_mut(width).zip(labels) {
         row[c as usize] = 1.0;
     }
 }
 
-/// Softmax per row, or the sigmoid for a single output.
+/// Softmax per row; for one output, `(1 - sigmoid(z), sigmoid(z))` (the softmax of `(0, z)`).
+/// `out` holds `loss_width(n_out)` values per row.
 pub fn probabilities(logits: &[f32], n_out: usize, out: &mut [f32]) {
     if n_out == 1 {
-        out.iter_mut()
-            .zip(logits)
-            .for_each(|(p, &z)| *p = 1.0 / (1.0 + (-z).exp()));
+        for (p, &z) in out.chunks_exact_mut(2).zip(logits) {
+            let s = 1.0 / (1.0 + (-z).exp());
+            p[0] = 1.0 - s;
+            p[1] = s;
+        }
         return;
     }
     for (p, z) in out.chunks_exact_mut(n_out).zip(logits.chunks_exact(n_out)) {
@@ -126,11 +138,13 @@ pub fn probabilities(logits: &[f32], n_out: usize, out: &mut [f32]) {
     }
 }
 
-/// `dL/dz` from `dL/dp` through the softmax (or sigmoid), scaled by `scale`.
+/// `dL/dz` from `dL/dp` through the softmax, scaled by `scale`; `p` and `dp` hold
+/// `loss_width(n_out)` values per row, `dz` `n_out`. For one output, the softmax of `(0, z)`:
+/// `dL/dz = p0 p1 (dL/dp1 - dL/dp0)`.
 pub(crate) fn probabilities_vjp(p: &[f32], dp: &[f32], n_out: usize, scale: f32, dz: &mut [f32]) {
     if n_out == 1 {
-        for ((d, &pi), &g) in dz.iter_mut().zip(p).zip(dp) {
-            *d = scale * g * pi * (1.0 - pi);
+        for ((d, p), g) in dz.iter_mut().zip(p.chunks_exact(2)).zip(dp.chunks_exact(2)) {
+            *d = scale * p[0] * p[1] * (g[1] - g[0]);
         }
         return;
     }
@@ -158,6 +172,34 @@ mod tests {
             KernelKind::LossGrad,
         )
         .unwrap()
+    }
+
+    #[test]
+    fn one_output_cross_entropy_is_the_binary_cross_entropy() {
+        let logits = [1.5f32, -0.5, 0.2];
+        let labels = [1.0f32, 0.0, 0.0];
+        let mut obj = Objective::default();
+        let mut grad = [0.0f32; 3];
+        let loss = obj
+            .loss_and_grad(
+                &ce(),
+                &[1.0; 6],
+                TaskKind::Classification,
+                &logits,
+                &labels,
+                1,
+                &mut grad,
+            )
+            .unwrap();
+        let sigmoid = |z: f32| 1.0 / (1.0 + (-z).exp());
+        let mut bce = 0.0;
+        for ((&z, &y), &g) in logits.iter().zip(&labels).zip(&grad) {
+            let p = sigmoid(z);
+            bce -= (y * p.ln() + (1.0 - y) * (1.0 - p).ln()) / 3.0;
+            // d BCE / dz = (p - y) / B: the negative examples pull too.
+            assert!((g - (p - y) / 3.0).abs() < 1e-6, "{g} vs {}", (p - y) / 3.0);
+        }
+        assert!((loss - bce).abs() < 1e-6, "{loss} vs {bce}");
     }
 
     #[test]

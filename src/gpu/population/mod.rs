@@ -86,6 +86,12 @@ impl<'g> PopulationTrainer<'g> {
         capacity: usize,
         eval_split: u32,
     ) -> Result<PopulationTrainer<'g>, TrainError> {
+        if task.kind.loss_width(task.n_out) != task.n_out {
+            return Err(GpuError::Unsupported(
+                "one-output classifiers (give the model two outputs, one per class)".into(),
+            )
+            .into());
+        }
         let layers = gpu_layers(&model.layers()?)?;
         let upload = |split: u32| -> Result<Split, TrainError> {
             let n = task.split_size(split);

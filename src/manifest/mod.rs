@@ -473,9 +473,21 @@ impl Manifest {
         serde_json::to_string(&self.task.params).unwrap_or_else(|_| "{}".into())
     }
 
-    /// The task settings as the JSON object the plugin expects.
+    /// The task settings as the JSON object the plugin expects, with the manifest's folder
+    /// under `$base_dir` (relative paths in the settings resolve against it).
     pub fn data_json(&self) -> String {
-        serde_json::to_string(&self.task.data).unwrap_or_else(|_| "{}".into())
+        let mut data = self.task.data.clone();
+        let base = self.path.parent().unwrap_or(Path::new(""));
+        let base = if base.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            base
+        };
+        data.insert(
+            evomal_sdk::BASE_DIR_KEY.into(),
+            toml::Value::String(base.display().to_string()),
+        );
+        serde_json::to_string(&data).unwrap_or_else(|_| "{}".into())
     }
 
     pub fn gp_config(&self) -> GpConfig {

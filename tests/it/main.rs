@@ -3,6 +3,7 @@
 mod backends_agree;
 mod canonical;
 mod cli;
+mod csv;
 mod derivatives;
 mod filters;
 mod fuzz;

@@ -59,7 +59,7 @@ impl Task for Cifar {
             "svhn" => &SVHN,
             _ => &CIFAR10,
         };
-        let dir = config.string("data_dir")?.ok_or_else(|| {
+        let dir = config.path("data_dir")?.ok_or_else(|| {
             format!(
                 "`[task.data] data_dir` is required: the folder with the {} files, from {}",
                 dataset.name, dataset.published

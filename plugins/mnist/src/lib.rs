@@ -30,7 +30,7 @@ impl Task for Mnist {
     const NAME: &'static str = "mnist";
 
     fn load(config: &Params) -> Result<Self, String> {
-        match config.string("data_dir")? {
+        match config.path("data_dir")? {
             None => sample(),
             Some(dir) => idx(Path::new(&dir)),
         }

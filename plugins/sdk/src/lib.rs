@@ -143,6 +143,10 @@ pub trait Model: Send {
     }
 }
 
+/// The key under which the host passes a task's settings the folder of the manifest they came
+/// from; [`Params::path`] resolves relative paths against it.
+pub const BASE_DIR_KEY: &str = "$base_dir";
+
 /// Settings from the manifest (a JSON object): a model's `[task.params]` or a task's
 /// `[task.data]`. Keys that no getter asked for are reported as unknown afterwards.
 pub struct Params {
@@ -270,10 +274,71 @@ impl Params {
         }
     }
 
-    /// Fails on keys no getter asked for.
+    /// A path: relative paths resolve against the folder of the manifest that gave it (the
+    /// host passes that folder as [`BASE_DIR_KEY`]), so a manifest works from any directory.
+    pub fn path(&self, key: &str) -> Result<Option<std::path::PathBuf>, String> {
+        Ok(self.string(key)?.map(|p| self.resolve(&p)))
+    }
+
+    /// `path` against the manifest's folder, when it is relative and the host gave the folder.
+    pub fn resolve(&self, path: &str) -> std::path::PathBuf {
+        let path = std::path::Path::new(path);
+        match self.map.get(BASE_DIR_KEY).and_then(|v| v.as_str()) {
+            Some(base) if path.is_relative() => std::path::Path::new(base).join(path),
+            _ => path.to_path_buf(),
+        }
+    }
+
+    /// A list of strings (a single string is a list of one).
+    pub fn string_list(&self, key: &str) -> Result<Option<Vec<String>>, String> {
+        self.read.borrow_mut().insert(key.to_string());
+        let bad = || {
+            format!(
+                "parameter `{key}` of {} must be a string or a list of strings",
+                self.owner
+            )
+        };
+        match self.map.get(key) {
+            None => Ok(None),
+            Some(serde_json::Value::String(s)) => Ok(Some(vec![s.clone()])),
+            Some(serde_json::Value::Array(items)) => items
+                .iter()
+                .map(|v| v.as_str().map(str::to_string))
+                .collect::<Option<Vec<_>>>()
+                .map(Some)
+                .ok_or_else(bad),
+            Some(_) => Err(bad()),
+        }
+    }
+
+    /// A list of finite numbers.
+    pub fn number_list(&self, key: &str, default: &[f64]) -> Result<Vec<f64>, String> {
+        self.read.borrow_mut().insert(key.to_string());
+        let Some(v) = self.map.get(key) else {
+            return Ok(default.to_vec());
+        };
+        v.as_array()
+            .and_then(|a| {
+                a.iter()
+                    .map(|x| x.as_f64().filter(|x| x.is_finite()))
+                    .collect()
+            })
+            .ok_or_else(|| {
+                format!(
+                    "parameter `{key}` of {} must be a list of numbers, found {v}",
+                    self.owner
+                )
+            })
+    }
+
+    /// Fails on keys no getter asked for (the host's own keys, which start with `$`, aside).
     pub fn finish(&self) -> Result<(), String> {
         let read = self.read.borrow();
-        let Some(k) = self.map.keys().find(|k| !read.contains(*k)) else {
+        let Some(k) = self
+            .map
+            .keys()
+            .find(|k| !read.contains(*k) && !k.starts_with('$'))
+        else {
             return Ok(());
         };
         let known = if read.is_empty() {

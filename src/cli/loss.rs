@@ -10,13 +10,13 @@ use evomal::expr::interp::{self, FullBatchMut};
 use evomal::expr::{LossExpr, NodeId, structural_hash};
 use serde_json::json;
 
-use super::parse_expr;
+use super::loss_arg;
 
 #[derive(Subcommand)]
 pub enum LossCommand {
     /// Print an expression's canonical form, infix rendering, height, size and weights.
     Show {
-        /// The loss, e.g. 'mul(-1, mul(y, log(yhat)))'.
+        /// The loss, e.g. 'mul(-1, mul(y, log(yhat)))', or `@FILE` for the one in a file.
         expr: String,
         /// Print JSON instead of text.
         #[arg(long)]
@@ -24,6 +24,7 @@ pub enum LossCommand {
     },
     /// Evaluate the loss and all its derivatives at given points.
     Eval {
+        /// The loss, or `@FILE` for the one in a file.
         expr: String,
         /// Targets, comma-separated.
         #[arg(
@@ -62,7 +63,7 @@ pub enum Backend {
 
 pub fn run(cmd: LossCommand, out: &mut dyn Write) -> anyhow::Result<()> {
     match cmd {
-        LossCommand::Show { expr, json } => show(&parse_expr(&expr)?, json, out),
+        LossCommand::Show { expr, json } => show(&loss_arg(&expr)?, json, out),
         LossCommand::Eval {
             expr,
             y,
@@ -71,7 +72,7 @@ pub fn run(cmd: LossCommand, out: &mut dyn Write) -> anyhow::Result<()> {
             backend,
             json,
         } => {
-            let mut e = parse_expr(&expr)?;
+            let mut e = loss_arg(&expr)?;
             if y.len() != yhat.len() {
                 bail!("--y has {} values but --yhat has {}", y.len(), yhat.len());
             }

@@ -21,6 +21,30 @@ pub fn parse_expr(text: &str) -> anyhow::Result<LossExpr> {
     })
 }
 
+/// A loss given on the command line: an expression, or `@FILE` for the expression in a file —
+/// its lines other than blank ones and `#` comments, joined (so a run's `best_loss.txt` is
+/// reusable as it is).
+pub fn loss_arg(arg: &str) -> anyhow::Result<LossExpr> {
+    use anyhow::Context;
+    use std::io::Read;
+    let Some(path) = arg.strip_prefix('@') else {
+        return parse_expr(arg);
+    };
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .and_then(|f| {
+            f.take(evomal::manifest::MAX_MANIFEST_BYTES as u64)
+                .read_to_string(&mut text)
+        })
+        .with_context(|| format!("reading the loss in `{path}`"))?;
+    let expr: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect();
+    parse_expr(&expr.join(" ")).with_context(|| format!("the loss in `{path}`"))
+}
+
 /// Says when a batch size (named by its manifest field) exceeds the training split: training
 /// then takes the whole split each step, which is legitimate on a small table but rarely meant.
 pub fn note_full_batches(task: &Task<'_>, batches: &[(&str, usize)]) {

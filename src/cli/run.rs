@@ -15,7 +15,7 @@ use evomal::gpu::{DeviceChoice, Gpu};
 use evomal::manifest::{Manifest, SearchMethod};
 use evomal::plot::{self, Series};
 use evomal::plugin::TaskPlugin;
-use evomal::search::run::{Search, SearchError, SearchPlan};
+use evomal::search::run::{Search, SearchError, SearchPlan, verdict_name};
 use evomal::train::Task;
 use evomal::train::TrainError;
 use evomal::train::meta_test::{mean_std, meta_test};
@@ -23,7 +23,7 @@ use indicatif::{MultiProgress, ProgressDrawTarget};
 use serde_json::json;
 
 use super::files::{RunDir, write_atomic};
-use super::train::{config_json, fmt_stats, progress, seeds_json, stats_json, steps_into};
+use super::train::{fmt_stats, progress, seeds_json, stats_json, steps_into};
 
 #[derive(Args)]
 pub struct RunArgs {
@@ -288,6 +288,15 @@ pub fn run(args: RunArgs, out: &mut dyn Write) -> anyhow::Result<()> {
             "no candidate survived the search; meta-testing the baseline only"
         )?,
     }
+    if let Some(b) = &search.best
+        && b.fitness >= baseline_fitness
+    {
+        writeln!(
+            out,
+            "warning: the learned loss is not better than the baseline on validation ({:.5} vs {:.5}); prefer the baseline, or search longer",
+            b.fitness, baseline_fitness
+        )?;
+    }
     writeln!(
         out,
         "meta-testing, {} seeds, {} steps ({}):",
@@ -317,9 +326,9 @@ pub fn run(args: RunArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         "method": format!("{:?}", manifest.search.method).to_lowercase(),
         "metric": metric.name(),
         "fitness_device": device,
-        "config": {"gp": format!("{:?}", plan.gp), "local_search": format!("{:?}", plan.local_search),
-                   "fitness": config_json(&plan.fitness), "rejection": format!("{:?}", plan.rejection),
-                   "gradient_tolerance": plan.gradient_tolerance, "seed": plan.seed, "testing": config_json(&testing)},
+        "config": {"params": &manifest.task.params, "search": &manifest.search,
+                   "local_search": &manifest.local_search, "fitness": &manifest.fitness,
+                   "filters": &manifest.filters, "testing": &manifest.testing},
         "generations": generations,
         "best": search.best.as_ref().map(|b| json!({"loss": b.loss.to_string(), "canonical": b.loss.canonical().to_string(),
                                                       "infix": b.loss.to_infix(), "validation": b.fitness, "generation": b.generation + 1})),
@@ -346,9 +355,41 @@ pub fn run(args: RunArgs, out: &mut dyn Write) -> anyhow::Result<()> {
             super::shader::validated_shader(&b.loss, evomal::backend::KernelKind::LossGrad)?;
         write_atomic(&dir.join("best_loss.wgsl"), shader.as_bytes())?;
     }
+    write_atomic(&dir.join("hall_of_fame.csv"), &hall_of_fame_csv(&search)?)?;
     draw_plots(&dir, metric.name(), &search, &tested)?;
     writeln!(out, "results: {}", dir.display())?;
     Ok(())
+}
+
+/// Every distinct candidate the search evaluated, best first: one CSV row each.
+fn hall_of_fame_csv(search: &Search<'_, '_>) -> anyhow::Result<Vec<u8>> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.write_record([
+        "rank",
+        "generation",
+        "fitness",
+        "verdict",
+        "size",
+        "height",
+        "canonical",
+        "loss",
+        "infix",
+    ])?;
+    for (rank, e) in search.hall_of_fame().into_iter().enumerate() {
+        let fitness = finite(e.fitness).map_or(String::new(), |f| f.to_string());
+        w.write_record([
+            (rank + 1).to_string(),
+            (e.generation + 1).to_string(),
+            fitness,
+            verdict_name(e.verdict).to_string(),
+            e.loss.len().to_string(),
+            e.loss.height().to_string(),
+            e.loss.unweighted().canonical().to_string(),
+            e.loss.to_string(),
+            e.loss.to_infix(),
+        ])?;
+    }
+    Ok(w.into_inner()?)
 }
 
 /// The SHA-256 of `text`, in hex: a checkpoint's seal on the manifest it carries.

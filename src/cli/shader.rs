@@ -13,7 +13,8 @@ use super::{parse_expr, write_atomic};
 
 #[derive(Args)]
 pub struct ShaderArgs {
-    /// A loss expression, or a results directory of `evomal run` (its best loss).
+    /// A loss expression, `@FILE` for the one in a file, or a results directory of
+    /// `evomal run` (its best loss).
     source: String,
     /// Write the shader here instead of standard output.
     #[arg(short, long)]
@@ -37,7 +38,7 @@ pub fn run(args: ShaderArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     let loss = if Path::new(&args.source).is_dir() {
         best_loss(Path::new(&args.source))?
     } else {
-        parse_expr(&args.source)?
+        super::loss_arg(&args.source)?
     };
     let kind = match args.kind {
         Kind::Loss => KernelKind::Loss,

@@ -6,10 +6,11 @@ use std::time::Instant;
 
 use clap::Args;
 use evomal::expr::Op;
-use evomal::manifest::Manifest;
+use evomal::manifest::{Manifest, decimal_f64};
 use evomal::plugin::TaskPlugin;
 use evomal::train::meta_test::{SeedResult, mean_std, meta_test};
 use evomal::train::objective::TaskKind;
+use evomal::train::optim::OptimizerConfig;
 use evomal::train::{Metric, Outcome, Task, TrainConfig};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::json;
@@ -22,7 +23,8 @@ use evomal::train::objective::{CE, MSE};
 pub struct TrainArgs {
     /// The experiment manifest (TOML).
     manifest: PathBuf,
-    /// The loss: an expression, or `mse` / `ce` for the baselines.
+    /// The loss: an expression, `@FILE` for the one in a file (a run's `best_loss.txt`), or
+    /// `mse` / `ce` for the baselines.
     #[arg(long)]
     loss: String,
     /// Seeds to train from (default: the manifest's `[testing] seeds`).
@@ -47,11 +49,11 @@ pub fn run(args: TrainArgs, out: &mut dyn Write) -> anyhow::Result<()> {
             plugin.name()
         );
     }
-    let loss = parse_expr(match args.loss.as_str() {
-        "mse" => MSE,
-        "ce" => CE,
-        other => other,
-    })?;
+    let loss = match args.loss.as_str() {
+        "mse" => parse_expr(MSE)?,
+        "ce" => parse_expr(CE)?,
+        other => super::loss_arg(other)?,
+    };
     if !loss.contains(Op::Yhat) {
         anyhow::bail!(
             "the loss `{}` does not use yhat: its gradient is zero, so training would not move the model",
@@ -159,9 +161,26 @@ pub fn stats_json(values: impl Iterator<Item = f64>) -> serde_json::Value {
     )
 }
 
+/// A training configuration for results files, its settings as the manifest wrote them.
 pub fn config_json(cfg: &TrainConfig) -> serde_json::Value {
-    json!({"steps": cfg.steps, "batch": cfg.batch, "lr": cfg.lr, "optimizer": format!("{:?}", cfg.optimizer),
-           "milestones": cfg.milestones, "gamma": cfg.gamma})
+    let d = decimal_f64;
+    let optimizer = match cfg.optimizer {
+        OptimizerConfig::Sgd {
+            momentum,
+            nesterov,
+            weight_decay,
+        } => json!({"name": "sgd", "momentum": d(momentum), "nesterov": nesterov,
+                    "weight_decay": d(weight_decay)}),
+        OptimizerConfig::Adam {
+            beta1,
+            beta2,
+            eps,
+            weight_decay,
+        } => json!({"name": "adam", "beta1": d(beta1), "beta2": d(beta2), "eps": d(eps),
+                    "weight_decay": d(weight_decay)}),
+    };
+    json!({"steps": cfg.steps, "batch": cfg.batch, "lr": d(cfg.lr), "optimizer": optimizer,
+           "milestones": cfg.milestones, "gamma": d(cfg.gamma)})
 }
 
 pub fn seeds_json(rows: &[SeedResult]) -> Vec<serde_json::Value> {

@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize, Serializer};
 
 use crate::gp::GpConfig;
 use crate::search::filters::RejectionConfig;
@@ -47,6 +47,16 @@ pub const MAX_STEPS: usize = 10_000_000;
 /// Examples per batch (and in the rejection protocol's sample).
 pub const MAX_BATCH: usize = 1 << 20;
 pub const MAX_SEEDS: usize = 1_000;
+
+/// An f32 setting as the f64 its shortest decimal form denotes: `0.01`, not the f32's exact
+/// value `0.009999999776482582`, so results files show settings as the user wrote them.
+pub fn decimal_f64(x: f32) -> f64 {
+    x.to_string().parse().unwrap_or(x as f64)
+}
+
+fn decimal<S: Serializer>(x: &f32, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(decimal_f64(*x))
+}
 
 /// `value` in `lo..=hi`, or a message naming the range.
 fn count(
@@ -113,7 +123,7 @@ fn sgd(
     Ok(())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Manifest {
     pub task: TaskSection,
@@ -134,7 +144,7 @@ pub struct Manifest {
     pub path: PathBuf,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TaskSection {
     /// A plugin name (found in the build output) or a path relative to the manifest.
@@ -149,7 +159,7 @@ pub struct TaskSection {
 }
 
 /// How candidates are searched (METHOD.md §3).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SearchSection {
     pub method: SearchMethod,
@@ -184,7 +194,7 @@ impl Default for SearchSection {
     }
 }
 
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum SearchMethod {
     /// GP with the local search of every candidate's weights.
@@ -196,10 +206,11 @@ pub enum SearchMethod {
 }
 
 /// The local search (METHOD.md §4).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LocalSearchSection {
     pub meta_steps: usize,
+    #[serde(serialize_with = "decimal")]
     pub meta_lr: f32,
     pub inner_steps: usize,
 }
@@ -217,14 +228,17 @@ impl Default for LocalSearchSection {
 
 /// Partial training that scores a candidate (METHOD.md §5); also the base SGD of the local
 /// search's unrolled step.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct FitnessSection {
     pub steps: usize,
     pub batch: usize,
+    #[serde(serialize_with = "decimal")]
     pub lr: f32,
+    #[serde(serialize_with = "decimal")]
     pub momentum: f32,
     pub nesterov: bool,
+    #[serde(serialize_with = "decimal")]
     pub weight_decay: f32,
 }
 
@@ -242,13 +256,14 @@ impl Default for FitnessSection {
 }
 
 /// The candidate filters (METHOD.md §5).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct FiltersSection {
     pub rejection: bool,
     pub rejection_steps: usize,
     pub rejection_sample: usize,
     pub gradient_equivalence: bool,
+    #[serde(serialize_with = "decimal")]
     pub gradient_tolerance: f32,
 }
 
@@ -265,17 +280,21 @@ impl Default for FiltersSection {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TestingSection {
     pub steps: usize,
     pub batch: usize,
+    #[serde(serialize_with = "decimal")]
     pub lr: f32,
+    #[serde(serialize_with = "decimal")]
     pub momentum: f32,
     pub nesterov: bool,
+    #[serde(serialize_with = "decimal")]
     pub weight_decay: f32,
     pub optimizer: OptimizerName,
     pub milestones: Vec<usize>,
+    #[serde(serialize_with = "decimal")]
     pub gamma: f32,
     pub seeds: Vec<u64>,
 }
@@ -297,14 +316,14 @@ impl Default for TestingSection {
     }
 }
 
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum OptimizerName {
     Sgd,
     Adam,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct OutputSection {
     /// Results directory, relative to the working directory.

@@ -62,6 +62,18 @@ pub struct Generation {
     pub seconds: f64,
 }
 
+/// A distinct candidate (by canonical form) and what its evaluation found.
+#[derive(Clone, Debug)]
+pub struct Evaluated {
+    /// +inf when rejected or diverged.
+    pub fitness: f64,
+    /// With learned weights.
+    pub loss: LossExpr,
+    /// The generation that evaluated it first.
+    pub generation: usize,
+    pub verdict: Verdict,
+}
+
 /// The best candidate found.
 #[derive(Clone, Debug)]
 pub struct Best {
@@ -132,7 +144,7 @@ pub struct Search<'t, 'p> {
     next: usize,
     population: Vec<LossExpr>,
     rng: ChaCha8Rng,
-    canonical: HashMap<u64, (f64, LossExpr)>,
+    canonical: HashMap<u64, Evaluated>,
     gradients: GradientCache,
     /// Scores each generation's surviving candidates side by side on the GPU, when set.
     gpu: Option<&'t PopulationTrainer<'t>>,
@@ -257,11 +269,21 @@ impl<'t, 'p> Search<'t, 'p> {
                 self.gradients.insert(norms, s.fitness);
             }
             *counts.entry(verdict_name(s.verdict)).or_default() += 1;
-            self.canonical.insert(keys[i], (s.fitness, s.learned));
+            let evaluated = Evaluated {
+                fitness: s.fitness,
+                loss: s.learned,
+                generation,
+                verdict: s.verdict,
+            };
+            self.canonical.insert(keys[i], evaluated);
         }
         let mut fitness = Vec::with_capacity(population.len());
         for (i, key) in keys.iter().enumerate() {
-            let (f, learned) = self.canonical[key].clone();
+            let Evaluated {
+                fitness: f,
+                loss: learned,
+                ..
+            } = self.canonical[key].clone();
             if !fresh.contains(&i) {
                 *counts
                     .entry(verdict_name(Verdict::CanonicalHit))
@@ -447,6 +469,22 @@ impl<'t, 'p> Search<'t, 'p> {
 }
 
 impl Search<'_, '_> {
+    /// Every distinct candidate evaluated so far, best first (ties by generation, then text).
+    pub fn hall_of_fame(&self) -> Vec<&Evaluated> {
+        let mut all: Vec<(&Evaluated, String)> = self
+            .canonical
+            .values()
+            .map(|e| (e, e.loss.to_string()))
+            .collect();
+        all.sort_by(|(a, a_text), (b, b_text)| {
+            a.fitness
+                .total_cmp(&b.fitness)
+                .then(a.generation.cmp(&b.generation))
+                .then_with(|| a_text.cmp(b_text))
+        });
+        all.into_iter().map(|(e, _)| e).collect()
+    }
+
     /// The whole state as JSON: restoring it with [`Search::restore`] continues exactly where
     /// this search stands (same RNG stream, caches and best-so-far).
     pub fn checkpoint(&self) -> serde_json::Value {
@@ -462,7 +500,7 @@ impl Search<'_, '_> {
                 "word_pos": self.rng.get_word_pos().to_string(),
             },
             "canonical": self.canonical.iter()
-                .map(|(k, (f, e))| json!([k.to_string(), finite(*f), e.to_string()]))
+                .map(|(k, e)| json!([k.to_string(), finite(e.fitness), e.loss.to_string(), e.generation, verdict_name(e.verdict)]))
                 .collect::<Vec<_>>(),
             "gradients": self.gradients.entries().map(|(n, f)| json!([n, finite(f)])).collect::<Vec<_>>(),
             "best": self.best.as_ref().map(|b| json!({"loss": b.loss.to_string(), "fitness": b.fitness, "generation": b.generation})),
@@ -527,8 +565,16 @@ impl<'t, 'p> Search<'t, 'p> {
                 .as_str()
                 .and_then(|k| k.parse().ok())
                 .ok_or_else(|| bad("canonical"))?;
-            s.canonical
-                .insert(key, (fit(&entry[1]), expr(&entry[2], "canonical")?));
+            let evaluated = Evaluated {
+                fitness: fit(&entry[1]),
+                loss: expr(&entry[2], "canonical")?,
+                generation: entry[3].as_u64().ok_or_else(|| bad("canonical"))? as usize,
+                verdict: entry[4]
+                    .as_str()
+                    .and_then(verdict_of)
+                    .ok_or_else(|| bad("canonical"))?,
+            };
+            s.canonical.insert(key, evaluated);
         }
         for entry in cp["gradients"].as_array().ok_or_else(|| bad("gradients"))? {
             let norms = entry[0]
@@ -615,17 +661,20 @@ impl<'t, 'p> Search<'t, 'p> {
     }
 }
 
+const VERDICTS: [Verdict; 5] = [
+    Verdict::Evaluated,
+    Verdict::CanonicalHit,
+    Verdict::GradientHit,
+    Verdict::Rejected,
+    Verdict::Diverged,
+];
+
 fn counter_name(name: &str) -> Option<&'static str> {
-    [
-        Verdict::Evaluated,
-        Verdict::CanonicalHit,
-        Verdict::GradientHit,
-        Verdict::Rejected,
-        Verdict::Diverged,
-    ]
-    .into_iter()
-    .map(verdict_name)
-    .find(|n| *n == name)
+    VERDICTS.into_iter().map(verdict_name).find(|n| *n == name)
+}
+
+fn verdict_of(name: &str) -> Option<Verdict> {
+    VERDICTS.into_iter().find(|v| verdict_name(*v) == name)
 }
 
 /// The counter a verdict increments in [`Generation::counts`].

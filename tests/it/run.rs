@@ -92,6 +92,65 @@ fn quick_manifest_runs_end_to_end_and_beats_its_baseline_on_validation() {
     let text = std::fs::read_to_string(dir.join("best_loss.txt")).unwrap();
     let first: LossExpr = text.lines().next().unwrap().parse().unwrap();
     assert_eq!(first.to_string(), report["best"]["loss"].as_str().unwrap());
+    // best_loss.txt, comments and all, is a loss `evomal train` takes.
+    let reused = Command::new(env!("CARGO_BIN_EXE_evomal"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args([
+            "train",
+            "tasks/quick.toml",
+            "--quiet",
+            "--seeds",
+            "0",
+            "--out",
+        ])
+        .arg(dir.join("reused.json"))
+        .arg("--loss")
+        .arg(format!("@{}", dir.join("best_loss.txt").display()))
+        .output()
+        .unwrap();
+    assert!(
+        reused.status.success(),
+        "{}",
+        String::from_utf8_lossy(&reused.stderr)
+    );
+    assert!(String::from_utf8_lossy(&reused.stdout).contains(&first.to_string()));
+
+    // The configuration as the manifest wrote it, structured.
+    let config = &report["config"];
+    assert_eq!(config["search"]["population"], 25);
+    assert_eq!(config["fitness"]["lr"].to_string(), "0.01");
+    assert_eq!(config["fitness"]["weight_decay"].to_string(), "0.0005");
+    assert_eq!(config["params"]["hidden"], serde_json::json!([32]));
+
+    // Every distinct candidate, best first; the first is the best loss.
+    let mut hall = csv::Reader::from_path(dir.join("hall_of_fame.csv")).unwrap();
+    assert_eq!(
+        hall.headers().unwrap().iter().collect::<Vec<_>>(),
+        [
+            "rank",
+            "generation",
+            "fitness",
+            "verdict",
+            "size",
+            "height",
+            "canonical",
+            "loss",
+            "infix"
+        ]
+    );
+    let rows: Vec<csv::StringRecord> = hall.records().map(Result::unwrap).collect();
+    let total: u64 = generations
+        .iter()
+        .map(|g| g["counts"]["evaluated"].as_u64().unwrap())
+        .sum();
+    assert!(
+        rows.len() as u64 >= total,
+        "{} rows, {total} evaluated",
+        rows.len()
+    );
+    assert_eq!(&rows[0][7], report["best"]["loss"].as_str().unwrap());
+    let fitness: Vec<f64> = rows.iter().filter_map(|r| r[2].parse().ok()).collect();
+    assert!(fitness.windows(2).all(|w| w[0] <= w[1]), "sorted");
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(
         stdout.contains("best loss") && stdout.contains("meta-testing"),

@@ -136,7 +136,7 @@ fn bench_loss(
             .collect::<anyhow::Result<_>>()?
     } else {
         expr.iter()
-            .map(|t| Ok((evomal::expr::abbreviate(t), parse_expr(t)?)))
+            .map(|t| Ok((evomal::expr::abbreviate(t), super::loss_arg(t)?)))
             .collect::<anyhow::Result<_>>()?
     };
     let (y, yhat) = inputs(elements);

@@ -47,6 +47,19 @@ pub fn lines(
     if !x0.is_finite() {
         return Err(err(&"no finite point to draw"));
     }
+    let mut ys: Vec<f64> = series
+        .iter()
+        .flat_map(|s| s.points.iter().map(|p| p.1))
+        .filter(|y| y.is_finite())
+        .collect();
+    let clip = outlier_clip(&mut ys).filter(|&c| c < y1);
+    if let Some(c) = clip {
+        y1 = c;
+    }
+    let title = match clip {
+        Some(c) => format!("{title} (values above {c:.4} drawn at the top)"),
+        None => title.to_string(),
+    };
     // A little room around the data, and a non-empty range when every value is equal.
     let pad = |lo: f64, hi: f64| {
         let d = if hi > lo {
@@ -60,7 +73,7 @@ pub fn lines(
     let root = SVGBackend::new(path, (900, 540)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| err(&e))?;
     let mut chart = ChartBuilder::on(&root)
-        .caption(title, ("sans-serif", 22))
+        .caption(&title, ("sans-serif", 22))
         .margin(16)
         .x_label_area_size(44)
         .y_label_area_size(70)
@@ -77,8 +90,8 @@ pub fn lines(
         let points = s
             .points
             .iter()
-            .copied()
-            .filter(|(x, y)| x.is_finite() && y.is_finite());
+            .filter(|(x, y)| x.is_finite() && y.is_finite())
+            .map(|&(x, y)| (x, y.min(y1)));
         chart
             .draw_series(LineSeries::new(points, colour.stroke_width(2)))
             .map_err(|e| err(&e))?
@@ -97,6 +110,20 @@ pub fn lines(
     Ok(())
 }
 
+/// Where to cut the y axis so that a few spikes (a generation's median fitness blowing up) do
+/// not flatten everything else: above the 90th percentile plus three times its distance from
+/// the minimum, when some values lie beyond that. `None` keeps the whole range.
+fn outlier_clip(ys: &mut [f64]) -> Option<f64> {
+    if ys.len() < 5 {
+        return None;
+    }
+    ys.sort_by(f64::total_cmp);
+    let (lo, hi) = (ys[0], ys[ys.len() - 1]);
+    let p90 = ys[(ys.len() - 1) * 9 / 10];
+    let cut = p90 + 3.0 * (p90 - lo).max(f64::EPSILON * lo.abs().max(1.0));
+    (hi > cut).then_some(cut)
+}
+
 /// The mean over seeds of per-seed curves sampled at the same steps (seeds whose curve ended
 /// early, by divergence, stop counting where they end).
 pub fn mean_curve(curves: &[&[(usize, f64)]]) -> Vec<(f64, f64)> {
@@ -108,4 +135,40 @@ pub fn mean_curve(curves: &[&[(usize, f64)]]) -> Vec<(f64, f64)> {
             at.first().map(|p| (p.0 as f64, mean))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spikes_are_clipped_and_said_so() {
+        let dir = std::env::temp_dir().join(format!("evomal-plot-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("f.svg");
+        let best: Vec<(f64, f64)> = (0..20).map(|g| (g as f64, 0.5 - g as f64 * 0.01)).collect();
+        let mut median = best.clone();
+        median[3].1 = 1e9;
+        let series = [
+            Series {
+                name: "best",
+                points: best.clone(),
+            },
+            Series {
+                name: "median",
+                points: median,
+            },
+        ];
+        lines(&path, "fitness", "generation", "mse", &series).unwrap();
+        let svg = std::fs::read_to_string(&path).unwrap();
+        assert!(svg.contains("drawn at the top"), "the clip is said");
+        let series = [Series {
+            name: "best",
+            points: best,
+        }];
+        lines(&path, "fitness", "generation", "mse", &series).unwrap();
+        let svg = std::fs::read_to_string(&path).unwrap();
+        assert!(!svg.contains("drawn at the top"), "nothing to clip");
+        std::fs::remove_dir_all(&dir).ok();
+    }
 }

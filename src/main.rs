@@ -27,6 +27,8 @@ enum Command {
     Run(cli::run::RunArgs),
     /// Write a loss (or a run's best loss) as a standalone WGSL compute shader.
     EmitShader(cli::shader::ShaderArgs),
+    /// Write a loss (or a run's best loss) as code: NumPy, PyTorch, JAX, SymPy or LaTeX.
+    Export(cli::export::ExportArgs),
     /// Meta-test the loss learned by a run on another task or model.
     Transfer(cli::transfer::TransferArgs),
     /// Meta-test one loss: train a task's model from each seed and report train/test metrics.
@@ -46,6 +48,7 @@ fn main() -> ExitCode {
         Command::Train(args) => cli::train::run(args, &mut out),
         Command::Transfer(args) => cli::transfer::run(args, &mut out),
         Command::EmitShader(args) => cli::shader::run(args, &mut out),
+        Command::Export(args) => cli::export::run(args, &mut out),
         Command::Bench(cmd) => cli::bench::run(cmd, &mut out),
     };
     match res.and_then(|()| out.flush().map_err(Into::into)) {

@@ -1,6 +1,7 @@
 //! Command implementations of the binary. Each writes its report to the given writer.
 
 pub mod bench;
+pub mod export;
 pub mod files;
 pub mod loss;
 pub mod run;
@@ -43,6 +44,25 @@ pub fn loss_arg(arg: &str) -> anyhow::Result<LossExpr> {
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
         .collect();
     parse_expr(&expr.join(" ")).with_context(|| format!("the loss in `{path}`"))
+}
+
+/// A loss from wherever a command takes one: a results directory of `evomal run` (its best
+/// loss), `@FILE`, or an expression.
+pub fn loss_source(source: &str) -> anyhow::Result<LossExpr> {
+    use anyhow::Context;
+    let dir = std::path::Path::new(source);
+    if !dir.is_dir() {
+        return loss_arg(source);
+    }
+    let path = dir.join("run.json");
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let report: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    let loss = report["best"]["loss"]
+        .as_str()
+        .with_context(|| format!("{} holds no learned loss", path.display()))?;
+    parse_expr(loss).with_context(|| format!("the best loss in {}", path.display()))
 }
 
 /// Says when a batch size (named by its manifest field) exceeds the training split: training

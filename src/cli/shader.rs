@@ -2,14 +2,13 @@
 //! validated WGSL compute shader.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use anyhow::Context;
 use clap::{Args, ValueEnum};
 use evomal::backend::{KernelKind, wgsl};
 use evomal::expr::LossExpr;
 
-use super::{parse_expr, write_atomic};
+use super::write_atomic;
 
 #[derive(Args)]
 pub struct ShaderArgs {
@@ -35,11 +34,7 @@ pub enum Kind {
 }
 
 pub fn run(args: ShaderArgs, out: &mut dyn Write) -> anyhow::Result<()> {
-    let loss = if Path::new(&args.source).is_dir() {
-        best_loss(Path::new(&args.source))?
-    } else {
-        super::loss_arg(&args.source)?
-    };
+    let loss = super::loss_source(&args.source)?;
     let kind = match args.kind {
         Kind::Loss => KernelKind::Loss,
         Kind::LossGrad => KernelKind::LossGrad,
@@ -58,16 +53,4 @@ pub fn validated_shader(loss: &LossExpr, kind: KernelKind) -> anyhow::Result<Str
     let src = wgsl::shader(loss, kind);
     wgsl::validate(loss, &src)?;
     Ok(src)
-}
-
-fn best_loss(dir: &Path) -> anyhow::Result<LossExpr> {
-    let path = dir.join("run.json");
-    let text =
-        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    let report: serde_json::Value =
-        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
-    let loss = report["best"]["loss"]
-        .as_str()
-        .with_context(|| format!("{} holds no learned loss", path.display()))?;
-    parse_expr(loss)
 }

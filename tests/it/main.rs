@@ -5,6 +5,7 @@ mod canonical;
 mod cli;
 mod csv;
 mod derivatives;
+mod export;
 mod filters;
 mod fuzz;
 mod gpu;

@@ -1,0 +1,282 @@
+//! NumPy, PyTorch, JAX and SymPy programs: a short prelude with the protected operators, the
+//! weights, and one line per node.
+
+use super::{Target, nodes, weighted};
+use crate::expr::{LossExpr, Op, PROTECT_EPS};
+
+/// The module for `target` (not LaTeX).
+pub(super) fn program(e: &LossExpr, target: Target) -> String {
+    let weights = e
+        .weights()
+        .iter()
+        .map(|&w| format!("{:?}", f64::from(w)))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut body = String::new();
+    for (i, op, children) in nodes(e) {
+        let arg = |k: usize| weighted(children[k], &format!("v{}", children[k].idx()));
+        let value = match op {
+            Op::Y => "y".to_string(),
+            Op::Yhat => "yhat".to_string(),
+            Op::One => "_const(yhat, 1.0)".to_string(),
+            Op::NegOne => "_const(yhat, -1.0)".to_string(),
+            Op::Sign => format!("_sign({})", arg(0)),
+            Op::Square => format!("_square({})", arg(0)),
+            Op::Abs => format!("_abs({})", arg(0)),
+            Op::Log => format!("_log({})", arg(0)),
+            Op::Sqrt => format!("_sqrt({})", arg(0)),
+            Op::Tanh => format!("_tanh({})", arg(0)),
+            Op::Add => format!("{} + {}", arg(0), arg(1)),
+            Op::Sub => format!("{} - {}", arg(0), arg(1)),
+            Op::Mul => format!("({}) * ({})", arg(0), arg(1)),
+            Op::Aq => format!("_aq({}, {})", arg(0), arg(1)),
+            Op::Min => format!("_min({}, {})", arg(0), arg(1)),
+            Op::Max => format!("_max({}, {})", arg(0), arg(1)),
+        };
+        body.push_str(&format!("    v{i} = {value}\n"));
+    }
+    let root = e.len() - 1;
+    let loss = e.to_string();
+    let prelude = match target {
+        Target::Numpy => NUMPY,
+        Target::Pytorch => TORCH,
+        Target::Jax => JAX,
+        _ => SYMPY,
+    }
+    .replace("{eps}", &eps());
+    match target {
+        Target::Numpy => format!(
+            "{header}import numpy as np\n\n{prelude}\n\nWEIGHTS = np.array([{weights}])\n\n\n\
+             def learned_loss(y, yhat, w=WEIGHTS):\n    {DOC}\n{body}    return v{root}\n",
+            header = header(&loss),
+        ),
+        Target::Pytorch => format!(
+            "{header}import torch\n\n{prelude}\n\nWEIGHTS = [{weights}]\n\n\n\
+             def learned_loss(y, yhat, w):\n    {DOC}\n{body}    return v{root}\n\n\n\
+             class LearnedLoss(torch.nn.Module):\n    \
+             \"\"\"The loss with its node weights as trainable parameters.\"\"\"\n\n    \
+             def __init__(self, dtype=torch.float32):\n        super().__init__()\n        \
+             self.weights = torch.nn.Parameter(torch.tensor(WEIGHTS, dtype=dtype))\n\n    \
+             def forward(self, y, yhat):\n        return learned_loss(y, yhat, self.weights)\n",
+            header = header(&loss),
+        ),
+        Target::Jax => format!(
+            "{header}import jax.numpy as jnp\n\n{prelude}\n\nPARAMS = jnp.array([{weights}])\n\n\n\
+             def learned_loss(params, y, yhat):\n    {DOC}\n    w = params\n{body}    return v{root}\n",
+            header = header(&loss),
+        ),
+        Target::Sympy => format!(
+            "{header}import sympy as sp\n\n{prelude}\n\nWEIGHTS = [{weights}]\n\
+             y, yhat = sp.symbols(\"y yhat\", real=True)\n\
+             W = sp.symbols(\"w0:{n}\", real=True)\n\n\n\
+             def learned_loss(y, yhat, w):\n    {DOC}\n{body}    return v{root}\n\n\n\
+             # The loss in the symbols y, yhat and w0.., and with the learned weights.\n\
+             EXPR = learned_loss(y, yhat, W)\n\
+             LOSS = learned_loss(y, yhat, [sp.Float(x) for x in WEIGHTS])\n",
+            header = header(&loss),
+            n = e.len(),
+        ),
+        Target::Latex => unreachable!("LaTeX is not a Python program"),
+    }
+}
+
+fn header(loss: &str) -> String {
+    format!(
+        "# A loss learned by evomal, exported from its expression:\n#   {}\n\
+         # Elementwise: y and yhat are targets and predictions (for classification, one-hot\n\
+         # targets and softmax probabilities); evomal sums the loss over outputs and averages it\n\
+         # over the batch. w[i] weighs node i's output where it feeds its parent.\n\n",
+        crate::expr::abbreviate(loss)
+    )
+}
+
+const DOC: &str = "\"\"\"The loss per element of y and yhat (same shape).\"\"\"";
+
+fn eps() -> String {
+    format!("{PROTECT_EPS:e}")
+}
+
+const NUMPY: &str = r#"EPS = {eps}
+
+
+def _const(like, c):
+    return np.full_like(like, c, dtype=np.result_type(like, np.float32))
+
+
+def _protect(x):
+    # log and sqrt see max(|x|, EPS); below EPS the derivative is 0.
+    ax = np.abs(x)
+    return np.where(ax < EPS, EPS, ax)
+
+
+def _sign(x):
+    return np.where(x > 0, 1.0, np.where(x < 0, -1.0, x))
+
+
+def _square(x):
+    return x * x
+
+
+_abs = np.abs
+_tanh = np.tanh
+
+
+def _log(x):
+    return np.log(_protect(x))
+
+
+def _sqrt(x):
+    return np.sqrt(_protect(x))
+
+
+def _aq(a, b):
+    return a / np.sqrt(1.0 + b * b)
+
+
+def _min(a, b):
+    # b if b < a, a if a <= b, NaN when unordered.
+    return np.where(b < a, b, np.where(a <= b, a, a + b))
+
+
+def _max(a, b):
+    return np.where(a < b, b, np.where(b <= a, a, a + b))
+"#;
+
+const TORCH: &str = r#"EPS = {eps}
+
+
+def _const(like, c):
+    return torch.full_like(like, c)
+
+
+def _protect(x):
+    # log and sqrt see max(|x|, EPS); below EPS the gradient is 0.
+    ax = torch.abs(x)
+    return torch.where(ax < EPS, torch.full_like(ax, EPS), ax)
+
+
+def _sign(x):
+    # 1, -1, or x itself at 0 and NaN (torch.sign gives 0 for NaN); its gradient is 0.
+    return torch.where(torch.isnan(x), x, torch.sign(x))
+
+
+def _square(x):
+    return x * x
+
+
+def _abs(x):
+    return torch.abs(x)
+
+
+def _tanh(x):
+    return torch.tanh(x)
+
+
+def _log(x):
+    return torch.log(_protect(x))
+
+
+def _sqrt(x):
+    return torch.sqrt(_protect(x))
+
+
+def _aq(a, b):
+    return a / torch.sqrt(1.0 + b * b)
+
+
+def _min(a, b):
+    # b if b < a, a if a <= b, NaN when unordered.
+    return torch.where(b < a, b, torch.where(a <= b, a, a + b))
+
+
+def _max(a, b):
+    return torch.where(a < b, b, torch.where(b <= a, a, a + b))
+"#;
+
+const JAX: &str = r#"EPS = {eps}
+
+
+def _const(like, c):
+    return jnp.full_like(like, c)
+
+
+def _protect(x):
+    # log and sqrt see max(|x|, EPS); below EPS the gradient is 0.
+    ax = jnp.abs(x)
+    return jnp.where(ax < EPS, EPS, ax)
+
+
+def _sign(x):
+    return jnp.sign(x)
+
+
+def _square(x):
+    return x * x
+
+
+_abs = jnp.abs
+_tanh = jnp.tanh
+
+
+def _log(x):
+    return jnp.log(_protect(x))
+
+
+def _sqrt(x):
+    return jnp.sqrt(_protect(x))
+
+
+def _aq(a, b):
+    return a / jnp.sqrt(1.0 + b * b)
+
+
+def _min(a, b):
+    # b if b < a, a if a <= b, NaN when unordered.
+    return jnp.where(b < a, b, jnp.where(a <= b, a, a + b))
+
+
+def _max(a, b):
+    return jnp.where(a < b, b, jnp.where(b <= a, a, a + b))
+"#;
+
+const SYMPY: &str = r#"EPS = sp.Float("{eps}")
+
+
+def _const(like, c):
+    return sp.Integer(c)
+
+
+def _protect(x):
+    # log and sqrt see max(|x|, EPS).
+    return sp.Piecewise((EPS, sp.Abs(x) < EPS), (sp.Abs(x), True))
+
+
+_sign = sp.sign
+_abs = sp.Abs
+_tanh = sp.tanh
+
+
+def _square(x):
+    return x**2
+
+
+def _log(x):
+    return sp.log(_protect(x))
+
+
+def _sqrt(x):
+    return sp.sqrt(_protect(x))
+
+
+def _aq(a, b):
+    return a / sp.sqrt(1 + b**2)
+
+
+def _min(a, b):
+    # b if b < a, a if a <= b, NaN when unordered (sp.Min has no NaN).
+    return sp.Piecewise((b, b < a), (a, a <= b), (a + b, True))
+
+
+def _max(a, b):
+    return sp.Piecewise((b, a < b), (a, b <= a), (a + b, True))
+"#;

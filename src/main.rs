@@ -33,6 +33,11 @@ enum Command {
     Transfer(cli::transfer::TransferArgs),
     /// Meta-test one loss: train a task's model from each seed and report train/test metrics.
     Train(cli::train::TrainArgs),
+    /// Inspect task plugins.
+    #[command(subcommand)]
+    Plugin(cli::plugin::PluginCommand),
+    /// Create a task plugin crate to start from (it builds outside this repository).
+    NewPlugin(cli::plugin::NewPluginArgs),
     /// Measure throughput on this machine.
     #[command(subcommand)]
     Bench(cli::bench::BenchCommand),
@@ -50,6 +55,8 @@ fn main() -> ExitCode {
         Command::EmitShader(args) => cli::shader::run(args, &mut out),
         Command::Export(args) => cli::export::run(args, &mut out),
         Command::Bench(cmd) => cli::bench::run(cmd, &mut out),
+        Command::Plugin(cmd) => cli::plugin::info(cmd, &mut out),
+        Command::NewPlugin(args) => cli::plugin::new(args, &mut out),
     };
     match res.and_then(|()| out.flush().map_err(Into::into)) {
         Ok(()) => ExitCode::SUCCESS,

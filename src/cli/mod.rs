@@ -4,6 +4,7 @@ pub mod bench;
 pub mod export;
 pub mod files;
 pub mod loss;
+pub mod plugin;
 pub mod run;
 pub mod shader;
 pub mod train;

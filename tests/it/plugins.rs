@@ -348,3 +348,51 @@ fn a_plugin_without_jvp_gets_a_finite_difference_once_announced() {
     let err = exact.meta_jvp(&mut [0.0]).unwrap_err();
     assert!(err.to_string().contains("needs `meta_lookahead`"), "{err}");
 }
+
+/// `evomal new-plugin` writes a crate that builds outside this repository and runs first time.
+#[test]
+fn a_new_plugin_builds_outside_the_repository_and_runs() {
+    let dir = std::env::temp_dir().join(format!("evomal-new-plugin-{}", std::process::id()));
+    std::fs::remove_dir_all(&dir).ok();
+    let crate_dir = dir.join("my-task");
+    let evomal = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_evomal"))
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let o = evomal(&["new-plugin", "my-task", "--dir", crate_dir.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = evomal(&["new-plugin", "my-task", "--dir", crate_dir.to_str().unwrap()]);
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("exists and is not empty"),
+        "never written over"
+    );
+    let o = evomal(&["new-plugin", "My Task"]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("is not a plugin name"));
+    // This workspace's lock file pins the same dependency versions, so the build needs no
+    // network (cargo drops what the plugin does not use).
+    std::fs::copy(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.lock"),
+        crate_dir.join("Cargo.lock"),
+    )
+    .unwrap();
+    let built = Command::new(env!("CARGO"))
+        .args(["build", "--release", "--quiet", "--offline"])
+        .current_dir(&crate_dir)
+        .env_remove("CARGO_TARGET_DIR")
+        .status()
+        .unwrap();
+    assert!(built.success(), "the template builds");
+    // From another directory: the manifest's plugin path is relative to the manifest.
+    let o = Command::new(env!("CARGO_BIN_EXE_evomal"))
+        .current_dir(&dir)
+        .args(["run", "my-task/task.toml", "--quiet"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(stdout.contains("my-task / mlp"), "{stdout}");
+    assert!(dir.join("results/task/run.json").is_file());
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -69,7 +69,8 @@ impl Split {
 /// A task: its data and the models it can build. One instance per process, created by
 /// [`Task::load`] on first use.
 pub trait Task: Sized + Send + Sync + 'static {
-    /// The task's name, as manifests refer to it.
+    /// The task's name in reports (`run.json`'s `task`). Manifests find a plugin by its
+    /// library's file name, `libevomal_plugin_<package suffix>.so` (docs/plugins.md).
     const NAME: &'static str;
     /// Loads the data; `config` is the manifest's `[task.data]` table (unread keys are errors).
     fn load(config: &Params) -> Result<Self, String>;

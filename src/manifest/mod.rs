@@ -479,7 +479,7 @@ impl Manifest {
     /// The plugin to load: a name as given, or a path resolved against the manifest's folder.
     pub fn plugin(&self) -> String {
         let p = &self.task.plugin;
-        if p.contains('/') || p.contains('\\') {
+        if p.contains('/') || p.contains('\\') || p.ends_with(std::env::consts::DLL_SUFFIX) {
             let base = self.path.parent().unwrap_or(Path::new("."));
             base.join(p).display().to_string()
         } else {

@@ -1,10 +1,10 @@
 """Runs the programs `evomal export` wrote and compares them with evomal's interpreter.
 
-Usage: check.py CASES_JSON TARGET...  (targets: numpy pytorch jax sympy)
+Usage: check.py CASES_JSON TARGET...  (targets: numpy pytorch jax sympy latex)
 Each case names its modules (one per target), its weights, and the interpreter's loss,
 dM/dyhat and dM/dphi at a grid of (y, yhat) points that includes the protected operators'
-edge inputs (0, -0, values at and around the 1e-7 clamp, NaN). Exits 1 with a message on the
-first mismatch.
+edge inputs (0, -0, values at and around the 1e-7 clamp, NaN). LaTeX is read back as
+mathematics by latex_eval.py. Exits 1 with a message on the first mismatch.
 """
 
 import importlib.util
@@ -26,10 +26,10 @@ def arr(values):
     return np.array([math.nan if v is None else v for v in values], dtype=np.float64)
 
 
-def close(got, want, rtol, what):
+def close(got, want, rtol, what, atol=1e-12):
     got, want = np.asarray(got, dtype=np.float64), np.asarray(want, dtype=np.float64)
     both_nan = np.isnan(got) & np.isnan(want)
-    ok = both_nan | np.isclose(got, want, rtol=rtol, atol=1e-12)
+    ok = both_nan | np.isclose(got, want, rtol=rtol, atol=atol)
     if not ok.all():
         i = int(np.argmin(ok))
         raise AssertionError(f"{what}: element {i}: got {got.flat[i]!r}, want {want.flat[i]!r}")
@@ -113,7 +113,23 @@ def check_sympy(case, y, yhat, w):
     close(slope, dyhat[sel], 1e-5, "sympy dM/dyhat")
 
 
-CHECKS = {"numpy": check_numpy, "pytorch": check_pytorch, "jax": check_jax, "sympy": check_sympy}
+def check_latex(case, y, yhat, w):
+    from latex_eval import Formula
+
+    # The formula prints each weight as its shortest f32 decimal: values agree to ~1e-7.
+    formula = Formula(open(case["modules"]["latex"]).read())
+    generic = np.array(case["generic"], dtype=bool)
+    got = [formula.evaluate(a, b) for a, b in zip(y[generic], yhat[generic])]
+    close(got, arr(case["loss"])[generic], 1e-5, "latex, read as mathematics", atol=1e-6)
+
+
+CHECKS = {
+    "numpy": check_numpy,
+    "pytorch": check_pytorch,
+    "jax": check_jax,
+    "sympy": check_sympy,
+    "latex": check_latex,
+}
 
 
 def main():

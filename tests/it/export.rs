@@ -32,11 +32,13 @@ const EDGES: [f64; 15] = [
     f64::NAN,
 ];
 
-const TARGETS: [(&str, Target, &str); 4] = [
+/// (name, target, the Python module it needs): LaTeX is read back by tests/export/latex_eval.py.
+const TARGETS: [(&str, Target, &str); 5] = [
     ("numpy", Target::Numpy, "numpy"),
     ("pytorch", Target::Pytorch, "torch"),
     ("jax", Target::Jax, "jax"),
     ("sympy", Target::Sympy, "sympy"),
+    ("latex", Target::Latex, "numpy"),
 ];
 
 fn importable(module: &str) -> bool {
@@ -56,6 +58,9 @@ fn losses() -> Vec<LossExpr> {
         "add(sign(sub(yhat, y)), square(yhat))",
         "log(sqrt(abs(yhat)))",
         "mul(1, add(-1, yhat))",
+        "sub(y, sub(yhat, 1))",
+        "mul(add(y, yhat), sub(y, -1))",
+        "aq(add(y, 1), square(sub(yhat, -1)))",
     ]
     .iter()
     .map(|t| t.parse().unwrap())
@@ -68,10 +73,19 @@ fn losses() -> Vec<LossExpr> {
         };
         all.push(random_tree(&mut rng, method, 1, 4));
     }
+    // The hand-written ones and half the others also with unit weights, where no factor hides
+    // a missing parenthesis.
+    let unit: Vec<LossExpr> = all
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i < 10 || i % 2 == 0)
+        .map(|(_, e)| e.clone())
+        .collect();
     for e in &mut all {
         let w: Vec<f32> = (0..e.len()).map(|_| rng.random_range(0.5..1.5)).collect();
         e.set_weights(&w);
     }
+    all.extend(unit);
     all
 }
 
@@ -118,7 +132,8 @@ fn every_export_target_agrees_with_the_interpreter() {
                 .collect();
             let mut modules = serde_json::Map::new();
             for (name, target, _) in &ready {
-                let path = dir.join(format!("loss{i}_{name}.py"));
+                let ext = if *name == "latex" { "tex" } else { "py" };
+                let path = dir.join(format!("loss{i}_{name}.{ext}"));
                 std::fs::write(&path, export(e, *target)).unwrap();
                 modules.insert(name.to_string(), path.display().to_string().into());
             }

@@ -167,6 +167,13 @@ fn a_results_directory_serves_one_run_at_a_time_and_is_never_overwritten() {
 
     let o = run_into("tests/data/tiny.toml", &dir);
     assert!(o.status.success(), "{}", stderr(&o));
+    // This tiny search finds nothing better than MSE on validation, and says so.
+    assert!(
+        String::from_utf8_lossy(&o.stdout)
+            .contains("warning: the learned loss is not better than the baseline on validation"),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
     let first = std::fs::read(dir.join("run.json")).unwrap();
     let o = run_into("tests/data/tiny.toml", &dir);
     assert_clean_failure(&o, "already holds a run (its checkpoint.json)");

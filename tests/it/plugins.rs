@@ -361,9 +361,19 @@ fn a_new_plugin_builds_outside_the_repository_and_runs() {
             .output()
             .unwrap()
     };
-    let o = evomal(&["new-plugin", "my-task", "--dir", crate_dir.to_str().unwrap()]);
+    let o = evomal(&[
+        "new-plugin",
+        "my-task",
+        "--dir",
+        crate_dir.to_str().unwrap(),
+    ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let o = evomal(&["new-plugin", "my-task", "--dir", crate_dir.to_str().unwrap()]);
+    let o = evomal(&[
+        "new-plugin",
+        "my-task",
+        "--dir",
+        crate_dir.to_str().unwrap(),
+    ]);
     assert!(
         String::from_utf8_lossy(&o.stderr).contains("exists and is not empty"),
         "never written over"

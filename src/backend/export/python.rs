@@ -61,7 +61,7 @@ pub(super) fn program(e: &LossExpr, target: Target) -> String {
             header = header(&loss),
         ),
         Target::Jax => format!(
-            "{header}import jax.numpy as jnp\n\n{prelude}\n\nPARAMS = jnp.array([{weights}])\n\n\n\
+            "{header}import jax\nimport jax.numpy as jnp\n\n{prelude}\n\nPARAMS = jnp.array([{weights}])\n\n\n\
              def learned_loss(params, y, yhat):\n    {DOC}\n    w = params\n{body}    return v{root}\n",
             header = header(&loss),
         ),
@@ -214,7 +214,11 @@ def _square(x):
     return x * x
 
 
-_abs = jnp.abs
+def _abs(x):
+    # |x| with slope sign(x), 0 at 0 (jnp.abs has slope 1 there).
+    return x * jax.lax.stop_gradient(jnp.sign(x))
+
+
 _tanh = jnp.tanh
 
 

@@ -12,7 +12,8 @@ use super::write_atomic;
 
 #[derive(Subcommand)]
 pub enum PluginCommand {
-    /// Describe a plugin: its task, input shape, split sizes and models.
+    /// Describe a plugin: its task, input shape, split sizes, and its models with their
+    /// settings and defaults.
     Info {
         /// A plugin name (found as `evomal run` finds it) or the path of its library.
         plugin: String,
@@ -62,11 +63,19 @@ pub fn info(cmd: PluginCommand, out: &mut dyn Write) -> anyhow::Result<()> {
     )?;
     for name in p.model_names() {
         let m = p.create_model(name, "{}")?;
+        let settings: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(&p.model_params(name)?).unwrap_or_default();
+        let settings: Vec<String> = settings.iter().map(|(k, v)| format!("{k} = {v}")).collect();
         writeln!(
             out,
-            "model       {name}: {} parameters (default settings){}",
+            "model       {name}: {} parameters{}; [task.params]: {}",
             m.n_params(),
-            if m.has_jvp() { "" } else { ", no JVP" }
+            if m.has_jvp() { "" } else { ", no JVP" },
+            if settings.is_empty() {
+                "none".to_string()
+            } else {
+                settings.join(", ")
+            }
         )?;
     }
     Ok(())

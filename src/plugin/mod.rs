@@ -242,6 +242,26 @@ impl TaskPlugin {
         Ok(model)
     }
 
+    /// The settings model `name` reads from `[task.params]`, with their defaults (a JSON
+    /// object; `null` where a setting has no default).
+    pub fn model_params(&self, name: &str) -> Result<String, PluginError> {
+        let d = self.inner.decl();
+        let mut buf = vec![0u8; 1024];
+        loop {
+            let mut len = 0usize;
+            let (p, cap) = (buf.as_mut_ptr(), buf.len());
+            // SAFETY: `name` is valid for its length; `buf` has `cap` writable bytes; `len` is
+            // an out-pointer.
+            self.inner.call(|err| unsafe {
+                (d.model_params)(name.as_ptr(), name.len(), p, cap, &mut len, err)
+            })?;
+            if len <= buf.len() {
+                return Ok(String::from_utf8_lossy(&buf[..len]).into_owned());
+            }
+            buf.resize(len, 0);
+        }
+    }
+
     /// Copies examples `idx` of split `split` (0 train, 1 valid, 2 test) into `x` and `y`.
     pub fn read_batch(
         &self,
@@ -306,7 +326,7 @@ fn model_names(inner: &Loaded) -> Result<Vec<String>, PluginError> {
     }
 }
 
-/// A model instance in a plugin (ABI v3): it owns its parameters, state and optimiser, and
+/// A model instance in a plugin (since ABI v3): it owns its parameters, state and optimiser, and
 /// reads its own inputs; released through the plugin when dropped.
 pub struct PluginModel {
     plugin: Arc<Loaded>,

@@ -179,3 +179,24 @@ fn the_gpu_probe_prints_no_error_lines() {
     assert!(err.lines().count() <= 1, "one notice at most:\n{err}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn plugin_info_lists_models_with_their_settings_and_defaults() {
+    crate::plugins::build_plugin("evomal-plugin-digits");
+    let o = Command::new(env!("CARGO_BIN_EXE_evomal"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["plugin", "info", "digits"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    for line in [
+        "task        digits (classification)",
+        "input       1 x 8 x 8 floats per example",
+        "splits      train 1078, valid 359, test 360",
+        "model       mlp: 9610 parameters; [task.params]: activation = \"relu\", hidden = [128]",
+        "model       cnn: 1898 parameters; [task.params]: none",
+    ] {
+        assert!(text.contains(line), "missing `{line}` in:\n{text}");
+    }
+}

@@ -18,8 +18,9 @@
 use std::ffi::c_void;
 
 /// Bumped on every incompatible change of [`PluginDecl`] or the semantics of an entry.
-/// v2: `model_layers`. v3: model instances own their parameters, state and optimiser.
-pub const ABI_VERSION: u32 = 3;
+/// v2: `model_layers`. v3: model instances own their parameters, state and optimiser. v4:
+/// `model_params` (a model's settings and their defaults).
+pub const ABI_VERSION: u32 = 4;
 
 /// The exported function that returns `*const PluginDecl`.
 pub const ENTRY_SYMBOL: &str = "evomal_plugin_entry";
@@ -174,6 +175,17 @@ pub struct PluginDecl {
     /// to the full length (call again with a larger buffer when `len > cap`).
     pub model_names:
         unsafe extern "C" fn(buf: *mut u8, cap: usize, len: *mut usize, err: *mut ErrBuf) -> Status,
+    /// Writes the settings model `name` reads from `[task.params]`, with their defaults, as a
+    /// JSON object (`{"hidden": [64, 64], ...}`; `null` where there is no default) into `buf`
+    /// (at most `cap` bytes); sets `len` as `model_names` does.
+    pub model_params: unsafe extern "C" fn(
+        name: *const u8,
+        name_len: usize,
+        buf: *mut u8,
+        cap: usize,
+        len: *mut usize,
+        err: *mut ErrBuf,
+    ) -> Status,
     /// Creates model `name` with `params` (a JSON object, UTF-8), initialised from `seed`,
     /// with plain SGD (lr from `step`) as its optimiser.
     pub create_model: unsafe extern "C" fn(

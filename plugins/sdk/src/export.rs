@@ -52,6 +52,7 @@ pub const fn decl<T: Exported>() -> PluginDecl {
         configure: configure::<T>,
         describe: describe::<T>,
         model_names: model_names::<T>,
+        model_params: model_params::<T>,
         create_model: create_model::<T>,
         drop_model: drop_model::<T>,
         model_info: model_info::<T>,
@@ -165,15 +166,44 @@ unsafe extern "C" fn model_names<T: Exported>(
 ) -> Status {
     guard(err, || {
         let names = T::instance()?.model_names().join(",");
-        // SAFETY: `buf` has `cap` writable bytes, `len` is a valid out-pointer.
-        let dst = unsafe { slice_mut(buf, cap) }?;
-        let n = names.len().min(cap);
-        dst[..n].copy_from_slice(&names.as_bytes()[..n]);
-        // SAFETY: as above.
-        unsafe { len.as_mut() }
-            .map(|l| *l = names.len())
-            .ok_or("null length".into())
+        // SAFETY: the host passes `cap` writable bytes at `buf` and a valid `len`.
+        unsafe { write_text(&names, buf, cap, len) }
     })
+}
+
+unsafe extern "C" fn model_params<T: Exported>(
+    name: *const u8,
+    name_len: usize,
+    buf: *mut u8,
+    cap: usize,
+    len: *mut usize,
+    err: *mut ErrBuf,
+) -> Status {
+    guard(err, || {
+        // SAFETY: the host passes a UTF-8 buffer of the given length.
+        let name =
+            std::str::from_utf8(unsafe { slice(name, name_len) }?).map_err(|e| e.to_string())?;
+        let params = Params::parse_for(&format!("model `{name}`"), "{}")?;
+        T::instance()?.create_model(name, &params)?;
+        let text = params.defaults_json();
+        // SAFETY: the host passes `cap` writable bytes at `buf` and a valid `len`.
+        unsafe { write_text(&text, buf, cap, len) }
+    })
+}
+
+/// Copies as much of `text` as fits into `buf` and sets `len` to its full length.
+///
+/// # Safety
+/// `buf` must have `cap` writable bytes (or be null with `cap == 0`); `len` valid or null.
+unsafe fn write_text(text: &str, buf: *mut u8, cap: usize, len: *mut usize) -> Result<(), String> {
+    // SAFETY: the caller guarantees `cap` writable bytes at `buf`.
+    let dst = unsafe { slice_mut(buf, cap) }?;
+    let n = text.len().min(cap);
+    dst[..n].copy_from_slice(&text.as_bytes()[..n]);
+    // SAFETY: the caller guarantees `len` is valid or null.
+    unsafe { len.as_mut() }
+        .map(|l| *l = text.len())
+        .ok_or("null length".into())
 }
 
 unsafe extern "C" fn create_model<T: Exported>(

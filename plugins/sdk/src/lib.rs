@@ -22,7 +22,7 @@ pub mod models;
 pub mod optim;
 
 use std::cell::RefCell;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 pub use abi::{KIND_CLASSIFICATION, KIND_REGRESSION, TaskInfo};
 pub use layers::{Builder, Geom, Init, Layer, Mode, Sequential};
@@ -155,6 +155,8 @@ pub struct Params {
     owner: String,
     map: serde_json::Map<String, serde_json::Value>,
     read: RefCell<BTreeSet<String>>,
+    /// Each key a getter asked for, with its default (`null`: none).
+    defaults: RefCell<BTreeMap<String, serde_json::Value>>,
 }
 
 impl Params {
@@ -168,12 +170,13 @@ impl Params {
             owner: owner.to_string(),
             map,
             read: RefCell::default(),
+            defaults: RefCell::default(),
         })
     }
 
     /// A list of positive integers, e.g. `hidden = [1000, 1000]`.
     pub fn usize_list(&self, key: &str, default: &[usize]) -> Result<Vec<usize>, String> {
-        self.read.borrow_mut().insert(key.to_string());
+        self.ask(key, serde_json::json!(default));
         let Some(v) = self.map.get(key) else {
             return Ok(default.to_vec());
         };
@@ -193,7 +196,7 @@ impl Params {
 
     /// A string among `choices`.
     pub fn choice(&self, key: &str, choices: &[&str], default: &str) -> Result<String, String> {
-        self.read.borrow_mut().insert(key.to_string());
+        self.ask(key, serde_json::json!(default));
         let Some(v) = self.map.get(key) else {
             return Ok(default.to_string());
         };
@@ -222,7 +225,7 @@ impl Params {
 
     /// A non-negative integer.
     pub fn integer(&self, key: &str, default: u64) -> Result<u64, String> {
-        self.read.borrow_mut().insert(key.to_string());
+        self.ask(key, serde_json::json!(default));
         match self.map.get(key) {
             None => Ok(default),
             Some(v) => v.as_u64().ok_or_else(|| {
@@ -236,7 +239,7 @@ impl Params {
 
     /// A boolean.
     pub fn flag(&self, key: &str, default: bool) -> Result<bool, String> {
-        self.read.borrow_mut().insert(key.to_string());
+        self.ask(key, serde_json::json!(default));
         match self.map.get(key) {
             None => Ok(default),
             Some(v) => v.as_bool().ok_or_else(|| {
@@ -250,7 +253,7 @@ impl Params {
 
     /// A finite number.
     pub fn number(&self, key: &str, default: f64) -> Result<f64, String> {
-        self.read.borrow_mut().insert(key.to_string());
+        self.ask(key, serde_json::json!(default));
         match self.map.get(key) {
             None => Ok(default),
             Some(v) => v.as_f64().filter(|x| x.is_finite()).ok_or_else(|| {
@@ -264,7 +267,7 @@ impl Params {
 
     /// An optional string, e.g. a data directory.
     pub fn string(&self, key: &str) -> Result<Option<String>, String> {
-        self.read.borrow_mut().insert(key.to_string());
+        self.ask(key, serde_json::Value::Null);
         match self.map.get(key) {
             None => Ok(None),
             Some(serde_json::Value::String(s)) => Ok(Some(s.clone())),
@@ -292,7 +295,7 @@ impl Params {
 
     /// A list of strings (a single string is a list of one).
     pub fn string_list(&self, key: &str) -> Result<Option<Vec<String>>, String> {
-        self.read.borrow_mut().insert(key.to_string());
+        self.ask(key, serde_json::Value::Null);
         let bad = || {
             format!(
                 "parameter `{key}` of {} must be a string or a list of strings",
@@ -314,7 +317,7 @@ impl Params {
 
     /// A list of finite numbers.
     pub fn number_list(&self, key: &str, default: &[f64]) -> Result<Vec<f64>, String> {
-        self.read.borrow_mut().insert(key.to_string());
+        self.ask(key, serde_json::json!(default));
         let Some(v) = self.map.get(key) else {
             return Ok(default.to_vec());
         };
@@ -330,6 +333,20 @@ impl Params {
                     self.owner
                 )
             })
+    }
+
+    /// Notes that a getter read `key` (with `default`).
+    fn ask(&self, key: &str, default: serde_json::Value) {
+        self.read.borrow_mut().insert(key.to_string());
+        self.defaults
+            .borrow_mut()
+            .entry(key.to_string())
+            .or_insert(default);
+    }
+
+    /// Every key the getters asked for, with its default, as a JSON object.
+    pub fn defaults_json(&self) -> String {
+        serde_json::to_string(&*self.defaults.borrow()).unwrap_or_else(|_| "{}".into())
     }
 
     /// Fails on keys no getter asked for (the host's own keys, which start with `$`, aside).

@@ -22,7 +22,8 @@ pub struct ExportArgs {
 
 #[derive(Clone, Copy, ValueEnum)]
 enum To {
-    /// A NumPy function `learned_loss(y, yhat, w=WEIGHTS)` (values only).
+    /// NumPy functions `learned_loss(y, yhat, w=WEIGHTS)` and its slope in yhat,
+    /// `learned_loss_grad`.
     Numpy,
     /// A PyTorch function `learned_loss(y, yhat, w)` and a module `LearnedLoss` whose node
     /// weights are trainable parameters.

@@ -37,8 +37,13 @@ def close(got, want, rtol, what, atol=1e-12):
 
 def check_numpy(case, y, yhat, w):
     m = load(case["modules"]["numpy"])
+    np.seterr(all="ignore")
     close(m.learned_loss(y, yhat, w), arr(case["loss"]), 1e-9, "numpy loss")
     close(m.learned_loss(y, yhat), arr(case["loss"]), 1e-9, "numpy loss, default weights")
+    mask, dyhat, _ = finite_mask(case)
+    with np.errstate(all="ignore"):
+        got = m.learned_loss_grad(y, yhat, w)
+    close(np.broadcast_to(got, y.shape)[mask], dyhat[mask], 1e-7, "numpy dM/dyhat")
 
 
 def finite_mask(case):

@@ -37,6 +37,7 @@ pub(super) fn program(e: &LossExpr, target: Target) -> String {
     }
     let root = e.len() - 1;
     let loss = e.to_string();
+    let slope = numpy_slope(e);
     let prelude = match target {
         Target::Numpy => NUMPY,
         Target::Pytorch => TORCH,
@@ -47,7 +48,8 @@ pub(super) fn program(e: &LossExpr, target: Target) -> String {
     match target {
         Target::Numpy => format!(
             "{header}import numpy as np\n\n{prelude}\n\nWEIGHTS = np.array([{weights}])\n\n\n\
-             def learned_loss(y, yhat, w=WEIGHTS):\n    {DOC}\n{body}    return v{root}\n",
+             def learned_loss(y, yhat, w=WEIGHTS):\n    {DOC}\n{body}    return v{root}\n\n\n\
+             def learned_loss_grad(y, yhat, w=WEIGHTS):\n    {GRAD_DOC}\n{slope}    return d{root}\n",
             header = header(&loss),
         ),
         Target::Pytorch => format!(
@@ -80,6 +82,92 @@ pub(super) fn program(e: &LossExpr, target: Target) -> String {
     }
 }
 
+/// Lines computing every node's value `v` and its slope in yhat `d` (forward mode, the
+/// interpreter's rules: sign has slope 0, abs sign(x), the protected operators 0 where clamped,
+/// min/max the slope of the operand they pick and 0 when unordered).
+fn numpy_slope(e: &LossExpr) -> String {
+    let mut out = String::new();
+    for (i, op, children) in nodes(e) {
+        let a = |k: usize| weighted(children[k], &format!("v{}", children[k].idx()));
+        let da = |k: usize| weighted(children[k], &format!("d{}", children[k].idx()));
+        let (v, d) = match op {
+            Op::Y => ("y".into(), "_const(yhat, 0.0)".into()),
+            Op::Yhat => ("yhat".into(), "_const(yhat, 1.0)".into()),
+            Op::One => ("_const(yhat, 1.0)".into(), "_const(yhat, 0.0)".into()),
+            Op::NegOne => ("_const(yhat, -1.0)".into(), "_const(yhat, 0.0)".into()),
+            Op::Sign => (format!("_sign({})", a(0)), "_const(yhat, 0.0)".into()),
+            Op::Square => (
+                format!("_square({})", a(0)),
+                format!("2.0 * ({}) * ({})", a(0), da(0)),
+            ),
+            Op::Abs => (
+                format!("_abs({})", a(0)),
+                format!("_sign({}) * ({})", a(0), da(0)),
+            ),
+            Op::Log => (
+                format!("_log({})", a(0)),
+                format!("_unclamped({}, ({}) / ({}))", a(0), da(0), a(0)),
+            ),
+            Op::Sqrt => (
+                format!("_sqrt({})", a(0)),
+                format!(
+                    "_unclamped({}, _sign({}) * ({}) / (2.0 * _sqrt({})))",
+                    a(0),
+                    a(0),
+                    da(0),
+                    a(0)
+                ),
+            ),
+            Op::Tanh => (
+                format!("_tanh({})", a(0)),
+                format!("(1.0 - _tanh({}) ** 2) * ({})", a(0), da(0)),
+            ),
+            Op::Add => (
+                format!("{} + {}", a(0), a(1)),
+                format!("{} + {}", da(0), da(1)),
+            ),
+            Op::Sub => (
+                format!("{} - {}", a(0), a(1)),
+                format!("{} - {}", da(0), da(1)),
+            ),
+            Op::Mul => (
+                format!("({}) * ({})", a(0), a(1)),
+                format!("({}) * ({}) + ({}) * ({})", da(0), a(1), a(0), da(1)),
+            ),
+            Op::Aq => (
+                format!("_aq({}, {})", a(0), a(1)),
+                format!("_aq_slope({}, {}, {}, {})", a(0), a(1), da(0), da(1)),
+            ),
+            Op::Min => (
+                format!("_min({}, {})", a(0), a(1)),
+                format!(
+                    "_pick(_b_wins_min({}, {}), {}, {}, {}, {})",
+                    a(0),
+                    a(1),
+                    a(0),
+                    a(1),
+                    da(0),
+                    da(1)
+                ),
+            ),
+            Op::Max => (
+                format!("_max({}, {})", a(0), a(1)),
+                format!(
+                    "_pick(_b_wins_max({}, {}), {}, {}, {}, {})",
+                    a(0),
+                    a(1),
+                    a(0),
+                    a(1),
+                    da(0),
+                    da(1)
+                ),
+            ),
+        };
+        out.push_str(&format!("    v{i} = {v}\n    d{i} = {d}\n"));
+    }
+    out
+}
+
 fn header(loss: &str) -> String {
     format!(
         "# A loss learned by evomal, exported from its expression:\n#   {}\n\
@@ -91,6 +179,8 @@ fn header(loss: &str) -> String {
 }
 
 const DOC: &str = "\"\"\"The loss per element of y and yhat (same shape).\"\"\"";
+
+const GRAD_DOC: &str = "\"\"\"dM/dyhat per element, as evomal computes it.\"\"\"";
 
 fn eps() -> String {
     format!("{PROTECT_EPS:e}")
@@ -140,6 +230,29 @@ def _min(a, b):
 
 def _max(a, b):
     return np.where(a < b, b, np.where(b <= a, a, a + b))
+
+
+def _unclamped(x, slope):
+    # The protected operators' slope is 0 where the clamp is active.
+    return np.where(np.abs(x) < EPS, 0.0, slope)
+
+
+def _aq_slope(a, b, da, db):
+    q = np.sqrt(1.0 + b * b)
+    return da / q - (a / q) * b * db / (q * q)
+
+
+def _b_wins_min(a, b):
+    return b < a
+
+
+def _b_wins_max(a, b):
+    return a < b
+
+
+def _pick(b_wins, a, b, da, db):
+    # The slope of the operand min/max picks; 0 when they compare unordered.
+    return np.where(b_wins, db, np.where((a <= b) | (b <= a), da, 0.0))
 "#;
 
 const TORCH: &str = r#"EPS = {eps}

@@ -38,11 +38,12 @@ pub(super) fn program(e: &LossExpr, target: Target) -> String {
     let root = e.len() - 1;
     let loss = e.to_string();
     let slope = numpy_slope(e);
+    let array_ops = |xp: &str, own: &str| format!("{}\n\n{own}", ARRAY_OPS.replace("{xp}", xp));
     let prelude = match target {
-        Target::Numpy => NUMPY,
-        Target::Pytorch => TORCH,
-        Target::Jax => JAX,
-        _ => SYMPY,
+        Target::Numpy => array_ops("np", NUMPY),
+        Target::Pytorch => array_ops("torch", TORCH),
+        Target::Jax => array_ops("jnp", JAX),
+        _ => SYMPY.to_string(),
     }
     .replace("{eps}", &eps());
     match target {
@@ -186,50 +187,51 @@ fn eps() -> String {
     format!("{PROTECT_EPS:e}")
 }
 
-const NUMPY: &str = r#"EPS = {eps}
-
-
-def _const(like, c):
-    return np.full_like(like, c, dtype=np.result_type(like, np.float32))
+/// The operators NumPy, PyTorch and JAX spell alike; `{xp}` is the array module.
+const ARRAY_OPS: &str = r#"EPS = {eps}
 
 
 def _protect(x):
-    # log and sqrt see max(|x|, EPS); below EPS the derivative is 0.
-    ax = np.abs(x)
-    return np.where(ax < EPS, EPS, ax)
-
-
-def _sign(x):
-    return np.where(x > 0, 1.0, np.where(x < 0, -1.0, x))
+    # log and sqrt see max(|x|, EPS); below EPS their slope is 0.
+    ax = {xp}.abs(x)
+    return {xp}.where(ax < EPS, EPS, ax)
 
 
 def _square(x):
     return x * x
 
 
-_abs = np.abs
-_tanh = np.tanh
-
-
 def _log(x):
-    return np.log(_protect(x))
+    return {xp}.log(_protect(x))
 
 
 def _sqrt(x):
-    return np.sqrt(_protect(x))
+    return {xp}.sqrt(_protect(x))
 
 
 def _aq(a, b):
-    return a / np.sqrt(1.0 + b * b)
+    return a / {xp}.sqrt(1.0 + b * b)
 
 
 def _min(a, b):
     # b if b < a, a if a <= b, NaN when unordered.
-    return np.where(b < a, b, np.where(a <= b, a, a + b))
+    return {xp}.where(b < a, b, {xp}.where(a <= b, a, a + b))
 
 
 def _max(a, b):
-    return np.where(a < b, b, np.where(b <= a, a, a + b))
+    return {xp}.where(a < b, b, {xp}.where(b <= a, a, a + b))
+"#;
+
+const NUMPY: &str = r#"def _const(like, c):
+    return np.full_like(like, c, dtype=np.result_type(like, np.float32))
+
+
+def _sign(x):
+    return np.where(x > 0, 1.0, np.where(x < 0, -1.0, x))
+
+
+_abs = np.abs
+_tanh = np.tanh
 
 
 def _unclamped(x, slope):
@@ -255,17 +257,8 @@ def _pick(b_wins, a, b, da, db):
     return np.where(b_wins, db, np.where((a <= b) | (b <= a), da, 0.0))
 "#;
 
-const TORCH: &str = r#"EPS = {eps}
-
-
-def _const(like, c):
+const TORCH: &str = r#"def _const(like, c):
     return torch.full_like(like, c)
-
-
-def _protect(x):
-    # log and sqrt see max(|x|, EPS); below EPS the gradient is 0.
-    ax = torch.abs(x)
-    return torch.where(ax < EPS, torch.full_like(ax, EPS), ax)
 
 
 def _sign(x):
@@ -273,58 +266,15 @@ def _sign(x):
     return torch.where(torch.isnan(x), x, torch.sign(x))
 
 
-def _square(x):
-    return x * x
-
-
-def _abs(x):
-    return torch.abs(x)
-
-
-def _tanh(x):
-    return torch.tanh(x)
-
-
-def _log(x):
-    return torch.log(_protect(x))
-
-
-def _sqrt(x):
-    return torch.sqrt(_protect(x))
-
-
-def _aq(a, b):
-    return a / torch.sqrt(1.0 + b * b)
-
-
-def _min(a, b):
-    # b if b < a, a if a <= b, NaN when unordered.
-    return torch.where(b < a, b, torch.where(a <= b, a, a + b))
-
-
-def _max(a, b):
-    return torch.where(a < b, b, torch.where(b <= a, a, a + b))
+_abs = torch.abs
+_tanh = torch.tanh
 "#;
 
-const JAX: &str = r#"EPS = {eps}
-
-
-def _const(like, c):
+const JAX: &str = r#"def _const(like, c):
     return jnp.full_like(like, c)
 
 
-def _protect(x):
-    # log and sqrt see max(|x|, EPS); below EPS the gradient is 0.
-    ax = jnp.abs(x)
-    return jnp.where(ax < EPS, EPS, ax)
-
-
-def _sign(x):
-    return jnp.sign(x)
-
-
-def _square(x):
-    return x * x
+_sign = jnp.sign
 
 
 def _abs(x):
@@ -333,27 +283,6 @@ def _abs(x):
 
 
 _tanh = jnp.tanh
-
-
-def _log(x):
-    return jnp.log(_protect(x))
-
-
-def _sqrt(x):
-    return jnp.sqrt(_protect(x))
-
-
-def _aq(a, b):
-    return a / jnp.sqrt(1.0 + b * b)
-
-
-def _min(a, b):
-    # b if b < a, a if a <= b, NaN when unordered.
-    return jnp.where(b < a, b, jnp.where(a <= b, a, a + b))
-
-
-def _max(a, b):
-    return jnp.where(a < b, b, jnp.where(b <= a, a, a + b))
 "#;
 
 const SYMPY: &str = r#"EPS = sp.Float("{eps}")

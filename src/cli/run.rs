@@ -15,7 +15,8 @@ use evomal::gpu::{DeviceChoice, Gpu};
 use evomal::manifest::{Manifest, SearchMethod};
 use evomal::plot::{self, Series};
 use evomal::plugin::TaskPlugin;
-use evomal::search::run::{Search, SearchError, SearchPlan, verdict_name};
+use evomal::search::run::{Best, Search, SearchError, SearchPlan, verdict_name};
+use evomal::search::select::robust_selection;
 use evomal::train::Task;
 use evomal::train::TrainError;
 use evomal::train::meta_test::{mean_std, meta_test};
@@ -168,6 +169,12 @@ pub fn run(args: RunArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     if let Some(trainer) = &trainer {
         search = search.with_gpu(trainer);
     }
+    let make_model = || plugin.create_model(&manifest.task.model, &manifest.params_json());
+    let mut pool = rayon::ThreadPoolBuilder::new();
+    if let Some(n) = args.threads {
+        pool = pool.num_threads(n);
+    }
+    let pool = pool.build().context("starting the worker threads")?;
     if manifest.search.method != SearchMethod::Baseline {
         let done = search.generations.len();
         // Two bars: generations (with the best fitness so far), and this generation's candidates.
@@ -180,7 +187,6 @@ pub fn run(args: RunArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         let candidates = multi.add(progress(plan.gp.population, false));
         candidates.set_message("candidates");
         let on_candidate = |_, _| candidates.inc(1);
-        let make_model = || plugin.create_model(&manifest.task.model, &manifest.params_json());
         let checkpoint_path = dir.join(CHECKPOINT);
         let mut on_generation = |s: &Search<'_, '_>| {
             let best = s
@@ -200,15 +206,26 @@ pub fn run(args: RunArgs, out: &mut dyn Write) -> anyhow::Result<()> {
             write_atomic(&checkpoint_path, cp.to_string().as_bytes())
                 .map_err(|e| SearchError::Io(format!("writing the checkpoint: {e:#}")))
         };
-        let mut pool = rayon::ThreadPoolBuilder::new();
-        if let Some(n) = args.threads {
-            pool = pool.num_threads(n);
-        }
-        let pool = pool.build().context("starting the worker threads")?;
         pool.install(|| search.run(&make_model, &on_candidate, &mut on_generation))?;
         candidates.finish_and_clear();
         bar.finish_and_clear();
     }
+    // The loss to keep: the search's best, or the best mean of the finalists scored again.
+    let selection = match manifest.selection_config() {
+        Some(cfg) => pool.install(|| robust_selection(&task, &search, &cfg, &make_model))?,
+        None => None,
+    };
+    let best: Option<Best> = match &selection {
+        Some((rescored, chosen)) => {
+            let r = &rescored[*chosen];
+            Some(Best {
+                loss: r.loss.clone(),
+                fitness: r.search_fitness,
+                generation: r.generation,
+            })
+        }
+        None => search.best.clone(),
+    };
     let baseline_kernel = jit::compile(&baseline, KernelKind::LossGrad)?;
     let baseline_fitness = search.fitness(&mut model, &baseline, &baseline_kernel)?;
 
@@ -216,7 +233,7 @@ pub fn run(args: RunArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     let testing = manifest.testing_config();
     let seeds = &manifest.testing.seeds;
     let mut contenders = Vec::new();
-    if let Some(best) = &search.best {
+    if let Some(best) = &best {
         contenders.push(("learned", best.loss.clone()));
     }
     contenders.push(("baseline", baseline.clone()));
@@ -270,7 +287,18 @@ pub fn run(args: RunArgs, out: &mut dyn Write) -> anyhow::Result<()> {
             )?;
         }
     }
-    match &search.best {
+    if let Some((rescored, chosen)) = &selection {
+        writeln!(
+            out,
+            "robust selection: the best {} candidates trained {} times each; kept #{} (mean {} {:.5})",
+            rescored.len(),
+            rescored[0].fitness.len(),
+            chosen + 1,
+            metric.name(),
+            rescored[*chosen].mean()
+        )?;
+    }
+    match &best {
         Some(b) => {
             writeln!(out, "best loss  {}", b.loss)?;
             writeln!(out, "  infix    {}", b.loss.to_infix())?;
@@ -288,7 +316,7 @@ pub fn run(args: RunArgs, out: &mut dyn Write) -> anyhow::Result<()> {
             "no candidate survived the search; meta-testing the baseline only"
         )?,
     }
-    if let Some(b) = &search.best
+    if let Some(b) = &best
         && b.fitness >= baseline_fitness
     {
         writeln!(
@@ -330,8 +358,17 @@ pub fn run(args: RunArgs, out: &mut dyn Write) -> anyhow::Result<()> {
                    "local_search": &manifest.local_search, "fitness": &manifest.fitness,
                    "filters": &manifest.filters, "testing": &manifest.testing},
         "generations": generations,
-        "best": search.best.as_ref().map(|b| json!({"loss": b.loss.to_string(), "canonical": b.loss.canonical().to_string(),
-                                                      "infix": b.loss.to_infix(), "validation": b.fitness, "generation": b.generation + 1})),
+        "best": best.as_ref().map(|b| json!({"loss": b.loss.to_string(), "canonical": b.loss.canonical().to_string(),
+                                              "infix": b.loss.to_infix(), "validation": b.fitness, "generation": b.generation + 1})),
+        "selection": selection.as_ref().map(|(rescored, chosen)| json!({
+            "chosen": chosen,
+            "candidates": rescored.iter().map(|r| json!({
+                "loss": r.loss.to_string(), "generation": r.generation + 1, "search_fitness": finite(r.search_fitness),
+                "fitness": r.fitness.iter().map(|&f| finite(f)).collect::<Vec<_>>(),
+                "task_loss": r.task_loss.iter().map(|&f| finite(f)).collect::<Vec<_>>(),
+                "mean": finite(r.mean()), "task_loss_mean": finite(r.task_loss_mean()),
+            })).collect::<Vec<_>>(),
+        })),
         "baseline": {"loss": baseline.to_string(), "validation": finite(baseline_fitness)},
         "meta_test": tested.iter().map(|(name, loss, rows)| json!({
             "name": name, "loss": loss.to_string(), "seeds": seeds_json(rows),
@@ -343,7 +380,7 @@ pub fn run(args: RunArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         &dir.join("run.json"),
         serde_json::to_string_pretty(&report)?.as_bytes(),
     )?;
-    if let Some(b) = &search.best {
+    if let Some(b) = &best {
         let text = format!(
             "{}\n# canonical (unit weights): {}\n# infix: {}\n",
             b.loss,

@@ -1,7 +1,8 @@
-//! The EvoMAL search: the filters that screen candidates (`filters`) and the local search that
-//! tunes a candidate's weights (`local`). The generation loop, fitness and meta-testing come
-//! here as they are built.
+//! The EvoMAL search: the generation loop (`run`), the filters that screen candidates
+//! (`filters`), the local search that tunes a candidate's weights (`local`), and the robust
+//! selection of the loss to keep (`select`).
 
 pub mod filters;
 pub mod local;
 pub mod run;
+pub mod select;

@@ -179,6 +179,10 @@ impl<'t, 'p> Search<'t, 'p> {
         self
     }
 
+    pub fn plan(&self) -> &SearchPlan {
+        &self.plan
+    }
+
     /// Whether every generation has been evaluated.
     pub fn finished(&self) -> bool {
         self.next >= self.plan.gp.generations

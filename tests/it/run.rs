@@ -457,3 +457,87 @@ fn the_device_is_chosen_recorded_and_kept_on_resume() {
     );
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// `robust_selection = true`: the best distinct candidates are trained again and the best mean
+/// is kept, with every run in run.json.
+#[test]
+fn robust_selection_keeps_the_best_mean_of_the_finalists() {
+    build_plugin("evomal-plugin-diabetes");
+    let dir = temp_dir("robust");
+    std::fs::create_dir_all(&dir).unwrap();
+    let text =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/tiny.toml"))
+            .unwrap()
+            .replace(
+                "seed = 0\n",
+                "seed = 0\nrobust_selection = true\nrobust_candidates = 3\n",
+            );
+    let manifest = dir.join("m.toml");
+    std::fs::write(&manifest, text).unwrap();
+    let o = run(manifest.to_str().unwrap(), &dir.join("out"));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("out/run.json")).unwrap()).unwrap();
+    let finalists = report["selection"]["candidates"].as_array().unwrap();
+    assert_eq!(finalists.len(), 3);
+    let means: Vec<f64> = finalists
+        .iter()
+        .map(|c| c["mean"].as_f64().unwrap())
+        .collect();
+    for c in finalists {
+        let runs: Vec<f64> = c["fitness"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f.as_f64().unwrap())
+            .collect();
+        assert_eq!(runs.len(), 4, "the search's seed and three more");
+        assert_eq!(
+            runs[0],
+            c["search_fitness"].as_f64().unwrap(),
+            "the first run repeats the search's"
+        );
+        let mean = runs.iter().sum::<f64>() / 4.0;
+        assert!((mean - c["mean"].as_f64().unwrap()).abs() < 1e-12);
+    }
+    let chosen = report["selection"]["chosen"].as_u64().unwrap() as usize;
+    assert!(means.iter().all(|&m| m >= means[chosen]));
+    assert_eq!(finalists[chosen]["loss"], report["best"]["loss"]);
+    assert!(
+        String::from_utf8_lossy(&o.stdout)
+            .contains("robust selection: the best 3 candidates trained 4 times each")
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// `robust_selection = false` keeps the reference's choice: the best single fitness of the
+/// search, and no re-scoring.
+#[test]
+fn without_robust_selection_the_best_single_fitness_is_kept() {
+    build_plugin("evomal-plugin-diabetes");
+    let dir = temp_dir("no-robust");
+    std::fs::create_dir_all(&dir).unwrap();
+    let text =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/tiny.toml"))
+            .unwrap()
+            .replace("seed = 0\n", "seed = 0\nrobust_selection = false\n");
+    let manifest = dir.join("m.toml");
+    std::fs::write(&manifest, text).unwrap();
+    let o = run(manifest.to_str().unwrap(), &dir.join("out"));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("out/run.json")).unwrap()).unwrap();
+    assert!(report["selection"].is_null());
+    let best_of_generations = report["generations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|g| g["best"].as_f64())
+        .fold(f64::INFINITY, f64::min);
+    assert_eq!(
+        report["best"]["validation"].as_f64().unwrap(),
+        best_of_generations
+    );
+    assert!(!String::from_utf8_lossy(&o.stdout).contains("robust selection"));
+    std::fs::remove_dir_all(&dir).ok();
+}

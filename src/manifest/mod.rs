@@ -583,7 +583,7 @@ impl Manifest {
     /// The robust selection at the end of a search, `None` when it is off.
     pub fn selection_config(&self) -> Option<SelectionConfig> {
         let g = &self.search;
-        g.robust_selection.then(|| SelectionConfig {
+        g.robust_selection.then_some(SelectionConfig {
             candidates: g.robust_candidates,
             repeats: g.robust_repeats,
             tie_break: g.tie_break_by_task_loss,

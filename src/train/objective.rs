@@ -174,23 +174,28 @@ mod tests {
         .unwrap()
     }
 
-    #[test]
-    fn one_output_cross_entropy_is_the_binary_cross_entropy() {
-        let logits = [1.5f32, -0.5, 0.2];
-        let labels = [1.0f32, 0.0, 0.0];
-        let mut obj = Objective::default();
-        let mut grad = [0.0f32; 3];
-        let loss = obj
+    /// The cross-entropy objective of a classifier with `n_out` outputs: loss and gradient.
+    fn cross_entropy(logits: &[f32], labels: &[f32], n_out: usize) -> (f32, Vec<f32>) {
+        let mut grad = vec![0.0f32; logits.len()];
+        let loss = Objective::default()
             .loss_and_grad(
                 &ce(),
                 &[1.0; 6],
                 TaskKind::Classification,
-                &logits,
-                &labels,
-                1,
+                logits,
+                labels,
+                n_out,
                 &mut grad,
             )
             .unwrap();
+        (loss, grad)
+    }
+
+    #[test]
+    fn one_output_cross_entropy_is_the_binary_cross_entropy() {
+        let logits = [1.5f32, -0.5, 0.2];
+        let labels = [1.0f32, 0.0, 0.0];
+        let (loss, grad) = cross_entropy(&logits, &labels, 1);
         let sigmoid = |z: f32| 1.0 / (1.0 + (-z).exp());
         let mut bce = 0.0;
         for ((&z, &y), &g) in logits.iter().zip(&labels).zip(&grad) {
@@ -206,19 +211,7 @@ mod tests {
     fn softmax_cross_entropy_gradient_is_p_minus_y() {
         let logits = [1.0f32, -0.5, 2.0, 0.3, 0.3, -1.0];
         let labels = [2.0f32, 0.0];
-        let mut obj = Objective::default();
-        let mut grad = [0.0f32; 6];
-        let loss = obj
-            .loss_and_grad(
-                &ce(),
-                &[1.0; 6],
-                TaskKind::Classification,
-                &logits,
-                &labels,
-                3,
-                &mut grad,
-            )
-            .unwrap();
+        let (loss, grad) = cross_entropy(&logits, &labels, 3);
         let mut p = [0.0f32; 6];
         probabilities(&logits, 3, &mut p);
         let want_loss = -(p[2].ln() + p[3].ln()) / 2.0;

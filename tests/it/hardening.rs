@@ -200,21 +200,16 @@ fn a_results_directory_serves_one_run_at_a_time_and_is_never_overwritten() {
 /// `tests/data/tiny.toml` on the fixtures plugin with `data` as its `[task.data]`.
 fn fixtures_manifest(dir: &Path, data: &str) -> PathBuf {
     let lib = crate::plugins::build_plugin("evomal-test-fixtures");
-    let text =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/tiny.toml"))
-            .unwrap()
-            .replace(
-                "plugin = \"diabetes\"",
-                &format!("plugin = {:?}", lib.display().to_string()),
-            )
-            .replace("model = \"mlp\"", "model = \"jvp\"")
-            .replace(
-                "[task.params]\nhidden = [32]\n",
-                &format!("[task.data]\n{data}\n"),
-            );
-    let path = dir.join("m.toml");
-    std::fs::write(&path, text).unwrap();
-    path
+    let plugin = format!("plugin = {:?}", lib.display().to_string());
+    let data = format!("[task.data]\n{data}\n");
+    crate::run::tiny_manifest(
+        dir,
+        &[
+            ("plugin = \"diabetes\"", &plugin),
+            ("model = \"mlp\"", "model = \"jvp\""),
+            ("[task.params]\nhidden = [32]\n", &data),
+        ],
+    )
 }
 
 #[test]
@@ -294,12 +289,7 @@ fn broken_plugin_files_are_errors_not_signals() {
 fn a_model_too_large_to_allocate_is_refused_by_name() {
     crate::plugins::build_plugin("evomal-plugin-diabetes");
     let dir = temp_dir("huge-model");
-    let text =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/tiny.toml"))
-            .unwrap()
-            .replace("hidden = [32]", "hidden = [100000000]");
-    let manifest = dir.join("m.toml");
-    std::fs::write(&manifest, text).unwrap();
+    let manifest = crate::run::tiny_manifest(&dir, &[("hidden = [32]", "hidden = [100000000]")]);
     let out = dir.join("out");
     let o = run_into(manifest.to_str().unwrap(), &out);
     assert_clean_failure(&o, "the model has 1200000001 parameters");

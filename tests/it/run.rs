@@ -26,6 +26,21 @@ fn run_with(manifest: &str, dir: &Path, extra: &[&str]) -> Output {
         .unwrap()
 }
 
+/// `tests/data/tiny.toml` with each `(from, to)` edit applied, written as `dir/m.toml`.
+pub fn tiny_manifest(dir: &Path, edits: &[(&str, &str)]) -> std::path::PathBuf {
+    let mut text =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/tiny.toml"))
+            .unwrap();
+    for (from, to) in edits {
+        assert!(text.contains(from), "tiny.toml has no `{from}`");
+        text = text.replace(from, to);
+    }
+    std::fs::create_dir_all(dir).unwrap();
+    let path = dir.join("m.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
 fn temp_dir(name: &str) -> std::path::PathBuf {
     let d = std::env::temp_dir().join(format!("evomal-run-{name}-{}", std::process::id()));
     std::fs::remove_dir_all(&d).ok();
@@ -464,16 +479,13 @@ fn the_device_is_chosen_recorded_and_kept_on_resume() {
 fn robust_selection_keeps_the_best_mean_of_the_finalists() {
     build_plugin("evomal-plugin-diabetes");
     let dir = temp_dir("robust");
-    std::fs::create_dir_all(&dir).unwrap();
-    let text =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/tiny.toml"))
-            .unwrap()
-            .replace(
-                "seed = 0\n",
-                "seed = 0\nrobust_selection = true\nrobust_candidates = 3\n",
-            );
-    let manifest = dir.join("m.toml");
-    std::fs::write(&manifest, text).unwrap();
+    let manifest = tiny_manifest(
+        &dir,
+        &[(
+            "seed = 0\n",
+            "seed = 0\nrobust_selection = true\nrobust_candidates = 3\n",
+        )],
+    );
     let o = run(manifest.to_str().unwrap(), &dir.join("out"));
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let report: serde_json::Value =
@@ -516,13 +528,10 @@ fn robust_selection_keeps_the_best_mean_of_the_finalists() {
 fn without_robust_selection_the_best_single_fitness_is_kept() {
     build_plugin("evomal-plugin-diabetes");
     let dir = temp_dir("no-robust");
-    std::fs::create_dir_all(&dir).unwrap();
-    let text =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/tiny.toml"))
-            .unwrap()
-            .replace("seed = 0\n", "seed = 0\nrobust_selection = false\n");
-    let manifest = dir.join("m.toml");
-    std::fs::write(&manifest, text).unwrap();
+    let manifest = tiny_manifest(
+        &dir,
+        &[("seed = 0\n", "seed = 0\nrobust_selection = false\n")],
+    );
     let o = run(manifest.to_str().unwrap(), &dir.join("out"));
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let report: serde_json::Value =

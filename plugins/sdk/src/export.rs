@@ -108,6 +108,15 @@ unsafe fn slice<'a, T>(p: *const T, n: usize) -> Result<&'a [T], String> {
     }
 }
 
+/// A UTF-8 string argument.
+///
+/// # Safety
+/// As [`slice`].
+unsafe fn text<'a>(p: *const u8, n: usize) -> Result<&'a str, String> {
+    // SAFETY: the caller's guarantee, passed on.
+    std::str::from_utf8(unsafe { slice(p, n) }?).map_err(|e| e.to_string())
+}
+
 /// # Safety
 /// `p` must be valid for `n` writes (it may be null or dangling when `n == 0`).
 unsafe fn slice_mut<'a, T>(p: *mut T, n: usize) -> Result<&'a mut [T], String> {
@@ -142,8 +151,7 @@ unsafe extern "C" fn configure<T: Exported>(
 ) -> Status {
     guard(err, || {
         // SAFETY: the host passes a UTF-8 buffer of `len` bytes.
-        let config =
-            std::str::from_utf8(unsafe { slice(config, len) }?).map_err(|e| e.to_string())?;
+        let config = unsafe { text(config, len) }?;
         T::configure(config)
     })
 }
@@ -181,13 +189,12 @@ unsafe extern "C" fn model_params<T: Exported>(
 ) -> Status {
     guard(err, || {
         // SAFETY: the host passes a UTF-8 buffer of the given length.
-        let name =
-            std::str::from_utf8(unsafe { slice(name, name_len) }?).map_err(|e| e.to_string())?;
+        let name = unsafe { text(name, name_len) }?;
         let params = Params::parse_for(&format!("model `{name}`"), "{}")?;
         T::instance()?.create_model(name, &params)?;
-        let text = params.defaults_json();
+        let json = params.defaults_json();
         // SAFETY: the host passes `cap` writable bytes at `buf` and a valid `len`.
-        unsafe { write_text(&text, buf, cap, len) }
+        unsafe { write_text(&json, buf, cap, len) }
     })
 }
 
@@ -217,11 +224,9 @@ unsafe extern "C" fn create_model<T: Exported>(
 ) -> Status {
     guard(err, || {
         // SAFETY: the host passes UTF-8 buffers of the given lengths.
-        let name =
-            std::str::from_utf8(unsafe { slice(name, name_len) }?).map_err(|e| e.to_string())?;
+        let name = unsafe { text(name, name_len) }?;
         // SAFETY: as above.
-        let params = std::str::from_utf8(unsafe { slice(params, params_len) }?)
-            .map_err(|e| e.to_string())?;
+        let params = unsafe { text(params, params_len) }?;
         let params = Params::parse_for(&format!("model `{name}`"), params)?;
         let task = T::instance()?;
         let m = task.create_model(name, &params)?;

@@ -139,30 +139,13 @@ fn numpy_slope(e: &LossExpr) -> String {
                 format!("_aq({}, {})", a(0), a(1)),
                 format!("_aq_slope({}, {}, {}, {})", a(0), a(1), da(0), da(1)),
             ),
-            Op::Min => (
-                format!("_min({}, {})", a(0), a(1)),
-                format!(
-                    "_pick(_b_wins_min({}, {}), {}, {}, {}, {})",
-                    a(0),
-                    a(1),
-                    a(0),
-                    a(1),
-                    da(0),
-                    da(1)
-                ),
-            ),
-            Op::Max => (
-                format!("_max({}, {})", a(0), a(1)),
-                format!(
-                    "_pick(_b_wins_max({}, {}), {}, {}, {}, {})",
-                    a(0),
-                    a(1),
-                    a(0),
-                    a(1),
-                    da(0),
-                    da(1)
-                ),
-            ),
+            Op::Min | Op::Max => {
+                let name = op.name();
+                (
+                    format!("_{name}({}, {})", a(0), a(1)),
+                    format!("_pick_{name}({}, {}, {}, {})", a(0), a(1), da(0), da(1)),
+                )
+            }
         };
         out.push_str(&format!("    v{i} = {v}\n    d{i} = {d}\n"));
     }
@@ -244,17 +227,17 @@ def _aq_slope(a, b, da, db):
     return da / q - (a / q) * b * db / (q * q)
 
 
-def _b_wins_min(a, b):
-    return b < a
-
-
-def _b_wins_max(a, b):
-    return a < b
-
-
 def _pick(b_wins, a, b, da, db):
     # The slope of the operand min/max picks; 0 when they compare unordered.
     return np.where(b_wins, db, np.where((a <= b) | (b <= a), da, 0.0))
+
+
+def _pick_min(a, b, da, db):
+    return _pick(b < a, a, b, da, db)
+
+
+def _pick_max(a, b, da, db):
+    return _pick(a < b, a, b, da, db)
 "#;
 
 const TORCH: &str = r#"def _const(like, c):

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 
 use crate::backend::jit::JitKernel;
 use crate::plugin::PluginModel;
-use crate::train::objective::Objective;
+use crate::train::objective::{Objective, Weighted};
 use crate::train::optim::{Optimizer, OptimizerConfig};
 use crate::train::{Task, TrainError};
 use evomal_sdk::Mode;
@@ -76,6 +76,7 @@ pub fn rejection_protocol(
     // starting predictions depend on the initialisation alone.
     model.forward(0, &idx, Mode::Eval, &mut pred, Some(&mut y))?;
 
+    let loss = Weighted { kernel, weights };
     let metric = task.metric();
     let mut scratch = vec![0.0f32; pred.len()];
     let before = metric.sum(&pred, &y, task.n_out, &mut scratch) / n as f64;
@@ -89,8 +90,7 @@ pub fn rejection_protocol(
     };
     let mut opt = Optimizer::new(adam, pred.len());
     for _ in 0..cfg.steps {
-        let loss = objective
-            .loss_and_grad(kernel, weights, task.kind, &pred, &y, task.n_out, &mut grad)?;
+        let loss = objective.loss_and_grad(&loss, task.kind, &pred, &y, task.n_out, &mut grad)?;
         if !loss.is_finite() || pred.iter().any(|p| !p.is_finite()) {
             return Ok(Rejection {
                 before,
@@ -101,7 +101,7 @@ pub fn rejection_protocol(
         opt.step(&mut pred, &grad, cfg.lr);
     }
     let after = metric.sum(&pred, &y, task.n_out, &mut scratch) / n as f64;
-    objective.loss_and_grad(kernel, weights, task.kind, &pred, &y, task.n_out, &mut grad)?;
+    objective.loss_and_grad(&loss, task.kind, &pred, &y, task.n_out, &mut grad)?;
     // Per example, undoing the batch mean so the fingerprint does not depend on the sample size.
     let grad_norms = grad
         .chunks_exact(task.n_out)

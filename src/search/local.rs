@@ -19,7 +19,10 @@ use crate::backend::jit::{self, JitKernel};
 use crate::expr::LossExpr;
 use crate::expr::interp::FullBatchMut;
 use crate::plugin::{JvpMethod, PluginModel};
-use crate::train::objective::{Objective, TaskKind, one_hot, probabilities, probabilities_vjp};
+use crate::search::ml3::LossNet;
+use crate::train::objective::{
+    Objective, TaskKind, Weighted, one_hot, probabilities, probabilities_vjp,
+};
 use crate::train::optim::{Optimizer, OptimizerConfig};
 use crate::train::{BatchSampler, Task, TrainError, pass_seed};
 use evomal_sdk::Mode;
@@ -94,11 +97,18 @@ pub struct LocalSearchResult {
 pub struct MetaGradient<'t, 'p> {
     task: &'t Task<'p>,
     cfg: LocalSearchConfig,
-    full: JitKernel,
+    loss: MetaLoss,
     task_loss: JitKernel,
     task_loss_weights: Vec<f32>,
-    n_weights: usize,
     buf: Buffers,
+}
+
+/// The parameterised loss whose weights the meta-gradient is for.
+enum MetaLoss {
+    /// An expression's full kernel (mixed derivatives per weight) and its weight count.
+    Tree { full: JitKernel, n_weights: usize },
+    /// ML3's loss network (the weights are the network's).
+    Network,
 }
 
 #[derive(Default)]
@@ -127,26 +137,44 @@ impl<'t, 'p> MetaGradient<'t, 'p> {
         loss: &LossExpr,
         cfg: LocalSearchConfig,
     ) -> Result<Self, LocalSearchError> {
+        let full = jit::compile(loss, KernelKind::Full).map_err(TrainError::from)?;
+        let loss = MetaLoss::Tree {
+            full,
+            n_weights: loss.n_weights(),
+        };
+        Self::with_loss(task, loss, cfg)
+    }
+
+    /// Meta-gradients for the weights of ML3's loss network.
+    pub fn for_network(
+        task: &'t Task<'p>,
+        cfg: LocalSearchConfig,
+    ) -> Result<Self, LocalSearchError> {
+        Self::with_loss(task, MetaLoss::Network, cfg)
+    }
+
+    fn with_loss(
+        task: &'t Task<'p>,
+        loss: MetaLoss,
+        cfg: LocalSearchConfig,
+    ) -> Result<Self, LocalSearchError> {
         if cfg.inner_steps != 1 {
             return Err(LocalSearchError::InnerSteps(cfg.inner_steps));
         }
         let task_expr = task.kind.baseline();
-        let compile =
-            |e: &LossExpr, k| jit::compile(e, k).map_err(|e| LocalSearchError::Train(e.into()));
         Ok(MetaGradient {
             task,
-            full: compile(loss, KernelKind::Full)?,
-            task_loss: compile(&task_expr, KernelKind::LossGrad)?,
+            loss,
+            task_loss: jit::compile(&task_expr, KernelKind::LossGrad).map_err(TrainError::from)?,
             task_loss_weights: task_expr.weights().to_vec(),
-            n_weights: loss.n_weights(),
             cfg,
             buf: Buffers::default(),
         })
     }
 
     /// The validation task loss after one SGD step from `theta0 = init(init_seed)` under the
-    /// candidate with weights `phi` (one per node), and `dT/dphi` (one per node; the root's is
-    /// 0). The second value is how the JVP was computed.
+    /// candidate with weights `phi` (one per node, or the network's), and `dT/dphi` (one per
+    /// weight; a tree root's is 0). The third value is how the JVP was computed.
     pub fn compute(
         &mut self,
         model: &mut PluginModel,
@@ -156,7 +184,7 @@ impl<'t, 'p> MetaGradient<'t, 'p> {
         valid_idx: &[u64],
     ) -> Result<(f32, Vec<f32>, JvpMethod), TrainError> {
         let t = self.task;
-        let (n_out, k) = (t.n_out, self.n_weights);
+        let n_out = t.n_out;
         let b = &mut self.buf;
         let (bt, bv) = (train_idx.len(), valid_idx.len());
         b.y_t.resize(bt * t.target_width, 0.0);
@@ -188,18 +216,24 @@ impl<'t, 'p> MetaGradient<'t, 'p> {
         for v in [&mut b.m, &mut b.dm] {
             v.resize(n, 0.0);
         }
-        for v in [&mut b.dphi, &mut b.d2] {
-            v.resize(n * k, 0.0);
+        match &self.loss {
+            MetaLoss::Tree { full, n_weights } => {
+                for v in [&mut b.dphi, &mut b.d2] {
+                    v.resize(n * n_weights, 0.0);
+                }
+                let outs = FullBatchMut {
+                    loss: &mut b.m,
+                    dyhat: &mut b.dm,
+                    dphi: &mut b.dphi,
+                    d2: &mut b.d2,
+                };
+                full.full(&b.ky, &b.kyhat, phi, outs)
+                    .map_err(TrainError::from)?;
+            }
+            MetaLoss::Network => {
+                LossNet::loss_grad_under(phi, &b.ky, &b.kyhat, &mut b.m, &mut b.dm);
+            }
         }
-        let outs = FullBatchMut {
-            loss: &mut b.m,
-            dyhat: &mut b.dm,
-            dphi: &mut b.dphi,
-            d2: &mut b.d2,
-        };
-        self.full
-            .full(&b.ky, &b.kyhat, phi, outs)
-            .map_err(TrainError::from)?;
         let inv_b = 1.0 / bt as f32;
         b.g.resize(bt * n_out, 0.0);
         to_raw_outputs(t.kind, &b.kyhat, &b.dm, n_out, inv_b, &mut b.g);
@@ -215,15 +249,13 @@ impl<'t, 'p> MetaGradient<'t, 'p> {
         };
         model.forward(1, valid_idx, valid_mode, &mut b.out, Some(&mut b.y_v))?;
         b.dout.resize(bv * n_out, 0.0);
-        let val_loss = b.objective.loss_and_grad(
-            &self.task_loss,
-            &self.task_loss_weights,
-            t.kind,
-            &b.out,
-            &b.y_v,
-            n_out,
-            &mut b.dout,
-        )?;
+        let task_loss = Weighted {
+            kernel: &self.task_loss,
+            weights: &self.task_loss_weights,
+        };
+        let val_loss =
+            b.objective
+                .loss_and_grad(&task_loss, t.kind, &b.out, &b.y_v, n_out, &mut b.dout)?;
         model.meta_pullback(&b.dout)?;
 
         // J_f(theta0) v on the training batch.
@@ -232,19 +264,35 @@ impl<'t, 'p> MetaGradient<'t, 'p> {
 
         // dT/dphi_j = -lr_eff * <J v, d g / d phi_j>.
         let mut meta = vec![0.0f32; phi.len()];
-        b.column.resize(n, 0.0);
-        b.dg.resize(bt * n_out, 0.0);
-        for (j, m) in meta.iter_mut().enumerate().take(k) {
-            for (e, c) in b.column.iter_mut().enumerate() {
-                *c = b.d2[e * k + j];
+        match &self.loss {
+            MetaLoss::Tree { n_weights: k, .. } => {
+                let k = *k;
+                b.column.resize(n, 0.0);
+                b.dg.resize(bt * n_out, 0.0);
+                for (j, m) in meta.iter_mut().enumerate().take(k) {
+                    for (e, c) in b.column.iter_mut().enumerate() {
+                        *c = b.d2[e * k + j];
+                    }
+                    to_raw_outputs(t.kind, &b.kyhat, &b.column, n_out, inv_b, &mut b.dg);
+                    let dot: f64 =
+                        b.jv.iter()
+                            .zip(&b.dg)
+                            .map(|(&a, &c)| a as f64 * c as f64)
+                            .sum();
+                    *m = (-(lr_eff as f64) * dot) as f32;
+                }
             }
-            to_raw_outputs(t.kind, &b.kyhat, &b.column, n_out, inv_b, &mut b.dg);
-            let dot: f64 =
-                b.jv.iter()
-                    .zip(&b.dg)
-                    .map(|(&a, &c)| a as f64 * c as f64)
-                    .sum();
-            *m = (-(lr_eff as f64) * dot) as f32;
+            MetaLoss::Network => {
+                // <J v, A(d dM/dyhat / d phi)> = <A^T J v, ...>: one contraction of the
+                // network's mixed derivatives with per-element coefficients.
+                b.column.resize(n, 0.0);
+                from_raw_outputs(t.kind, &b.kyhat, &b.jv, n_out, inv_b, &mut b.column);
+                let mut acc = vec![0.0f64; phi.len()];
+                LossNet::meta_contract(phi, &b.ky, &b.kyhat, &b.column, &mut acc);
+                for (m, a) in meta.iter_mut().zip(&acc) {
+                    *m = (-(lr_eff as f64) * a) as f32;
+                }
+            }
         }
         Ok((val_loss, meta, method))
     }
@@ -262,6 +310,29 @@ fn to_raw_outputs(
     match kind {
         TaskKind::Regression => out.iter_mut().zip(dm).for_each(|(o, &d)| *o = d * inv_b),
         TaskKind::Classification => probabilities_vjp(p, dm, n_out, inv_b, out),
+    }
+}
+
+/// The transpose of [`to_raw_outputs`]: per-element coefficients from a vector over the raw
+/// outputs. The softmax's Jacobian is symmetric, so for several classes it is the same map.
+fn from_raw_outputs(
+    kind: TaskKind,
+    p: &[f32],
+    v: &[f32],
+    n_out: usize,
+    inv_b: f32,
+    out: &mut [f32],
+) {
+    match kind {
+        TaskKind::Regression => out.iter_mut().zip(v).for_each(|(o, &d)| *o = d * inv_b),
+        TaskKind::Classification if n_out == 1 => {
+            for ((o, p), &d) in out.chunks_exact_mut(2).zip(p.chunks_exact(2)).zip(v) {
+                let c = inv_b * p[0] * p[1] * d;
+                o[0] = -c;
+                o[1] = c;
+            }
+        }
+        TaskKind::Classification => probabilities_vjp(p, v, n_out, inv_b, out),
     }
 }
 
@@ -322,10 +393,24 @@ impl MetaWalk {
         cfg: &LocalSearchConfig,
         seed: u64,
     ) -> MetaWalk {
+        let init = |rng: &mut ChaCha8Rng| {
+            (0..loss.len())
+                .map(|_| 1.0 + 0.001 * standard_normal(rng) as f32)
+                .collect()
+        };
+        Self::with_init(n_train, n_valid, init, cfg, seed)
+    }
+
+    /// A walk whose starting weights `init` draws first from the walk's generator.
+    pub fn with_init(
+        n_train: usize,
+        n_valid: usize,
+        init: impl FnOnce(&mut ChaCha8Rng) -> Vec<f32>,
+        cfg: &LocalSearchConfig,
+        seed: u64,
+    ) -> MetaWalk {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let phi: Vec<f32> = (0..loss.len())
-            .map(|_| 1.0 + 0.001 * standard_normal(&mut rng) as f32)
-            .collect();
+        let phi = init(&mut rng);
         let train_sampler = BatchSampler::new(n_train, rng.random());
         let valid_sampler = BatchSampler::new(n_valid, rng.random());
         let adam = Optimizer::new(
@@ -377,6 +462,11 @@ impl MetaWalk {
         }
         self.trace.push(val);
         self.adam.step(&mut self.phi, grad, self.meta_lr);
+    }
+
+    /// The weights as they stand, and the validation losses so far.
+    pub fn into_parts(self) -> (Vec<f32>, Vec<f32>, bool) {
+        (self.phi, self.trace, self.diverged)
     }
 
     pub fn finish(self, loss: &LossExpr, used_fd_jvp: bool) -> LocalSearchResult {

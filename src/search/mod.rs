@@ -4,5 +4,6 @@
 
 pub mod filters;
 pub mod local;
+pub mod ml3;
 pub mod run;
 pub mod select;

@@ -17,7 +17,7 @@ use rand_chacha::ChaCha8Rng;
 use crate::backend::jit::{JitError, JitKernel};
 use crate::plugin::{PluginError, PluginModel, TaskPlugin};
 use evomal_sdk::Mode;
-use objective::{Objective, TaskKind};
+use objective::{ElementLoss, Objective, TaskKind, Weighted};
 use optim::{OptimizerConfig, lr_at};
 
 /// Failures that stop training (divergence is not one of them).
@@ -161,16 +161,31 @@ impl<'a> Task<'a> {
         }
     }
 
-    /// Trains `model` from its current parameters (the optimiser starting afresh) for
-    /// `cfg.steps` steps on the training split with the loss `kernel` (a `LossGrad` kernel)
-    /// under `loss_weights`, on batches (and training-pass seeds) drawn from `seed`. `on_step`
-    /// sees each finished step.
+    /// [`Task::train_with`] the loss `kernel` (a `LossGrad` kernel) under `loss_weights`.
     #[allow(clippy::too_many_arguments)]
     pub fn train(
         &self,
         model: &mut PluginModel,
         kernel: &JitKernel,
         loss_weights: &[f32],
+        cfg: &TrainConfig,
+        seed: u64,
+        on_step: &mut dyn FnMut(Step<'_>),
+    ) -> Result<Outcome, TrainError> {
+        let loss = Weighted {
+            kernel,
+            weights: loss_weights,
+        };
+        self.train_with(model, &loss, cfg, seed, on_step)
+    }
+
+    /// Trains `model` from its current parameters (the optimiser starting afresh) for
+    /// `cfg.steps` steps on the training split with `loss`, on batches (and training-pass
+    /// seeds) drawn from `seed`. `on_step` sees each finished step.
+    pub fn train_with(
+        &self,
+        model: &mut PluginModel,
+        loss: &dyn ElementLoss,
         cfg: &TrainConfig,
         seed: u64,
         on_step: &mut dyn FnMut(Step<'_>),
@@ -190,22 +205,15 @@ impl<'a> Task<'a> {
                 seed: pass_seed(seed, step),
             };
             model.forward(0, &idx, mode, &mut out, Some(&mut y))?;
-            let loss = objective.loss_and_grad(
-                kernel,
-                loss_weights,
-                self.kind,
-                &out,
-                &y,
-                self.n_out,
-                &mut dout,
-            )?;
-            if !loss.is_finite() {
+            let value =
+                objective.loss_and_grad(loss, self.kind, &out, &y, self.n_out, &mut dout)?;
+            if !value.is_finite() {
                 return Ok(Outcome::Diverged { step });
             }
             model.step(&dout, lr_at(cfg.lr, &cfg.milestones, cfg.gamma, step))?;
             on_step(Step {
                 index: step,
-                loss,
+                loss: value,
                 model: &mut *model,
             });
         }
@@ -228,8 +236,24 @@ impl<'a> Task<'a> {
         seed: u64,
         split: u32,
     ) -> Result<f64, TrainError> {
+        let loss = Weighted {
+            kernel,
+            weights: loss_weights,
+        };
+        self.fitness_with(model, &loss, cfg, seed, split)
+    }
+
+    /// [`Task::fitness`] of any element loss.
+    pub fn fitness_with(
+        &self,
+        model: &mut PluginModel,
+        loss: &dyn ElementLoss,
+        cfg: &TrainConfig,
+        seed: u64,
+        split: u32,
+    ) -> Result<f64, TrainError> {
         model.init(seed)?;
-        let outcome = self.train(model, kernel, loss_weights, cfg, seed, &mut |_| {})?;
+        let outcome = self.train_with(model, loss, cfg, seed, &mut |_| {})?;
         if outcome != Outcome::Finished {
             return Ok(f64::INFINITY);
         }

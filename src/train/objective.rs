@@ -10,6 +10,37 @@
 use crate::backend::jit::{JitError, JitKernel};
 use crate::expr::LossExpr;
 
+/// A loss applied element by element: `M(y, yhat)` and `dM/dyhat` for every element of a
+/// batch. A compiled expression under its weights is one; ML3's loss network is another.
+pub trait ElementLoss {
+    fn loss_grad(
+        &self,
+        y: &[f32],
+        yhat: &[f32],
+        loss: &mut [f32],
+        grad: &mut [f32],
+    ) -> Result<(), JitError>;
+}
+
+/// A compiled `LossGrad` kernel under a set of weights (one per node).
+#[derive(Clone, Copy)]
+pub struct Weighted<'a> {
+    pub kernel: &'a JitKernel,
+    pub weights: &'a [f32],
+}
+
+impl ElementLoss for Weighted<'_> {
+    fn loss_grad(
+        &self,
+        y: &[f32],
+        yhat: &[f32],
+        loss: &mut [f32],
+        grad: &mut [f32],
+    ) -> Result<(), JitError> {
+        self.kernel.loss_grad(y, yhat, self.weights, loss, grad)
+    }
+}
+
 /// Mean squared error, as a loss expression (summed over outputs, averaged over the batch).
 pub const MSE: &str = "square(sub(y, yhat))";
 /// Cross-entropy on the probabilities against the one-hot target.
@@ -56,11 +87,9 @@ pub struct Objective {
 impl Objective {
     /// The batch loss, and `grad = dL/d(raw outputs)` (both for `batch` rows of `n_out`).
     /// `targets` holds values (regression) or class indices (classification).
-    #[allow(clippy::too_many_arguments)]
     pub fn loss_and_grad(
         &mut self,
-        kernel: &JitKernel,
-        weights: &[f32],
+        loss: &dyn ElementLoss,
         kind: TaskKind,
         outputs: &[f32],
         targets: &[f32],
@@ -83,10 +112,9 @@ impl Objective {
                 probabilities(outputs, n_out, &mut self.yhat);
             }
         }
-        kernel.loss_grad(
+        loss.loss_grad(
             &self.y,
             &self.yhat,
-            weights,
             &mut self.elem_loss,
             &mut self.elem_grad,
         )?;
@@ -179,8 +207,10 @@ mod tests {
         let mut grad = vec![0.0f32; logits.len()];
         let loss = Objective::default()
             .loss_and_grad(
-                &ce(),
-                &[1.0; 6],
+                &Weighted {
+                    kernel: &ce(),
+                    weights: &[1.0; 6],
+                },
                 TaskKind::Classification,
                 logits,
                 labels,
@@ -239,8 +269,10 @@ mod tests {
         let mut grad = [0.0f32; 4];
         let loss = obj
             .loss_and_grad(
-                &k,
-                &[1.0; 4],
+                &Weighted {
+                    kernel: &k,
+                    weights: &[1.0; 4],
+                },
                 TaskKind::Regression,
                 &[1.0, 2.0, 3.0, 4.0],
                 &[0.0; 4],

@@ -4,6 +4,7 @@
 use evomal::expr::LossExpr;
 use evomal::plugin::TaskPlugin;
 use evomal::search::local::{LocalSearchConfig, LocalSearchError, MetaGradient, local_search};
+use evomal::search::ml3::{self, LossNet};
 use evomal::train::Task;
 
 use crate::plugins::build_plugin;
@@ -143,5 +144,69 @@ fn meta_gradient_matches_finite_differences_on_a_resnet_with_batch_norm() {
         "resnet",
         r#"{"width": 4, "activation": "tanh", "dropout": 0.2}"#,
         "add(mul(-1, mul(y, log(yhat))), 0.5*square(sub(y, yhat)))",
+    );
+}
+
+/// ML3's meta-gradient (through the network's contraction) against central differences of the
+/// validation loss over a spread of the network's weights. `dM/dyhat` jumps where a hidden
+/// ReLU switches, so a difference that straddles a switch is no derivative: a weight whose
+/// differences at `h` and `h/4` disagree is skipped, and most must remain.
+fn check_ml3(plugin: &str, model: &str, params: &str) {
+    let p = TaskPlugin::load(&build_plugin(plugin), "{}").unwrap();
+    let task = Task::new(&p);
+    let mut m = p.create_model(model, params).unwrap();
+    let mut mg = MetaGradient::for_network(&task, cfg()).unwrap();
+    let phi = LossNet::kaiming(3).weights;
+    let (train, valid): (Vec<u64>, Vec<u64>) = (
+        (0..16).map(|i| i * 5).collect(),
+        (0..16).map(|i| i * 3).collect(),
+    );
+    let (t0, grad, _) = mg.compute(&mut m, &phi, 11, &train, &valid).unwrap();
+    assert!(t0.is_finite());
+    let (mut checked, mut nonzero) = (0, 0);
+    let picks: Vec<usize> = (0..ml3::N_WEIGHTS).step_by(53).collect();
+    for &j in &picks {
+        let mut fd = |h: f32| {
+            let mut at = |d: f32| {
+                let mut q = phi.clone();
+                q[j] += d;
+                mg.compute(&mut m, &q, 11, &train, &valid).unwrap().0 as f64
+            };
+            (at(h) - at(-h)) / (2.0 * h as f64)
+        };
+        let (wide, narrow) = (fd(2e-2), fd(5e-3));
+        if (wide - narrow).abs() > 1e-5 + 0.1 * narrow.abs() {
+            continue;
+        }
+        let a = grad[j] as f64;
+        assert!(
+            (a - narrow).abs() <= 2e-5 + 5e-2 * narrow.abs(),
+            "{plugin} ML3: dT/dphi_{j} = {a:e}, finite difference {narrow:e}"
+        );
+        checked += 1;
+        nonzero += (narrow.abs() > 1e-5) as usize;
+    }
+    assert!(
+        checked * 3 >= picks.len() * 2 && nonzero >= 10,
+        "{plugin} ML3: {checked} of {} weights checked, {nonzero} of them non-zero: too weak",
+        picks.len()
+    );
+}
+
+#[test]
+fn ml3_meta_gradient_matches_finite_differences_on_regression() {
+    check_ml3(
+        "evomal-plugin-diabetes",
+        "mlp",
+        r#"{"hidden": [8], "activation": "tanh"}"#,
+    );
+}
+
+#[test]
+fn ml3_meta_gradient_matches_finite_differences_on_classification() {
+    check_ml3(
+        "evomal-plugin-digits",
+        "mlp",
+        r#"{"hidden": [12], "activation": "tanh"}"#,
     );
 }

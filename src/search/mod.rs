@@ -7,3 +7,4 @@ pub mod local;
 pub mod ml3;
 pub mod run;
 pub mod select;
+pub mod taylorglo;

@@ -23,8 +23,10 @@ enum Command {
     /// Inspect and evaluate loss expressions.
     #[command(subcommand)]
     Loss(cli::loss::LossCommand),
-    /// Run the EvoMAL pipeline: search a loss, then meta-test it against the baseline.
+    /// Search a loss (EvoMAL, GP-LFL, ML3 or TaylorGLO), then meta-test it against the baseline.
     Run(cli::run::RunArgs),
+    /// Run a manifest's task under several methods and search seeds, and tabulate the results.
+    Compare(cli::compare::CompareArgs),
     /// Write a loss (or a run's best loss) as a standalone WGSL compute shader.
     EmitShader(cli::shader::ShaderArgs),
     /// Write a loss (or a run's best loss) as code: NumPy, PyTorch, JAX, SymPy or LaTeX.
@@ -50,6 +52,7 @@ fn main() -> ExitCode {
     let res = match args.command {
         Command::Loss(cmd) => cli::loss::run(cmd, &mut out),
         Command::Run(args) => cli::run::run(args, &mut out),
+        Command::Compare(args) => cli::compare::run(args, &mut out),
         Command::Train(args) => cli::train::run(args, &mut out),
         Command::Transfer(args) => cli::transfer::run(args, &mut out),
         Command::EmitShader(args) => cli::shader::run(args, &mut out),

@@ -19,6 +19,9 @@ pub struct Series<'a> {
     pub points: Vec<(f64, f64)>,
 }
 
+/// The lines' colours, in order.
+const COLOURS: [RGBColor; 6] = [BLUE, RED, GREEN, MAGENTA, CYAN, BLACK];
+
 /// Draws `series` as lines into an SVG at `path`.
 pub fn lines(
     path: &Path,
@@ -31,6 +34,21 @@ pub fn lines(
         path: path.display().to_string(),
         msg: e.to_string(),
     };
+    let root = SVGBackend::new(path, (900, 540)).into_drawing_area();
+    lines_on(&root, title, x_label, y_label, series).map_err(|e| err(&e))?;
+    root.present().map_err(|e| err(&e))?;
+    Ok(())
+}
+
+/// [`lines`] on a drawing area; the error is the message.
+fn lines_on<DB: DrawingBackend>(
+    area: &DrawingArea<DB, plotters::coord::Shift>,
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    series: &[Series<'_>],
+) -> Result<(), String> {
+    let err = |e: &dyn std::fmt::Display| e.to_string();
     let finite = series
         .iter()
         .flat_map(|s| s.points.iter())
@@ -70,9 +88,8 @@ pub fn lines(
         (lo - d, hi + d)
     };
     let ((x0, x1), (y0, y1)) = (pad(x0, x1), pad(y0, y1));
-    let root = SVGBackend::new(path, (900, 540)).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| err(&e))?;
-    let mut chart = ChartBuilder::on(&root)
+    area.fill(&WHITE).map_err(|e| err(&e))?;
+    let mut chart = ChartBuilder::on(area)
         .caption(&title, ("sans-serif", 22))
         .margin(16)
         .x_label_area_size(44)
@@ -85,7 +102,6 @@ pub fn lines(
         .y_desc(y_label)
         .draw()
         .map_err(|e| err(&e))?;
-    const COLOURS: [RGBColor; 6] = [BLUE, RED, GREEN, MAGENTA, CYAN, BLACK];
     for (s, colour) in series.iter().zip(COLOURS.iter().cycle()) {
         let points = s
             .points
@@ -105,6 +121,81 @@ pub fn lines(
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
         .draw()
+        .map_err(|e| err(&e))?;
+    Ok(())
+}
+
+/// Two panels side by side: left, each group's values as points over its name (a method's
+/// test metric per search seed, with the mean as a bar); right, one line per group (its mean
+/// meta-test curve).
+pub fn comparison(
+    path: &Path,
+    metric: &str,
+    groups: &[(&str, Vec<f64>)],
+    curves: &[Series<'_>],
+) -> Result<(), PlotError> {
+    let err = |e: &dyn std::fmt::Display| PlotError {
+        path: path.display().to_string(),
+        msg: e.to_string(),
+    };
+    let values: Vec<f64> = groups
+        .iter()
+        .flat_map(|g| g.1.iter().copied())
+        .filter(|v| v.is_finite())
+        .collect();
+    let (lo, hi) = values
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| (a.min(v), b.max(v)));
+    if !lo.is_finite() {
+        return Err(err(&"no finite value to draw"));
+    }
+    let d = if hi > lo { (hi - lo) * 0.1 } else { lo.abs().max(1.0) * 0.05 };
+    let root = SVGBackend::new(path, (1400, 540)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| err(&e))?;
+    let (left, right) = root.split_horizontally(560);
+    let n = groups.len();
+    let mut chart = ChartBuilder::on(&left)
+        .caption(format!("test {metric} per search seed"), ("sans-serif", 20))
+        .margin(16)
+        .x_label_area_size(44)
+        .y_label_area_size(70)
+        .build_cartesian_2d(-0.5f64..(n as f64 - 0.5), (lo - d)..(hi + d))
+        .map_err(|e| err(&e))?;
+    let label = |x: &f64| {
+        let i = x.round();
+        if (x - i).abs() < 1e-6 && i >= 0.0 && (i as usize) < n {
+            groups[i as usize].0.to_string()
+        } else {
+            String::new()
+        }
+    };
+    chart
+        .configure_mesh()
+        .x_labels(n.max(1) * 2 + 1)
+        .x_label_formatter(&label)
+        .y_desc(metric)
+        .draw()
+        .map_err(|e| err(&e))?;
+    for (i, (_, vals)) in groups.iter().enumerate() {
+        let colour = COLOURS[i % COLOURS.len()];
+        let finite: Vec<f64> = vals.iter().copied().filter(|v| v.is_finite()).collect();
+        chart
+            .draw_series(
+                finite
+                    .iter()
+                    .map(|&v| Circle::new((i as f64, v), 4, colour.filled())),
+            )
+            .map_err(|e| err(&e))?;
+        if !finite.is_empty() {
+            let mean = finite.iter().sum::<f64>() / finite.len() as f64;
+            let bar = vec![(i as f64 - 0.25, mean), (i as f64 + 0.25, mean)];
+            chart
+                .draw_series(LineSeries::new(bar, colour.stroke_width(2)))
+                .map_err(|e| err(&e))?;
+        }
+    }
+    drop(chart);
+    lines_on(&right, "meta-testing: test curve (mean)", "training step", metric, curves)
         .map_err(|e| err(&e))?;
     root.present().map_err(|e| err(&e))?;
     Ok(())

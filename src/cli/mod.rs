@@ -1,6 +1,7 @@
 //! Command implementations of the binary. Each writes its report to the given writer.
 
 pub mod bench;
+pub mod compare;
 pub mod export;
 pub mod files;
 pub mod loss;
@@ -10,8 +11,10 @@ pub mod shader;
 pub mod train;
 pub mod transfer;
 
-use anyhow::anyhow;
+use anyhow::{Context, anyhow};
 use evomal::expr::LossExpr;
+use evomal::search::learned::LearnedLoss;
+use evomal::search::ml3::LossNet;
 use evomal::train::Task;
 
 pub use files::write_atomic;
@@ -27,43 +30,80 @@ pub fn parse_expr(text: &str) -> anyhow::Result<LossExpr> {
 /// its lines other than blank ones and `#` comments, joined (so a run's `best_loss.txt` is
 /// reusable as it is).
 pub fn loss_arg(arg: &str) -> anyhow::Result<LossExpr> {
-    use anyhow::Context;
-    use std::io::Read;
+    expression(learned_arg(arg)?, arg)
+}
+
+/// [`loss_arg`], where a file may also hold an ML3 loss network (a run's `best_loss.ml3.json`).
+pub fn learned_arg(arg: &str) -> anyhow::Result<LearnedLoss> {
     let Some(path) = arg.strip_prefix('@') else {
-        return parse_expr(arg);
+        return Ok(LearnedLoss::Expr(parse_expr(arg)?));
     };
-    let mut text = String::new();
-    std::fs::File::open(path)
-        .and_then(|f| {
-            f.take(evomal::manifest::MAX_MANIFEST_BYTES as u64)
-                .read_to_string(&mut text)
-        })
+    let text = read_limited(std::path::Path::new(path))
         .with_context(|| format!("reading the loss in `{path}`"))?;
+    if LossNet::is_saved_network(&text) {
+        let net = LossNet::from_json(&text).with_context(|| format!("the loss in `{path}`"))?;
+        return Ok(LearnedLoss::Network(net));
+    }
     let expr: Vec<&str> = text
         .lines()
         .map(str::trim)
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
         .collect();
-    parse_expr(&expr.join(" ")).with_context(|| format!("the loss in `{path}`"))
+    let e = parse_expr(&expr.join(" ")).with_context(|| format!("the loss in `{path}`"))?;
+    Ok(LearnedLoss::Expr(e))
+}
+
+fn read_limited(path: &std::path::Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut text = String::new();
+    std::fs::File::open(path)?
+        .take(evomal::manifest::MAX_MANIFEST_BYTES as u64)
+        .read_to_string(&mut text)?;
+    Ok(text)
 }
 
 /// A loss from wherever a command takes one: a results directory of `evomal run` (its best
 /// loss), `@FILE`, or an expression.
 pub fn loss_source(source: &str) -> anyhow::Result<LossExpr> {
-    use anyhow::Context;
+    expression(learned_source(source)?, source)
+}
+
+/// [`loss_source`], ML3 networks included.
+pub fn learned_source(source: &str) -> anyhow::Result<LearnedLoss> {
     let dir = std::path::Path::new(source);
     if !dir.is_dir() {
-        return loss_arg(source);
+        return learned_arg(source);
     }
     let path = dir.join("run.json");
     let text =
         std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
     let report: serde_json::Value =
         serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
-    let loss = report["best"]["loss"]
-        .as_str()
-        .with_context(|| format!("{} holds no learned loss", path.display()))?;
-    parse_expr(loss).with_context(|| format!("the best loss in {}", path.display()))
+    if let Some(file) = report["best"]["network"].as_str() {
+        let net_path = dir.join(file);
+        let text = read_limited(&net_path)
+            .with_context(|| format!("reading {}", net_path.display()))?;
+        let net = LossNet::from_json(&text).with_context(|| format!("{}", net_path.display()))?;
+        return Ok(LearnedLoss::Network(net));
+    }
+    let loss = report["best"]["loss"].as_str().with_context(|| {
+        format!(
+            "{} holds no learned loss (did every candidate fail?)",
+            path.display()
+        )
+    })?;
+    let e = parse_expr(loss).with_context(|| format!("the best loss in {}", path.display()))?;
+    Ok(LearnedLoss::Expr(e))
+}
+
+/// The expression of a loss named by `source`, or why a network has none.
+fn expression(loss: LearnedLoss, source: &str) -> anyhow::Result<LossExpr> {
+    match loss {
+        LearnedLoss::Expr(e) => Ok(e),
+        LearnedLoss::Network(_) => anyhow::bail!(
+            "the loss in `{source}` is an ML3 loss network, not an expression: it can be trained with (`evomal train --loss @FILE`), but not printed, exported or compiled to a shader"
+        ),
+    }
 }
 
 /// Says when a batch size (named by its manifest field) exceeds the training split: training

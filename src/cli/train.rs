@@ -5,9 +5,9 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use clap::Args;
-use evomal::expr::Op;
 use evomal::manifest::{Manifest, decimal_f64};
 use evomal::plugin::TaskPlugin;
+use evomal::search::learned::LearnedLoss;
 use evomal::train::meta_test::{SeedResult, mean_std, meta_test};
 use evomal::train::objective::TaskKind;
 use evomal::train::optim::OptimizerConfig;
@@ -50,14 +50,14 @@ pub fn run(args: TrainArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         );
     }
     let loss = match args.loss.as_str() {
-        "mse" => parse_expr(MSE)?,
-        "ce" => parse_expr(CE)?,
-        other => super::loss_arg(other)?,
+        "mse" => LearnedLoss::Expr(parse_expr(MSE)?),
+        "ce" => LearnedLoss::Expr(parse_expr(CE)?),
+        other => super::learned_arg(other)?,
     };
-    if !loss.contains(Op::Yhat) {
+    if !loss.uses_yhat() {
         anyhow::bail!(
             "the loss `{}` does not use yhat: its gradient is zero, so training would not move the model",
-            evomal::expr::abbreviate(&loss.to_string())
+            evomal::expr::abbreviate(&loss.describe())
         );
     }
     let cfg = manifest.testing_config();
@@ -69,7 +69,7 @@ pub fn run(args: TrainArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     let rows = meta_test(
         &task,
         &mut model,
-        &loss,
+        &loss.trainable()?,
         &cfg,
         &seeds,
         20,
@@ -80,9 +80,10 @@ pub fn run(args: TrainArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     let metric = task.metric();
     writeln!(
         out,
-        "{} / {} with loss {loss}",
+        "{} / {} with loss {}",
         plugin.name(),
-        manifest.task.model
+        manifest.task.model,
+        loss.describe()
     )?;
     write_table(out, &cfg, metric, &rows)?;
     let path = args.out.unwrap_or_else(|| {
@@ -97,7 +98,7 @@ pub fn run(args: TrainArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         "manifest": args.manifest.display().to_string(),
         "task": plugin.name(),
         "model": manifest.task.model,
-        "loss": loss.to_string(),
+        "loss": loss.describe(),
         "metric": metric.name(),
         "config": config_json(&cfg),
         "seeds": seeds_json(&rows),

@@ -8,12 +8,13 @@ use anyhow::Context;
 use clap::Args;
 use evomal::manifest::Manifest;
 use evomal::plugin::TaskPlugin;
+use evomal::search::learned::LearnedLoss;
 use evomal::train::Task;
 use evomal::train::meta_test::{mean_std, meta_test};
 use serde_json::json;
 
 use super::train::{config_json, fmt_stats, progress, seeds_json, stats_json, steps_into};
-use super::{parse_expr, write_atomic};
+use super::write_atomic;
 
 #[derive(Args)]
 pub struct TransferArgs {
@@ -34,19 +35,13 @@ pub fn run(args: TransferArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         .with_context(|| format!("reading {}", run_json.display()))?;
     let report: serde_json::Value =
         serde_json::from_str(&text).with_context(|| format!("parsing {}", run_json.display()))?;
-    let learned_text = report["best"]["loss"].as_str().with_context(|| {
-        format!(
-            "{} holds no learned loss (did every candidate fail?)",
-            run_json.display()
-        )
-    })?;
-    let learned = parse_expr(learned_text)?;
+    let learned = super::learned_source(&args.run_dir.to_string_lossy())?;
     let manifest = Manifest::load(&args.manifest)?;
     let plugin = TaskPlugin::open(&manifest.plugin(), &manifest.data_json())?;
     let task = Task::new(&plugin);
     super::note_full_batches(&task, &[("testing.batch", manifest.testing.batch)]);
     let mut model = plugin.create_model(&manifest.task.model, &manifest.params_json())?;
-    let baseline = task.kind.baseline();
+    let baseline = LearnedLoss::Expr(task.kind.baseline());
     let cfg = manifest.testing_config();
     let seeds = &manifest.testing.seeds;
     let bar = progress(2 * seeds.len() * cfg.steps, args.quiet);
@@ -55,7 +50,7 @@ pub fn run(args: TransferArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         let rows = meta_test(
             &task,
             &mut model,
-            loss,
+            &loss.trainable()?,
             &cfg,
             seeds,
             20,
@@ -70,7 +65,7 @@ pub fn run(args: TransferArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         report["task"].as_str().unwrap_or("?"),
         report["model"].as_str().unwrap_or("?")
     );
-    writeln!(out, "loss learned on {from}: {learned}")?;
+    writeln!(out, "loss learned on {from}: {}", learned.describe())?;
     writeln!(
         out,
         "meta-tested on {} / {}, {} seeds, {} steps ({}):",
@@ -99,7 +94,7 @@ pub fn run(args: TransferArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         "metric": task.metric().name(),
         "config": config_json(&cfg),
         "meta_test": results.iter().map(|(name, loss, rows)| json!({
-            "name": name, "loss": loss.to_string(), "seeds": seeds_json(rows),
+            "name": name, "loss": loss.describe(), "seeds": seeds_json(rows),
             "train": stats_json(rows.iter().filter_map(|r| r.train)), "test": stats_json(rows.iter().filter_map(|r| r.test)),
         })).collect::<Vec<_>>(),
     });

@@ -12,6 +12,7 @@ use crate::gp::GpConfig;
 use crate::search::filters::RejectionConfig;
 use crate::search::local::LocalSearchConfig;
 use crate::search::select::SelectionConfig;
+use crate::search::taylorglo::{TaylorForm, TaylorGloConfig};
 use crate::train::TrainConfig;
 use crate::train::optim::OptimizerConfig;
 
@@ -183,6 +184,10 @@ pub struct SearchSection {
     pub robust_repeats: usize,
     /// Among equal means (a saturated error rate), prefer the lower validation task loss.
     pub tie_break_by_task_loss: bool,
+    /// TaylorGLO: CMA-ES's initial step size (population and generations are the ones above).
+    pub cmaes_sigma: f64,
+    /// TaylorGLO: the reference code's polynomial, or the paper's (prediction in every term).
+    pub taylorglo_form: TaylorForm,
 }
 
 impl Default for SearchSection {
@@ -206,6 +211,8 @@ impl Default for SearchSection {
             robust_candidates: 5,
             robust_repeats: 3,
             tie_break_by_task_loss: true,
+            cmaes_sigma: TaylorGloConfig::default().sigma,
+            taylorglo_form: TaylorForm::Reference,
         }
     }
 }
@@ -217,6 +224,10 @@ pub enum SearchMethod {
     Evomal,
     /// GP with all weights fixed at 1.
     Gplfl,
+    /// ML3: a neural loss network trained by the same unrolled differentiation.
+    Ml3,
+    /// TaylorGLO: a third-order Taylor polynomial's eight parameters, searched with CMA-ES.
+    Taylorglo,
     /// No search: meta-test the baseline loss only.
     Baseline,
 }
@@ -444,6 +455,12 @@ impl Manifest {
             MAX_ROBUST,
         )?;
         count("search.robust_repeats", g.robust_repeats, 0, MAX_ROBUST)?;
+        if !(g.cmaes_sigma.is_finite() && g.cmaes_sigma > 0.0) {
+            return Err((
+                "search.cmaes_sigma",
+                format!("must be a positive number, found {}", g.cmaes_sigma),
+            ));
+        }
         count(
             "search.init_max_height",
             g.init_max_height,
@@ -577,6 +594,16 @@ impl Manifest {
                 nesterov: f.nesterov,
                 weight_decay: f.weight_decay,
             },
+        }
+    }
+
+    /// TaylorGLO's CMA-ES: the search section's population and generations, and its sigma.
+    pub fn taylorglo_config(&self) -> TaylorGloConfig {
+        TaylorGloConfig {
+            population: self.search.population,
+            generations: self.search.generations,
+            sigma: self.search.cmaes_sigma,
+            form: self.search.taylorglo_form,
         }
     }
 

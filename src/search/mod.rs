@@ -3,6 +3,7 @@
 //! selection of the loss to keep (`select`).
 
 pub mod filters;
+pub mod learned;
 pub mod local;
 pub mod ml3;
 pub mod run;

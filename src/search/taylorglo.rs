@@ -18,6 +18,7 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use cmaes::{CMAESOptions, DVector, TerminationReason};
+use serde::{Deserialize, Serialize};
 
 use crate::backend::KernelKind;
 use crate::backend::jit;
@@ -42,12 +43,26 @@ pub enum TaylorGloError {
 /// The polynomial's parameters.
 pub const N_PARAMS: usize = 8;
 
+/// Which variable the expansion's one-variable terms are in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TaylorForm {
+    /// The reference code's (and METHOD.md's): `(y - t1)`, the target, so the prediction
+    /// enters through the three cross terms only.
+    #[default]
+    Reference,
+    /// Gonzalez & Miikkulainen's paper: the expansion's first variable is the prediction, so
+    /// every term depends on it: `t2 (yhat-t1) + … + t5 (y-t0)(yhat-t1) + …`.
+    Paper,
+}
+
 /// CMA-ES settings; `Default` is the reference.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TaylorGloConfig {
     pub population: usize,
     pub generations: usize,
     pub sigma: f64,
+    pub form: TaylorForm,
 }
 
 impl Default for TaylorGloConfig {
@@ -56,19 +71,24 @@ impl Default for TaylorGloConfig {
             population: 25,
             generations: 50,
             sigma: 1.2,
+            form: TaylorForm::Reference,
         }
     }
 }
 
 /// The Taylor loss with parameters `t` as an expression: each parameter is the weight of a
 /// constant node or of a term (a node's weight scales what it feeds its parent).
-pub fn taylor_loss(t: &[f64; N_PARAMS]) -> LossExpr {
+pub fn taylor_loss(t: &[f64; N_PARAMS], form: TaylorForm) -> LossExpr {
     let w = |x: f64| x as f32;
     let leaf = |op| LossExpr::leaf(op, 1.0);
     let constant = |x: f64| LossExpr::leaf(Op::One, w(x));
-    // y - t1 and yhat - t0, each a fresh subtree where used (a tree, not a graph).
-    let dy = || LossExpr::binary(Op::Sub, 1.0, &leaf(Op::Y), &constant(t[1]));
-    let dp = || LossExpr::binary(Op::Sub, 1.0, &leaf(Op::Yhat), &constant(t[0]));
+    let (first, second) = match form {
+        TaylorForm::Reference => (Op::Y, Op::Yhat),
+        TaylorForm::Paper => (Op::Yhat, Op::Y),
+    };
+    // (first - t1) and (second - t0), each a fresh subtree where used (a tree, not a graph).
+    let dy = || LossExpr::binary(Op::Sub, 1.0, &leaf(first), &constant(t[1]));
+    let dp = || LossExpr::binary(Op::Sub, 1.0, &leaf(second), &constant(t[0]));
     let square = |e: &LossExpr| LossExpr::unary(Op::Square, 1.0, e);
     let mul = |weight: f64, a: &LossExpr, b: &LossExpr| LossExpr::binary(Op::Mul, w(weight), a, b);
     let terms = [
@@ -144,7 +164,8 @@ pub fn taylorglo_search(
             Some(f) => Ok(f),
             None => {
                 let params: [f64; N_PARAMS] = std::array::from_fn(|i| x[i]);
-                score(task, make_model, &models, &params, fitness, fitness_seed)
+                let loss = taylor_loss(&params, cfg.form);
+                score(task, make_model, &models, &loss, fitness, fitness_seed)
             }
         };
         on_candidate();
@@ -191,7 +212,7 @@ pub fn taylorglo_search(
     let params: [f64; N_PARAMS] = std::array::from_fn(|i| best.point[i]);
     Ok(TaylorGloResult {
         params,
-        loss: taylor_loss(&params),
+        loss: taylor_loss(&params, cfg.form),
         fitness: best.value,
         generations,
         stopped: end.reasons.iter().map(reason_name).collect(),
@@ -207,12 +228,11 @@ fn score(
     task: &Task<'_>,
     make_model: &(dyn Fn() -> Result<PluginModel, PluginError> + Sync),
     models: &Mutex<Vec<PluginModel>>,
-    params: &[f64; N_PARAMS],
+    loss: &LossExpr,
     fitness: &TrainConfig,
     seed: u64,
 ) -> Result<f64, TrainError> {
-    let loss = taylor_loss(params);
-    let kernel = jit::compile(&loss, KernelKind::LossGrad)?;
+    let kernel = jit::compile(loss, KernelKind::LossGrad)?;
     let pooled = models.lock().expect("not poisoned").pop();
     let mut model = match pooled {
         Some(m) => m,
@@ -228,8 +248,12 @@ mod tests {
     use super::*;
     use crate::expr::interp;
 
-    /// METHOD.md §8's polynomial, written out.
-    fn polynomial(t: &[f64; N_PARAMS], y: f64, p: f64) -> f64 {
+    /// METHOD.md §8's polynomial, written out (the paper's form swaps the variables).
+    fn polynomial(t: &[f64; N_PARAMS], y: f64, p: f64, form: TaylorForm) -> f64 {
+        let (y, p) = match form {
+            TaylorForm::Reference => (y, p),
+            TaylorForm::Paper => (p, y),
+        };
         let (a, b) = (y - t[1], p - t[0]);
         t[2] * a
             + 0.5 * t[3] * a * a
@@ -246,10 +270,13 @@ mod tests {
             [0.5, -1.0, 2.0, 0.3, -0.7, 1.1, 0.25, -2.0],
             [-1.2, 0.8, -0.4, 1.9, 0.6, -0.3, 1.4, 0.9],
         ];
-        for t in &cases {
-            let e = taylor_loss(t);
+        for (t, form) in cases
+            .iter()
+            .flat_map(|t| [(t, TaylorForm::Reference), (t, TaylorForm::Paper)])
+        {
+            let e = taylor_loss(t, form);
             for &(y, p) in &[(0.0, 0.0), (1.0, 0.3), (-0.5, 2.0), (0.0, 0.97), (3.0, -1.0)] {
-                let want = polynomial(t, y, p);
+                let want = polynomial(t, y, p, form);
                 let got = interp::eval(&e, y, p);
                 // The weights are f32: agreement to f32's precision of the parameters.
                 assert!(

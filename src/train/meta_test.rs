@@ -3,10 +3,8 @@
 
 use std::time::Instant;
 
-use crate::backend::KernelKind;
-use crate::backend::jit;
-use crate::expr::LossExpr;
 use crate::plugin::PluginModel;
+use crate::train::objective::ElementLoss;
 use crate::train::{Outcome, Step, Task, TrainConfig, TrainError};
 
 /// One seed's meta-test.
@@ -22,18 +20,17 @@ pub struct SeedResult {
     pub curve: Vec<(usize, f64)>,
 }
 
-/// Trains `loss` (with its own weights) from every seed in `seeds`, recording the test metric at
+/// Trains with `loss` from every seed in `seeds`, recording the test metric at
 /// `curve_points` evenly spaced steps; `on_step` sees each step's index.
 pub fn meta_test(
     task: &Task<'_>,
     model: &mut PluginModel,
-    loss: &LossExpr,
+    loss: &dyn ElementLoss,
     cfg: &TrainConfig,
     seeds: &[u64],
     curve_points: usize,
     on_step: &mut dyn FnMut(usize),
 ) -> Result<Vec<SeedResult>, TrainError> {
-    let kernel = jit::compile(loss, KernelKind::LossGrad)?;
     let metric = task.metric();
     let mut rows = Vec::with_capacity(seeds.len());
     for &seed in seeds {
@@ -51,7 +48,7 @@ pub fn meta_test(
             }
             on_step(s.index);
         };
-        let outcome = task.train(model, &kernel, loss.weights(), cfg, seed, &mut step_fn)?;
+        let outcome = task.train_with(model, loss, cfg, seed, &mut step_fn)?;
         if let Some(e) = probe_error {
             return Err(e);
         }

@@ -248,7 +248,7 @@ fn search_settings_are_validated_with_the_field_named() {
         ("[search]\npopulaton = 10\n", "unknown field `populaton`"),
         (
             "[search]\nmethod = \"random\"\n",
-            "unknown variant `random`, expected one of `evomal`, `gplfl`, `baseline`",
+            "unknown variant `random`, expected one of `evomal`, `gplfl`, `ml3`, `taylorglo`, `baseline`",
         ),
         (
             "[local_search]\ninner_steps = 3\n",

@@ -49,6 +49,12 @@ fn infix(e: &LossExpr, id: NodeId) -> (String, Prec) {
     if w == 1.0 || id == e.root() {
         return (body, prec);
     }
+    // A weighted constant is the number it stands for: `2.5`, not `2.5 * 1`.
+    if let Some(c) = e.op(id).constant() {
+        let v = c * w as f64;
+        let prec = if v < 0.0 { Prec::Negation } else { Prec::Atom };
+        return (num(v), prec);
+    }
     (
         format!("{} * {}", num(w as f64), paren(body, prec, Prec::Power)),
         Prec::Product,

@@ -12,6 +12,7 @@ mod gpu;
 mod hardening;
 mod images;
 mod local_search;
+mod methods;
 mod plugins;
 mod readme_snippet;
 mod run;

@@ -46,6 +46,9 @@ fn infix_goldens() {
         ),
         ("square(mul(-1, yhat))", "(-yhat)^2"),
         ("0.5*square(y)", "y^2"),
+        ("sub(y, 2.5*1)", "y - 2.5"),
+        ("add(y, 2*-1)", "y + -2"),
+        ("mul(yhat, 0.5*-1)", "yhat * (-0.5)"),
     ];
     for (text, want) in cases {
         let e: LossExpr = text.parse().unwrap();

@@ -184,6 +184,11 @@ pub struct SearchSection {
     pub robust_repeats: usize,
     /// Among equal means (a saturated error rate), prefer the lower validation task loss.
     pub tie_break_by_task_loss: bool,
+    /// How the finalists are trained when scored again: as in the search (`fitness`), or as in
+    /// the meta-test (`testing`), so the choice is made on the horizon the loss is used for.
+    pub robust_training: RobustTraining,
+    /// Score the baseline loss with the finalists, and keep it when none of them beats it.
+    pub robust_baseline: bool,
     /// TaylorGLO: CMA-ES's initial step size (population and generations are the ones above).
     pub cmaes_sigma: f64,
     /// TaylorGLO: the reference code's polynomial, or the paper's (prediction in every term).
@@ -205,16 +210,29 @@ impl Default for SearchSection {
             init_max_height: gp.init_max_height,
             max_height: gp.max_height,
             seed: 0,
-            // Off by default: on diabetes-linear (search seeds 0-7) and digits-MLP (0-2) it kept
-            // losses no better on test than the single best fitness (docs/manifest.md).
-            robust_selection: false,
+            // On by default, trained as in the meta-test with the baseline among the finalists:
+            // on diabetes-linear (search seeds 0-7) it took the mean test MSE from 0.478 to
+            // 0.470 and kept every seed at or below MSE's (docs/method.md).
+            robust_selection: true,
             robust_candidates: 5,
             robust_repeats: 3,
             tie_break_by_task_loss: true,
+            robust_training: RobustTraining::Testing,
+            robust_baseline: true,
             cmaes_sigma: TaylorGloConfig::default().sigma,
             taylorglo_form: TaylorForm::Reference,
         }
     }
+}
+
+/// The training of the robust selection's re-scoring runs.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum RobustTraining {
+    /// `[fitness]`: the search's partial training.
+    Fitness,
+    /// `[testing]`: the meta-test's full training.
+    Testing,
 }
 
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
@@ -614,6 +632,11 @@ impl Manifest {
             candidates: g.robust_candidates,
             repeats: g.robust_repeats,
             tie_break: g.tie_break_by_task_loss,
+            baseline: g.robust_baseline,
+            train: match g.robust_training {
+                RobustTraining::Fitness => self.fitness_config(),
+                RobustTraining::Testing => self.testing_config(),
+            },
         })
     }
 

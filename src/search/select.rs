@@ -12,14 +12,20 @@ use crate::expr::LossExpr;
 use crate::plugin::{PluginError, PluginModel};
 use crate::search::run::{Search, SearchError};
 use crate::train::objective::TaskKind;
-use crate::train::{Metric, Outcome, Task, TrainError};
+use crate::train::{Metric, Outcome, Task, TrainConfig, TrainError};
 
-/// How many candidates are scored again, how often, and whether ties look at the task loss.
+/// How many candidates are scored again, how often, with what training, and whether ties look
+/// at the task loss.
 #[derive(Clone, Debug)]
 pub struct SelectionConfig {
     pub candidates: usize,
     pub repeats: usize,
     pub tie_break: bool,
+    /// Score the task's baseline (MSE or cross-entropy) alongside, and keep it when no
+    /// candidate's mean beats it.
+    pub baseline: bool,
+    /// The training of each re-scoring run: the search's fitness training, or the meta-test's.
+    pub train: TrainConfig,
 }
 
 /// One candidate scored again.
@@ -27,9 +33,10 @@ pub struct SelectionConfig {
 pub struct Rescored {
     /// With its learned weights.
     pub loss: LossExpr,
-    /// Its fitness in the search, and the generation that found it.
+    /// Its fitness in the search, and the generation that found it (`None` for the baseline,
+    /// which the search did not score).
     pub search_fitness: f64,
-    pub generation: usize,
+    pub generation: Option<usize>,
     /// The metric on the validation split after each run (the search's seed first).
     pub fitness: Vec<f64>,
     /// The task loss (MSE or cross-entropy) on the validation split after each run.
@@ -56,7 +63,7 @@ fn mean(xs: &[f64]) -> f64 {
 }
 
 /// The best `cfg.candidates` distinct candidates of `search`, each trained `1 + cfg.repeats`
-/// times (from the search's seed, then from seeds derived from it) as its fitness was; returns
+/// times (from the search's seed, then from seeds derived from it) with `cfg.train`; returns
 /// them in the search's order and the index of the one chosen. `None` when the search found no
 /// candidate with a finite fitness.
 pub fn robust_selection(
@@ -65,14 +72,18 @@ pub fn robust_selection(
     cfg: &SelectionConfig,
     make_model: &(dyn Fn() -> Result<PluginModel, PluginError> + Sync),
 ) -> Result<Option<(Vec<Rescored>, usize)>, SearchError> {
-    let finalists: Vec<_> = search
+    let mut finalists: Vec<(LossExpr, f64, Option<usize>)> = search
         .hall_of_fame()
         .into_iter()
         .filter(|e| e.fitness.is_finite())
         .take(cfg.candidates)
+        .map(|e| (e.loss.clone(), e.fitness, Some(e.generation)))
         .collect();
     if finalists.is_empty() {
         return Ok(None);
+    }
+    if cfg.baseline {
+        finalists.push((task.kind.baseline(), f64::NAN, None));
     }
     let plan = search.plan();
     let seeds: Vec<u64> = std::iter::once(plan.seed)
@@ -84,15 +95,27 @@ pub fn robust_selection(
     };
     let rescored: Vec<Rescored> = finalists
         .par_iter()
-        .map_init(make_model, |model, e| {
+        .map_init(make_model, |model, (loss, search_fitness, generation)| {
             let model = model
                 .as_mut()
                 .map_err(|err| SearchError::Train(TrainError::Plugin(err.clone())))?;
-            let kernel = jit::compile(&e.loss, KernelKind::LossGrad).map_err(TrainError::from)?;
+            let kernel = jit::compile(loss, KernelKind::LossGrad).map_err(TrainError::from)?;
+            // The baseline's search fitness, as the search would have scored it.
+            let search_fitness = match generation {
+                Some(_) => *search_fitness,
+                None => task.fitness(
+                    model,
+                    &kernel,
+                    loss.weights(),
+                    &plan.fitness,
+                    plan.seed,
+                    1,
+                )?,
+            };
             let mut r = Rescored {
-                loss: e.loss.clone(),
-                search_fitness: e.fitness,
-                generation: e.generation,
+                loss: loss.clone(),
+                search_fitness,
+                generation: *generation,
                 fitness: Vec::new(),
                 task_loss: Vec::new(),
             };
@@ -101,8 +124,8 @@ pub fn robust_selection(
                 let outcome = task.train(
                     model,
                     &kernel,
-                    e.loss.weights(),
-                    &plan.fitness,
+                    loss.weights(),
+                    &cfg.train,
                     seed,
                     &mut |_| {},
                 )?;

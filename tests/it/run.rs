@@ -517,7 +517,7 @@ fn robust_selection_keeps_the_best_mean_of_the_finalists() {
     assert_eq!(finalists[chosen]["loss"], report["best"]["loss"]);
     assert!(
         String::from_utf8_lossy(&o.stdout)
-            .contains("robust selection: the best 3 candidates trained 4 times each")
+            .contains("robust selection: 3 finalists trained 4 times each")
     );
     std::fs::remove_dir_all(&dir).ok();
 }

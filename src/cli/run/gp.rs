@@ -104,7 +104,7 @@ pub(super) fn search(cx: &Context<'_>) -> anyhow::Result<Searched> {
             Some(Found {
                 loss: LearnedLoss::Expr(r.loss.clone()),
                 fitness: r.search_fitness,
-                generation: Some(r.generation),
+                generation: r.generation,
             })
         }
         None => search.best.as_ref().map(|b| Found {
@@ -138,11 +138,14 @@ pub(super) fn search(cx: &Context<'_>) -> anyhow::Result<Searched> {
     }
     let mut details = serde_json::Map::new();
     if let Some((rescored, chosen)) = &selection {
+        let kept = match rescored[*chosen].generation {
+            Some(_) => format!("#{}", chosen + 1),
+            None => "the baseline: no candidate's mean beat it".to_string(),
+        };
         summary.push(format!(
-            "robust selection: the best {} candidates trained {} times each; kept #{} (mean {} {:.5})",
+            "robust selection: {} finalists trained {} times each; kept {kept} (mean {} {:.5})",
             rescored.len(),
             rescored[0].fitness.len(),
-            chosen + 1,
             task.metric().name(),
             rescored[*chosen].mean()
         ));
@@ -151,7 +154,8 @@ pub(super) fn search(cx: &Context<'_>) -> anyhow::Result<Searched> {
             json!({
                 "chosen": chosen,
                 "candidates": rescored.iter().map(|r| json!({
-                    "loss": r.loss.to_string(), "generation": r.generation + 1, "search_fitness": finite(r.search_fitness),
+                    "loss": r.loss.to_string(), "generation": r.generation.map(|g| g + 1),
+                    "baseline": r.generation.is_none(), "search_fitness": finite(r.search_fitness),
                     "fitness": r.fitness.iter().map(|&f| finite(f)).collect::<Vec<_>>(),
                     "task_loss": r.task_loss.iter().map(|&f| finite(f)).collect::<Vec<_>>(),
                     "mean": finite(r.mean()), "task_loss_mean": finite(r.task_loss_mean()),

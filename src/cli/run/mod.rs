@@ -315,7 +315,12 @@ pub fn run_job(job: Job, out: &mut dyn Write) -> anyhow::Result<()> {
                 b.fitness,
                 baseline_fitness
             )?;
-            if b.fitness >= baseline_fitness {
+            if b.loss == LearnedLoss::Expr(baseline.clone()) {
+                writeln!(
+                    out,
+                    "the search found no loss better than the baseline on validation: the baseline is kept"
+                )?;
+            } else if b.fitness >= baseline_fitness {
                 writeln!(
                     out,
                     "warning: the learned loss is not better than the baseline on validation ({:.5} vs {:.5}); prefer the baseline, or search longer",

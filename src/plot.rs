@@ -145,11 +145,17 @@ pub fn comparison(
         .collect();
     let (lo, hi) = values
         .iter()
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| (a.min(v), b.max(v)));
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| {
+            (a.min(v), b.max(v))
+        });
     if !lo.is_finite() {
         return Err(err(&"no finite value to draw"));
     }
-    let d = if hi > lo { (hi - lo) * 0.1 } else { lo.abs().max(1.0) * 0.05 };
+    let d = if hi > lo {
+        (hi - lo) * 0.1
+    } else {
+        lo.abs().max(1.0) * 0.05
+    };
     let root = SVGBackend::new(path, (1400, 540)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| err(&e))?;
     let (left, right) = root.split_horizontally(560);
@@ -195,8 +201,14 @@ pub fn comparison(
         }
     }
     drop(chart);
-    lines_on(&right, "meta-testing: test curve (mean)", "training step", metric, curves)
-        .map_err(|e| err(&e))?;
+    lines_on(
+        &right,
+        "meta-testing: test curve (mean)",
+        "training step",
+        metric,
+        curves,
+    )
+    .map_err(|e| err(&e))?;
     root.present().map_err(|e| err(&e))?;
     Ok(())
 }

@@ -22,7 +22,11 @@ pub struct CompareArgs {
     /// The experiment manifest (TOML); its `[search] method` and `seed` are set per run.
     manifest: PathBuf,
     /// Methods to compare, in order (baseline, gplfl, evomal, ml3, taylorglo).
-    #[arg(long, value_delimiter = ',', default_value = "baseline,gplfl,evomal,ml3,taylorglo")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "baseline,gplfl,evomal,ml3,taylorglo"
+    )]
     methods: Vec<String>,
     /// Search seeds: `A..B` (B excluded), `A..=B`, or a list `0,3,7`. The baseline does not
     /// search and runs once.
@@ -79,7 +83,11 @@ pub fn run(args: CompareArgs, out: &mut dyn Write) -> anyhow::Result<()> {
             jobs.push((m, None, root.join("baseline")));
         } else {
             for &s in &seeds {
-                jobs.push((m, Some(s), root.join(method_name(m)).join(format!("seed-{s}"))));
+                jobs.push((
+                    m,
+                    Some(s),
+                    root.join(method_name(m)).join(format!("seed-{s}")),
+                ));
             }
         }
     }
@@ -100,16 +108,21 @@ pub fn run(args: CompareArgs, out: &mut dyn Write) -> anyhow::Result<()> {
             } else {
                 Job {
                     manifest_path: args.manifest.clone(),
-                    manifest_text: with_method(&text, *method, seed.unwrap_or(manifest.search.seed))
-                        .with_context(|| format!("rewriting `{}`", args.manifest.display()))?,
+                    manifest_text: with_method(
+                        &text,
+                        *method,
+                        seed.unwrap_or(manifest.search.seed),
+                    )
+                    .with_context(|| format!("rewriting `{}`", args.manifest.display()))?,
                     out_dir: Some(dir.clone()),
                     checkpoint: None,
                     options: quiet.clone(),
                 }
             };
             let mut summary = Vec::new();
-            run_job(job, &mut summary)
-                .with_context(|| format!("the {} run in `{}`", method_name(*method), dir.display()))?;
+            run_job(job, &mut summary).with_context(|| {
+                format!("the {} run in `{}`", method_name(*method), dir.display())
+            })?;
             write_atomic(&dir.join("summary.txt"), &summary)?;
         }
         bar.inc(1);
@@ -192,9 +205,7 @@ fn with_method(text: &str, method: SearchMethod, seed: u64) -> anyhow::Result<St
     let search = doc
         .entry("search")
         .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-    let table = search
-        .as_table_mut()
-        .context("`search` is not a table")?;
+    let table = search.as_table_mut().context("`search` is not a table")?;
     table.insert("method".into(), toml::Value::String(method_name(method)));
     table.insert("seed".into(), toml::Value::Integer(i64::try_from(seed)?));
     Ok(toml::to_string(&doc)?)
@@ -224,7 +235,9 @@ fn read_row(method: &str, seed: Option<u64>, dir: &Path) -> anyhow::Result<Row> 
         "learned"
     };
     let entry = entries.iter().find(|e| e["name"] == pick);
-    let seeds = entry.and_then(|e| e["seeds"].as_array().cloned()).unwrap_or_default();
+    let seeds = entry
+        .and_then(|e| e["seeds"].as_array().cloned())
+        .unwrap_or_default();
     let tests = seeds.iter().map(|s| s["test"].as_f64()).collect();
     let curves: Vec<Vec<(usize, f64)>> = seeds
         .iter()
@@ -234,9 +247,13 @@ fn read_row(method: &str, seed: Option<u64>, dir: &Path) -> anyhow::Result<Row> 
         .into_iter()
         .map(|(x, y)| (x as usize, y))
         .collect();
-    let train = entry.and_then(|e| Some((e["train"]["mean"].as_f64()?, e["train"]["std"].as_f64()?)));
+    let train =
+        entry.and_then(|e| Some((e["train"]["mean"].as_f64()?, e["train"]["std"].as_f64()?)));
     let (validation, loss) = if method == "baseline" {
-        (r["baseline"]["validation"].as_f64(), r["baseline"]["loss"].as_str().unwrap_or("").to_string())
+        (
+            r["baseline"]["validation"].as_f64(),
+            r["baseline"]["loss"].as_str().unwrap_or("").to_string(),
+        )
     } else {
         let b = &r["best"];
         let loss = match (b["infix"].as_str(), b["network"].as_str()) {
@@ -417,7 +434,11 @@ mod tests {
         assert_eq!(doc["search"]["seed"].as_integer(), Some(3));
         assert_eq!(doc["search"]["population"].as_integer(), Some(4));
         assert_eq!(doc["task"]["plugin"].as_str(), Some("sine"));
-        let bare = with_method("[task]\nplugin = \"x\"\nmodel = \"y\"\n", SearchMethod::Taylorglo, 0);
+        let bare = with_method(
+            "[task]\nplugin = \"x\"\nmodel = \"y\"\n",
+            SearchMethod::Taylorglo,
+            0,
+        );
         assert!(bare.unwrap().contains("taylorglo"));
         assert!(parse_method("evomal").is_ok());
         assert!(parse_method("ml4").is_err());

@@ -81,8 +81,8 @@ pub fn learned_source(source: &str) -> anyhow::Result<LearnedLoss> {
         serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
     if let Some(file) = report["best"]["network"].as_str() {
         let net_path = dir.join(file);
-        let text = read_limited(&net_path)
-            .with_context(|| format!("reading {}", net_path.display()))?;
+        let text =
+            read_limited(&net_path).with_context(|| format!("reading {}", net_path.display()))?;
         let net = LossNet::from_json(&text).with_context(|| format!("{}", net_path.display()))?;
         return Ok(LearnedLoss::Network(net));
     }

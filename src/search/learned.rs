@@ -16,7 +16,10 @@ pub enum LearnedLoss {
 
 /// A loss ready to train with: a compiled kernel under its weights, or a network.
 pub enum Trainable {
-    Kernel { kernel: JitKernel, weights: Vec<f32> },
+    Kernel {
+        kernel: JitKernel,
+        weights: Vec<f32>,
+    },
     Network(LossNet),
 }
 

@@ -103,14 +103,9 @@ pub fn robust_selection(
             // The baseline's search fitness, as the search would have scored it.
             let search_fitness = match generation {
                 Some(_) => *search_fitness,
-                None => task.fitness(
-                    model,
-                    &kernel,
-                    loss.weights(),
-                    &plan.fitness,
-                    plan.seed,
-                    1,
-                )?,
+                None => {
+                    task.fitness(model, &kernel, loss.weights(), &plan.fitness, plan.seed, 1)?
+                }
             };
             let mut r = Rescored {
                 loss: loss.clone(),

@@ -120,6 +120,11 @@ pub struct GenerationStats {
     pub seconds: f64,
 }
 
+/// What sees the record after each generation: every point scored so far, and the
+/// generations' statistics.
+pub type OnGeneration<'a> =
+    dyn FnMut(&Scored, &[GenerationStats]) -> Result<(), TaylorGloError> + 'a;
+
 /// Fitness of every point scored so far, keyed by the parameters' bits: a resumed run's record.
 pub type Scored = BTreeMap<[u64; N_PARAMS], f64>;
 
@@ -152,7 +157,7 @@ pub fn taylorglo_search(
     seed: u64,
     scored: &mut Scored,
     on_candidate: &(dyn Fn() + Sync),
-    on_generation: &mut dyn FnMut(&Scored, &[GenerationStats]) -> Result<(), TaylorGloError>,
+    on_generation: &mut OnGeneration<'_>,
 ) -> Result<TaylorGloResult, TaylorGloError> {
     let record = Mutex::new(std::mem::take(scored));
     let models: Mutex<Vec<PluginModel>> = Mutex::new(Vec::new());
@@ -198,7 +203,10 @@ pub fn taylorglo_search(
         values.sort_by(f64::total_cmp);
         generations.push(GenerationStats {
             best: values.first().copied().unwrap_or(f64::INFINITY),
-            median: values.get(values.len() / 2).copied().unwrap_or(f64::INFINITY),
+            median: values
+                .get(values.len() / 2)
+                .copied()
+                .unwrap_or(f64::INFINITY),
             seconds: started.elapsed().as_secs_f64(),
         });
         started = Instant::now();
@@ -275,7 +283,13 @@ mod tests {
             .flat_map(|t| [(t, TaylorForm::Reference), (t, TaylorForm::Paper)])
         {
             let e = taylor_loss(t, form);
-            for &(y, p) in &[(0.0, 0.0), (1.0, 0.3), (-0.5, 2.0), (0.0, 0.97), (3.0, -1.0)] {
+            for &(y, p) in &[
+                (0.0, 0.0),
+                (1.0, 0.3),
+                (-0.5, 2.0),
+                (0.0, 0.97),
+                (3.0, -1.0),
+            ] {
                 let want = polynomial(t, y, p, form);
                 let got = interp::eval(&e, y, p);
                 // The weights are f32: agreement to f32's precision of the parameters.

@@ -82,8 +82,7 @@ fn ml3_saves_its_network_which_trains_again_to_the_same_result() {
         "--out",
         again.to_str().unwrap(),
     ]));
-    let again: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&again).unwrap()).unwrap();
+    let again: serde_json::Value = serde_json::from_slice(&std::fs::read(&again).unwrap()).unwrap();
     assert_eq!(again["seeds"][0]["test"], learned["seeds"][0]["test"]);
     // The run directory names it too (transfer reads it from there).
     let t = dir.join("transfer.json");
@@ -121,7 +120,10 @@ fn taylorglo_is_deterministic_for_a_seed_and_resumes_by_replay() {
     let m = tiny_manifest(&dir, &[("method = \"evomal\"", "method = \"taylorglo\"")]);
     let (a, b) = (dir.join("a"), dir.join("b"));
     let stdout = run(&m, &a);
-    assert!(stdout.contains("TaylorGLO: 3 CMA-ES generations of 8, 24 points scored"), "{stdout}");
+    assert!(
+        stdout.contains("TaylorGLO: 3 CMA-ES generations of 8, 24 points scored"),
+        "{stdout}"
+    );
     run(&m, &b);
     assert_eq!(timeless(&a), timeless(&b), "two runs of one seed differ");
     let r = report(&a);
@@ -135,13 +137,21 @@ fn taylorglo_is_deterministic_for_a_seed_and_resumes_by_replay() {
     let c = dir.join("c");
     std::fs::create_dir_all(&c).unwrap();
     std::fs::copy(a.join("checkpoint.json"), c.join("checkpoint.json")).unwrap();
-    ok(&evomal(&["run", "--quiet", "--resume", c.to_str().unwrap()]));
+    ok(&evomal(&[
+        "run",
+        "--quiet",
+        "--resume",
+        c.to_str().unwrap(),
+    ]));
     assert_eq!(timeless(&a), timeless(&c), "the replay differs");
 
     // Another search seed samples other points.
     let m2 = tiny_manifest(
         &dir.join("seed1"),
-        &[("method = \"evomal\"", "method = \"taylorglo\""), ("seed = 0", "seed = 1")],
+        &[
+            ("method = \"evomal\"", "method = \"taylorglo\""),
+            ("seed = 0", "seed = 1"),
+        ],
     );
     let d = dir.join("d");
     run(&m2, &d);

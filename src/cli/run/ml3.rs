@@ -17,6 +17,7 @@ pub(super) fn search(cx: &Context<'_>, model: &mut PluginModel) -> anyhow::Resul
     // A checkpoint from the start, so that an interrupted run can be resumed by name.
     cx.checkpoint("ml3", json!({"started": true}))?;
     let cfg = manifest.local_search_config();
+    let started = std::time::Instant::now();
     let bar = progress(cfg.meta_steps, cx.job.options.quiet);
     bar.set_message("ML3 meta-training");
     let res = ml3_search(task, model, &cfg, manifest.search.seed, &mut |i| {
@@ -33,7 +34,9 @@ pub(super) fn search(cx: &Context<'_>, model: &mut PluginModel) -> anyhow::Resul
     let mut summary = vec![format!(
         "ML3: {} meta steps, validation task loss after the unrolled step {} -> {}",
         res.trace.len(),
-        res.trace.first().map_or("n/a".into(), |v| format!("{v:.5}")),
+        res.trace
+            .first()
+            .map_or("n/a".into(), |v| format!("{v:.5}")),
         res.trace.last().map_or("n/a".into(), |v| format!("{v:.5}")),
     )];
     if res.diverged {
@@ -47,6 +50,7 @@ pub(super) fn search(cx: &Context<'_>, model: &mut PluginModel) -> anyhow::Resul
         "ml3".into(),
         json!({
             "meta_steps": res.trace.len(), "diverged": res.diverged, "used_fd_jvp": res.used_fd_jvp,
+            "seconds": started.elapsed().as_secs_f64(),
             "trace": res.trace.iter().map(|&v| finite(v as f64)).collect::<Vec<_>>(),
         }),
     );
@@ -56,7 +60,7 @@ pub(super) fn search(cx: &Context<'_>, model: &mut PluginModel) -> anyhow::Resul
         .enumerate()
         .map(|(i, &v)| ((i + 1) as f64, v as f64))
         .collect();
-    let best = fitness.is_finite().then(|| Found {
+    let best = fitness.is_finite().then_some(Found {
         loss: LearnedLoss::Network(res.net),
         fitness,
         generation: None,

@@ -246,7 +246,8 @@ pub fn run_job(job: Job, out: &mut dyn Write) -> anyhow::Result<()> {
         },
     };
     let baseline = task.kind.baseline();
-    let baseline_kernel = evomal::backend::jit::compile(&baseline, evomal::backend::KernelKind::LossGrad)?;
+    let baseline_kernel =
+        evomal::backend::jit::compile(&baseline, evomal::backend::KernelKind::LossGrad)?;
     let fitness_cfg = manifest.fitness_config();
     let baseline_fitness = task.fitness(
         &mut model,
@@ -391,10 +392,8 @@ pub fn run_job(job: Job, out: &mut dyn Write) -> anyhow::Result<()> {
                     e.to_infix()
                 );
                 write_atomic(&dir.join("best_loss.txt"), text.as_bytes())?;
-                let shader = super::shader::validated_shader(
-                    e,
-                    evomal::backend::KernelKind::LossGrad,
-                )?;
+                let shader =
+                    super::shader::validated_shader(e, evomal::backend::KernelKind::LossGrad)?;
                 write_atomic(&dir.join("best_loss.wgsl"), shader.as_bytes())?;
             }
             LearnedLoss::Network(n) => {

@@ -57,10 +57,7 @@ pub(super) fn search(cx: &Context<'_>) -> anyhow::Result<Searched> {
     candidates.finish_and_clear();
     bar.finish_and_clear();
 
-    let found_in = res
-        .generations
-        .iter()
-        .position(|g| g.best == res.fitness);
+    let found_in = res.generations.iter().position(|g| g.best == res.fitness);
     let summary = vec![
         format!(
             "TaylorGLO: {} CMA-ES generations of {}, {} points scored; stopped: {}",

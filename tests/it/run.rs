@@ -473,8 +473,8 @@ fn the_device_is_chosen_recorded_and_kept_on_resume() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
-/// `robust_selection = true`: the best distinct candidates are trained again and the best mean
-/// is kept, with every run in run.json.
+/// `robust_selection = true`, trained as the fitness is and without the baseline: the best
+/// distinct candidates are trained again and the best mean is kept, with every run in run.json.
 #[test]
 fn robust_selection_keeps_the_best_mean_of_the_finalists() {
     build_plugin("evomal-plugin-diabetes");
@@ -483,7 +483,7 @@ fn robust_selection_keeps_the_best_mean_of_the_finalists() {
         &dir,
         &[(
             "seed = 0\n",
-            "seed = 0\nrobust_selection = true\nrobust_candidates = 3\n",
+            "seed = 0\nrobust_selection = true\nrobust_candidates = 3\nrobust_training = \"fitness\"\nrobust_baseline = false\n",
         )],
     );
     let o = run(manifest.to_str().unwrap(), &dir.join("out"));
@@ -520,6 +520,49 @@ fn robust_selection_keeps_the_best_mean_of_the_finalists() {
             .contains("robust selection: 3 finalists trained 4 times each")
     );
     std::fs::remove_dir_all(&dir).ok();
+}
+
+/// The default selection: finalists trained as in the meta-test, the baseline among them; the
+/// chosen one has the least mean, and when it is the baseline the run hands back the baseline.
+#[test]
+fn the_default_selection_scores_the_baseline_too_and_keeps_it_when_nothing_beats_it() {
+    build_plugin("evomal-plugin-diabetes");
+    for (seed, name) in [(0, "default-0"), (1, "default-1"), (2, "default-2")] {
+        let dir = temp_dir(name);
+        let manifest = tiny_manifest(&dir, &[("seed = 0\n", &format!("seed = {seed}\n"))]);
+        let o = run(manifest.to_str().unwrap(), &dir.join("out"));
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let stdout = String::from_utf8_lossy(&o.stdout);
+        let report: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.join("out/run.json")).unwrap()).unwrap();
+        let finalists = report["selection"]["candidates"].as_array().unwrap();
+        let baseline: Vec<&serde_json::Value> =
+            finalists.iter().filter(|c| c["baseline"] == true).collect();
+        assert_eq!(baseline.len(), 1, "the baseline is a finalist");
+        assert_eq!(baseline[0]["loss"], report["baseline"]["loss"]);
+        assert!(baseline[0]["generation"].is_null());
+        assert_eq!(
+            baseline[0]["search_fitness"], report["baseline"]["validation"],
+            "the baseline's search fitness is the one the report gives"
+        );
+        let means: Vec<f64> = finalists
+            .iter()
+            .map(|c| c["mean"].as_f64().unwrap_or(f64::INFINITY))
+            .collect();
+        let chosen = report["selection"]["chosen"].as_u64().unwrap() as usize;
+        assert!(means.iter().all(|&m| m >= means[chosen]), "{means:?}");
+        assert_eq!(finalists[chosen]["loss"], report["best"]["loss"]);
+        if finalists[chosen]["baseline"] == true {
+            assert!(
+                stdout.contains("kept the baseline: no candidate's mean beat it"),
+                "{stdout}"
+            );
+            assert!(stdout.contains("the baseline is kept"), "{stdout}");
+        } else {
+            assert!(means[chosen] <= means[finalists.len() - 1]);
+        }
+        std::fs::remove_dir_all(&dir).ok();
+    }
 }
 
 /// `robust_selection = false` keeps the reference's choice: the best single fitness of the

@@ -217,6 +217,22 @@ fn compare_tabulates_two_methods_on_two_seeds_and_skips_finished_runs() {
         .unwrap();
     assert_eq!(stamp, after, "a finished run was run again");
 
+    // A run without its run.json (interrupted after its last checkpoint) is resumed, to the
+    // result it had.
+    let before = timeless(&out.join("gplfl/seed-1"));
+    std::fs::remove_file(out.join("gplfl/seed-1/run.json")).unwrap();
+    let again = ok(&evomal(&args));
+    assert_eq!(timeless(&out.join("gplfl/seed-1")), before);
+    // The same table bar the resumed run's seconds.
+    let cells = |t: &str| -> Vec<String> {
+        t.lines()
+            .filter(|l| l.starts_with("| gplfl | 1 |"))
+            .map(|l| l.split(" | ").take(4).collect::<Vec<_>>().join(" | "))
+            .collect()
+    };
+    assert_eq!(cells(&again), cells(&first));
+    assert_eq!(cells(&first).len(), 1);
+
     let o = evomal(&["compare", m.to_str().unwrap(), "--methods", "gplfl,ml4"]);
     assert!(String::from_utf8_lossy(&o.stderr).contains("unknown method `ml4`"));
     std::fs::remove_dir_all(&dir).ok();

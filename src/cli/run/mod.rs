@@ -288,15 +288,20 @@ pub fn run_job(job: Job, out: &mut dyn Write) -> anyhow::Result<()> {
 
     // Human summary.
     let metric = task.metric();
-    writeln!(
-        out,
-        "{} / {}: {} search, {} x {} candidates",
-        plugin.name(),
-        manifest.task.model,
-        method_name(method),
-        manifest.search.population,
-        manifest.search.generations
-    )?;
+    let size = match method {
+        SearchMethod::Baseline => "no search".to_string(),
+        SearchMethod::Ml3 => format!(
+            "ml3 search, one network, {} meta steps",
+            manifest.local_search.meta_steps
+        ),
+        _ => format!(
+            "{} search, {} x {} candidates",
+            method_name(method),
+            manifest.search.population,
+            manifest.search.generations
+        ),
+    };
+    writeln!(out, "{} / {}: {size}", plugin.name(), manifest.task.model)?;
     for line in &searched.summary {
         writeln!(out, "{line}")?;
     }

@@ -13,7 +13,7 @@ use evomal::plot::{self, Series};
 use evomal::train::meta_test::mean_std;
 use serde_json::{Value, json};
 
-use super::run::{Job, RunOptions, method_name, resume_job, run_job};
+use super::run::{Job, RunOptions, method_name, resume_job, run_job, sha256_hex};
 use super::train::progress;
 use super::write_atomic;
 
@@ -102,18 +102,19 @@ pub fn run(args: CompareArgs, out: &mut dyn Write) -> anyhow::Result<()> {
             method_name(*method),
             seed.map_or(String::new(), |s| format!(", search seed {s}"))
         ));
-        if !dir.join("run.json").is_file() {
-            let job = if dir.join(super::run::CHECKPOINT).is_file() {
+        let run_text = with_method(&text, *method, seed.unwrap_or(manifest.search.seed))
+            .with_context(|| format!("rewriting `{}`", args.manifest.display()))?;
+        if dir.join("run.json").is_file() {
+            same_manifest(&dir.join("run.json"), &run_text)?;
+        } else {
+            let checkpoint = dir.join(super::run::CHECKPOINT);
+            let job = if checkpoint.is_file() {
+                same_manifest(&checkpoint, &run_text)?;
                 resume_job(dir, quiet.clone())?
             } else {
                 Job {
                     manifest_path: args.manifest.clone(),
-                    manifest_text: with_method(
-                        &text,
-                        *method,
-                        seed.unwrap_or(manifest.search.seed),
-                    )
-                    .with_context(|| format!("rewriting `{}`", args.manifest.display()))?,
+                    manifest_text: run_text,
                     out_dir: Some(dir.clone()),
                     checkpoint: None,
                     options: quiet.clone(),
@@ -209,6 +210,22 @@ fn with_method(text: &str, method: SearchMethod, seed: u64) -> anyhow::Result<St
     table.insert("method".into(), toml::Value::String(method_name(method)));
     table.insert("seed".into(), toml::Value::Integer(i64::try_from(seed)?));
     Ok(toml::to_string(&doc)?)
+}
+
+/// Refuses a run (its `run.json` or checkpoint at `path`) made from another manifest than
+/// `text`: its results would not be this comparison's.
+fn same_manifest(path: &Path, text: &str) -> anyhow::Result<()> {
+    let file =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let value: Value =
+        serde_json::from_str(&file).with_context(|| format!("parsing {}", path.display()))?;
+    if value["manifest_sha256"].as_str() != Some(&sha256_hex(text)) {
+        bail!(
+            "`{}` holds a run of another manifest (it changed since, or the directory is another comparison's); choose another --out-dir, or remove that run",
+            path.parent().unwrap_or(path).display()
+        );
+    }
+    Ok(())
 }
 
 fn read_report(dir: &Path) -> anyhow::Result<Value> {

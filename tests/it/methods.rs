@@ -233,6 +233,19 @@ fn compare_tabulates_two_methods_on_two_seeds_and_skips_finished_runs() {
     assert_eq!(cells(&again), cells(&first));
     assert_eq!(cells(&first).len(), 1);
 
+    // A changed manifest does not pass off the old runs as its own.
+    let changed = std::fs::read_to_string(&m)
+        .unwrap()
+        .replace("steps = 300", "steps = 301");
+    std::fs::write(&m, changed).unwrap();
+    let o = evomal(&args);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("holds a run of another manifest"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+
     let o = evomal(&["compare", m.to_str().unwrap(), "--methods", "gplfl,ml4"]);
     assert!(String::from_utf8_lossy(&o.stderr).contains("unknown method `ml4`"));
     std::fs::remove_dir_all(&dir).ok();

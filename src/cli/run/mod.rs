@@ -24,7 +24,8 @@ use serde_json::{Value, json};
 
 use super::files::{RunDir, write_atomic};
 use super::train::{fmt_stats, progress, seeds_json, stats_json, steps_into};
-use report::{finite, sha256_hex};
+use report::finite;
+pub use report::sha256_hex;
 
 #[derive(Args)]
 pub struct RunArgs {
@@ -366,6 +367,7 @@ pub fn run_job(job: Job, out: &mut dyn Write) -> anyhow::Result<()> {
     });
     let mut report = json!({
         "manifest": job.manifest_path.display().to_string(),
+        "manifest_sha256": sha256_hex(&job.manifest_text),
         "task": plugin.name(),
         "model": manifest.task.model,
         "method": method_name(method),

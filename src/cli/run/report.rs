@@ -41,7 +41,7 @@ pub(super) fn hall_of_fame_csv(search: &Search<'_, '_>) -> anyhow::Result<Vec<u8
 }
 
 /// The SHA-256 of `text`, in hex: a checkpoint's seal on the manifest it carries.
-pub(super) fn sha256_hex(text: &str) -> String {
+pub fn sha256_hex(text: &str) -> String {
     use sha2::Digest;
     sha2::Sha256::digest(text.as_bytes())
         .iter()

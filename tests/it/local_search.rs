@@ -150,9 +150,10 @@ fn meta_gradient_matches_finite_differences_on_a_resnet_with_batch_norm() {
 /// ML3's meta-gradient (through the network's contraction) against central differences of the
 /// validation loss over a spread of the network's weights. `dM/dyhat` jumps where a hidden
 /// ReLU switches, so a difference that straddles a switch is no derivative: a weight whose
-/// differences at `h` and `h/4` disagree is skipped, and most must remain.
-fn check_ml3(plugin: &str, model: &str, params: &str) {
-    let p = TaskPlugin::load(&build_plugin(plugin), "{}").unwrap();
+/// forward and backward differences, or whose differences at `h` and `h/4`, disagree is
+/// skipped, and most must remain.
+fn check_ml3(plugin: &str, config: &str, model: &str, params: &str) {
+    let p = TaskPlugin::load(&build_plugin(plugin), config).unwrap();
     let task = Task::new(&p);
     let mut m = p.create_model(model, params).unwrap();
     let mut mg = MetaGradient::for_network(&task, cfg()).unwrap();
@@ -166,16 +167,18 @@ fn check_ml3(plugin: &str, model: &str, params: &str) {
     let (mut checked, mut nonzero) = (0, 0);
     let picks: Vec<usize> = (0..ml3::N_WEIGHTS).step_by(53).collect();
     for &j in &picks {
-        let mut fd = |h: f32| {
-            let mut at = |d: f32| {
-                let mut q = phi.clone();
-                q[j] += d;
-                mg.compute(&mut m, &q, 11, &train, &valid).unwrap().0 as f64
-            };
-            (at(h) - at(-h)) / (2.0 * h as f64)
+        let mut at = |d: f32| {
+            let mut q = phi.clone();
+            q[j] += d;
+            mg.compute(&mut m, &q, 11, &train, &valid).unwrap().0 as f64
         };
-        let (wide, narrow) = (fd(2e-2), fd(5e-3));
-        if (wide - narrow).abs() > 1e-5 + 0.1 * narrow.abs() {
+        let (h, t0) = (1e-2f32, at(0.0));
+        let (up, down) = (at(h), at(-h));
+        let (forward, backward) = ((up - t0) / h as f64, (t0 - down) / h as f64);
+        let narrow = (at(h / 4.0) - at(-h / 4.0)) / (h as f64 / 2.0);
+        let wide = (up - down) / (2.0 * h as f64);
+        let agree = |a: f64, b: f64| (a - b).abs() <= 1e-5 + 0.1 * b.abs().max(a.abs());
+        if !(agree(forward, backward) && agree(wide, narrow)) {
             continue;
         }
         let a = grad[j] as f64;
@@ -197,6 +200,7 @@ fn check_ml3(plugin: &str, model: &str, params: &str) {
 fn ml3_meta_gradient_matches_finite_differences_on_regression() {
     check_ml3(
         "evomal-plugin-diabetes",
+        "{}",
         "mlp",
         r#"{"hidden": [8], "activation": "tanh"}"#,
     );
@@ -206,7 +210,25 @@ fn ml3_meta_gradient_matches_finite_differences_on_regression() {
 fn ml3_meta_gradient_matches_finite_differences_on_classification() {
     check_ml3(
         "evomal-plugin-digits",
+        "{}",
         "mlp",
         r#"{"hidden": [12], "activation": "tanh"}"#,
+    );
+}
+
+/// A one-output classifier: the loss sees both classes of the softmax over `(0, z)`, and the
+/// meta-gradient goes back through that map's transpose.
+#[test]
+fn ml3_meta_gradient_matches_finite_differences_on_a_one_output_classifier() {
+    let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("plugins/csv/examples/breast_cancer.csv");
+    let config = serde_json::json!({
+        "file": file, "target": "diagnosis", "kind": "classification", "binary": "sigmoid",
+    });
+    check_ml3(
+        "evomal-plugin-csv",
+        &config.to_string(),
+        "mlp",
+        r#"{"hidden": [8], "activation": "tanh"}"#,
     );
 }

@@ -128,14 +128,14 @@ impl Gpu {
             DeviceChoice::Auto => match Gpu::new() {
                 Ok(gpu) if !gpu.is_software() => Ok(Some(gpu)),
                 Ok(gpu) => {
-                    eprintln!(
+                    note_once(&format!(
                         "note: running on the CPU: the only GPU adapter is {}, a software rasteriser (--device gpu uses it anyway)",
                         gpu.describe()
-                    );
+                    ));
                     Ok(None)
                 }
                 Err(e) => {
-                    eprintln!("note: running on the CPU: {e}");
+                    note_once(&format!("note: running on the CPU: {e}"));
                     Ok(None)
                 }
             },
@@ -356,5 +356,13 @@ impl Gpu {
         } else {
             (max as u32, total.div_ceil(max) as u32)
         }
+    }
+}
+
+/// Prints the device note once per process: `evomal compare` chooses a device for every run.
+fn note_once(note: &str) {
+    static SAID: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if !SAID.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        eprintln!("{note}");
     }
 }

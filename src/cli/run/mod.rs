@@ -213,6 +213,14 @@ pub fn run_job(job: Job, out: &mut dyn Write) -> anyhow::Result<()> {
             plugin.name()
         );
     }
+    if matches!(method, SearchMethod::Ml3 | SearchMethod::Taylorglo)
+        && job.options.device == Some(DeviceChoice::Gpu)
+    {
+        eprintln!(
+            "note: {} trains on the CPU; --device gpu applies to the GP methods (evomal, gplfl)",
+            method_name(method)
+        );
+    }
     let stem = job
         .manifest_path
         .file_stem()

@@ -51,6 +51,8 @@ struct Row {
     curve: Vec<(usize, f64)>,
     loss: String,
     seconds: f64,
+    /// The search phase's seconds and the candidates it trained (see [`search_cost`]).
+    search: Option<(f64, usize)>,
 }
 
 impl Row {
@@ -152,6 +154,7 @@ pub fn run(args: CompareArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         "methods": summaries(&rows, &methods).iter().map(|s| json!({
             "method": s.method, "search_seeds": s.n, "test_mean": s.mean, "test_std": s.std,
             "worst": s.worst, "best": s.best, "seconds": s.seconds,
+            "ms_per_candidate": s.ms_per_candidate,
         })).collect::<Vec<_>>(),
     });
     write_atomic(
@@ -289,7 +292,31 @@ fn read_row(method: &str, seed: Option<u64>, dir: &Path) -> anyhow::Result<Row> 
         curve,
         loss,
         seconds: r["seconds"].as_f64().unwrap_or(f64::NAN),
+        search: search_cost(&r),
     })
+}
+
+/// A run's search: its seconds and the candidates it trained for their fitness — GP: those
+/// evaluated (EvoMAL's after their local search), TaylorGLO: every point scored, ML3: its one
+/// network. `None` for the baseline.
+fn search_cost(r: &Value) -> Option<(f64, usize)> {
+    let generations = r["generations"].as_array()?;
+    let seconds: f64 = generations
+        .iter()
+        .filter_map(|g| g["seconds"].as_f64())
+        .sum();
+    match r["method"].as_str()? {
+        "evomal" | "gplfl" => {
+            let n = generations
+                .iter()
+                .filter_map(|g| g["counts"]["evaluated"].as_u64())
+                .sum::<u64>();
+            Some((seconds, n as usize))
+        }
+        "taylorglo" => Some((seconds, r["taylorglo"]["points_scored"].as_u64()? as usize)),
+        "ml3" => Some((r["ml3"]["seconds"].as_f64()?, 1)),
+        _ => None,
+    }
 }
 
 /// A method over its search seeds.
@@ -301,6 +328,8 @@ struct Summary {
     best: Option<f64>,
     worst: Option<f64>,
     seconds: f64,
+    /// Search seconds per trained candidate, in milliseconds.
+    ms_per_candidate: Option<f64>,
 }
 
 fn summaries(rows: &[Row], methods: &[SearchMethod]) -> Vec<Summary> {
@@ -319,6 +348,13 @@ fn summaries(rows: &[Row], methods: &[SearchMethod]) -> Vec<Summary> {
                 best: means.iter().copied().reduce(f64::min),
                 worst: means.iter().copied().reduce(f64::max),
                 seconds: mine.iter().map(|r| r.seconds).sum(),
+                ms_per_candidate: {
+                    let (t, n) = mine
+                        .iter()
+                        .filter_map(|r| r.search)
+                        .fold((0.0, 0), |(t, n), (s, c)| (t + s, n + c));
+                    (n > 0).then(|| 1000.0 * t / n as f64)
+                },
             }
         })
         .collect()
@@ -330,18 +366,20 @@ fn fmt(x: Option<f64>) -> String {
 
 fn markdown(rows: &[Row], metric: &str, methods: &[SearchMethod]) -> String {
     let mut t = format!(
-        "| method | search seeds | test {metric} (mean ± std over search seeds) | best | worst | seconds |\n|---|---|---|---|---|---|\n"
+        "| method | search seeds | test {metric} (mean ± std over search seeds) | best | worst | seconds | ms per candidate |\n|---|---|---|---|---|---|---|\n"
     );
     for s in summaries(rows, methods) {
         t += &format!(
-            "| {} | {} | {} ± {} | {} | {} | {:.1} |\n",
+            "| {} | {} | {} ± {} | {} | {} | {:.1} | {} |\n",
             s.method,
             s.n,
             fmt(s.mean),
             fmt(s.std),
             fmt(s.best),
             fmt(s.worst),
-            s.seconds
+            s.seconds,
+            s.ms_per_candidate
+                .map_or("-".into(), |ms| format!("{ms:.1}"))
         );
     }
     t += &format!(

@@ -195,6 +195,9 @@ fn compare_tabulates_two_methods_on_two_seeds_and_skips_finished_runs() {
     let json: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("compare.json")).unwrap()).unwrap();
     assert_eq!(json["runs"].as_array().unwrap().len(), 4);
+    for m in json["methods"].as_array().unwrap() {
+        assert!(m["ms_per_candidate"].as_f64().unwrap() > 0.0, "{m}");
+    }
     // Each run is an ordinary run directory with the method and seed it was given.
     let r = report(&out.join("ml3/seed-1"));
     assert_eq!(r["method"], "ml3");

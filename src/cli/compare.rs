@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 
 use super::run::{Job, RunOptions, method_name, resume_job, run_job, sha256_hex};
 use super::train::progress;
-use super::write_atomic;
+use super::{read_json, write_atomic};
 
 #[derive(Args)]
 pub struct CompareArgs {
@@ -42,6 +42,8 @@ pub struct CompareArgs {
 /// One finished run's figures, read back from its run.json.
 struct Row {
     method: String,
+    /// The task's metric's name.
+    metric: String,
     seed: Option<u64>,
     validation: Option<f64>,
     /// Per meta-test seed: the test metric (`None` when that seed diverged).
@@ -136,7 +138,7 @@ pub fn run(args: CompareArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         .iter()
         .map(|(m, s, dir)| read_row(&method_name(*m), *s, dir))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let metric = read_metric(&jobs[0].2)?;
+    let metric = rows[0].metric.clone();
     let table = markdown(&rows, &metric, &methods);
     write!(out, "{table}")?;
     write_atomic(&root.join("compare.md"), table.as_bytes())?;
@@ -218,11 +220,7 @@ fn with_method(text: &str, method: SearchMethod, seed: u64) -> anyhow::Result<St
 /// Refuses a run (its `run.json` or checkpoint at `path`) made from another manifest than
 /// `text`: its results would not be this comparison's.
 fn same_manifest(path: &Path, text: &str) -> anyhow::Result<()> {
-    let file =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let value: Value =
-        serde_json::from_str(&file).with_context(|| format!("parsing {}", path.display()))?;
-    if value["manifest_sha256"].as_str() != Some(&sha256_hex(text)) {
+    if read_json(path)?["manifest_sha256"].as_str() != Some(&sha256_hex(text)) {
         bail!(
             "`{}` holds a run of another manifest (it changed since, or the directory is another comparison's); choose another --out-dir, or remove that run",
             path.parent().unwrap_or(path).display()
@@ -231,22 +229,8 @@ fn same_manifest(path: &Path, text: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn read_report(dir: &Path) -> anyhow::Result<Value> {
-    let path = dir.join("run.json");
-    let text =
-        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
-}
-
-fn read_metric(dir: &Path) -> anyhow::Result<String> {
-    Ok(read_report(dir)?["metric"]
-        .as_str()
-        .unwrap_or("metric")
-        .to_string())
-}
-
 fn read_row(method: &str, seed: Option<u64>, dir: &Path) -> anyhow::Result<Row> {
-    let r = read_report(dir)?;
+    let r = read_json(&dir.join("run.json"))?;
     // The learned loss's meta-test, or the baseline's when the run has no learned loss.
     let entries = r["meta_test"].as_array().cloned().unwrap_or_default();
     let pick = if method == "baseline" {
@@ -285,6 +269,7 @@ fn read_row(method: &str, seed: Option<u64>, dir: &Path) -> anyhow::Result<Row> 
     };
     Ok(Row {
         method: method.to_string(),
+        metric: r["metric"].as_str().unwrap_or("metric").to_string(),
         seed,
         validation,
         tests,

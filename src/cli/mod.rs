@@ -53,6 +53,13 @@ pub fn learned_arg(arg: &str) -> anyhow::Result<LearnedLoss> {
     Ok(LearnedLoss::Expr(e))
 }
 
+/// A JSON file of evomal's (run.json, a checkpoint); the error names the file.
+pub fn read_json(path: &std::path::Path) -> anyhow::Result<serde_json::Value> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+}
+
 fn read_limited(path: &std::path::Path) -> std::io::Result<String> {
     use std::io::Read;
     let mut text = String::new();
@@ -74,11 +81,15 @@ pub fn learned_source(source: &str) -> anyhow::Result<LearnedLoss> {
     if !dir.is_dir() {
         return learned_arg(source);
     }
+    learned_in_run(dir, &read_json(&dir.join("run.json"))?)
+}
+
+/// The learned loss of the run in `dir`, whose run.json is `report`.
+pub fn learned_in_run(
+    dir: &std::path::Path,
+    report: &serde_json::Value,
+) -> anyhow::Result<LearnedLoss> {
     let path = dir.join("run.json");
-    let text =
-        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    let report: serde_json::Value =
-        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
     if let Some(file) = report["best"]["network"].as_str() {
         let net_path = dir.join(file);
         let text =

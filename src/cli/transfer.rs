@@ -4,7 +4,6 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use anyhow::Context;
 use clap::Args;
 use evomal::manifest::Manifest;
 use evomal::plugin::TaskPlugin;
@@ -30,12 +29,8 @@ pub struct TransferArgs {
 }
 
 pub fn run(args: TransferArgs, out: &mut dyn Write) -> anyhow::Result<()> {
-    let run_json = args.run_dir.join("run.json");
-    let text = std::fs::read_to_string(&run_json)
-        .with_context(|| format!("reading {}", run_json.display()))?;
-    let report: serde_json::Value =
-        serde_json::from_str(&text).with_context(|| format!("parsing {}", run_json.display()))?;
-    let learned = super::learned_source(&args.run_dir.to_string_lossy())?;
+    let report = super::read_json(&args.run_dir.join("run.json"))?;
+    let learned = super::learned_in_run(&args.run_dir, &report)?;
     let manifest = Manifest::load(&args.manifest)?;
     let plugin = TaskPlugin::open(&manifest.plugin(), &manifest.data_json())?;
     let task = Task::new(&plugin);

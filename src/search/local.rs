@@ -314,7 +314,8 @@ fn to_raw_outputs(
 }
 
 /// The transpose of [`to_raw_outputs`]: per-element coefficients from a vector over the raw
-/// outputs. The softmax's Jacobian is symmetric, so for several classes it is the same map.
+/// outputs. Scaling and the softmax's Jacobian are symmetric, so that is the same map except
+/// for a one-output classifier, whose loss sees two values per output.
 fn from_raw_outputs(
     kind: TaskKind,
     p: &[f32],
@@ -323,16 +324,14 @@ fn from_raw_outputs(
     inv_b: f32,
     out: &mut [f32],
 ) {
-    match kind {
-        TaskKind::Regression => out.iter_mut().zip(v).for_each(|(o, &d)| *o = d * inv_b),
-        TaskKind::Classification if n_out == 1 => {
-            for ((o, p), &d) in out.chunks_exact_mut(2).zip(p.chunks_exact(2)).zip(v) {
-                let c = inv_b * p[0] * p[1] * d;
-                o[0] = -c;
-                o[1] = c;
-            }
+    if kind == TaskKind::Classification && n_out == 1 {
+        for ((o, p), &d) in out.chunks_exact_mut(2).zip(p.chunks_exact(2)).zip(v) {
+            let c = inv_b * p[0] * p[1] * d;
+            o[0] = -c;
+            o[1] = c;
         }
-        TaskKind::Classification => probabilities_vjp(p, v, n_out, inv_b, out),
+    } else {
+        to_raw_outputs(kind, p, v, n_out, inv_b, out);
     }
 }
 

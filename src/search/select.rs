@@ -11,8 +11,7 @@ use crate::backend::jit;
 use crate::expr::LossExpr;
 use crate::plugin::{PluginError, PluginModel};
 use crate::search::run::{Search, SearchError};
-use crate::train::objective::TaskKind;
-use crate::train::{Metric, Outcome, Task, TrainConfig, TrainError};
+use crate::train::{Outcome, Task, TrainConfig, TrainError};
 
 /// How many candidates are scored again, how often, with what training, and whether ties look
 /// at the task loss.
@@ -89,10 +88,7 @@ pub fn robust_selection(
     let seeds: Vec<u64> = std::iter::once(plan.seed)
         .chain((0..cfg.repeats as u64).map(|r| evomal_sdk::mix_seed(plan.seed ^ SALT, r)))
         .collect();
-    let task_loss = match task.kind {
-        TaskKind::Regression => Metric::Mse,
-        TaskKind::Classification => Metric::CrossEntropy,
-    };
+    let task_loss = task.task_loss_metric();
     let rescored: Vec<Rescored> = finalists
         .par_iter()
         .map_init(make_model, |model, (loss, search_fitness, generation)| {

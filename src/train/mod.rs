@@ -179,6 +179,14 @@ impl<'a> Task<'a> {
         self.train_with(model, &loss, cfg, seed, on_step)
     }
 
+    /// The metric of the task loss (the baseline's own measure): MSE or cross-entropy.
+    pub fn task_loss_metric(&self) -> Metric {
+        match self.kind {
+            TaskKind::Regression => Metric::Mse,
+            TaskKind::Classification => Metric::CrossEntropy,
+        }
+    }
+
     /// Trains `model` from its current parameters (the optimiser starting afresh) for
     /// `cfg.steps` steps on the training split with `loss`, on batches (and training-pass
     /// seeds) drawn from `seed`. `on_step` sees each finished step.

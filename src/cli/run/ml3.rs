@@ -5,7 +5,6 @@
 use evomal::plugin::PluginModel;
 use evomal::search::learned::LearnedLoss;
 use evomal::search::ml3::ml3_search;
-use evomal::train::objective::TaskKind;
 use serde_json::json;
 
 use super::report::{FitnessPlot, finite};
@@ -75,10 +74,7 @@ pub(super) fn search(cx: &Context<'_>, model: &mut PluginModel) -> anyhow::Resul
         plot: Some(FitnessPlot {
             title: "ML3: validation task loss after the unrolled step".into(),
             x: "meta step",
-            y: match task.kind {
-                TaskKind::Regression => "mse".into(),
-                TaskKind::Classification => "cross-entropy".into(),
-            },
+            y: task.task_loss_metric().name().into(),
             series: vec![("validation loss", trace)],
         }),
         device: "cpu".into(),

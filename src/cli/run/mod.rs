@@ -97,10 +97,7 @@ pub fn run(args: RunArgs, out: &mut dyn Write) -> anyhow::Result<()> {
 /// one.
 pub fn resume_job(dir: &Path, mut options: RunOptions) -> anyhow::Result<Job> {
     let path = dir.join(CHECKPOINT);
-    let text =
-        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    let cp: Value =
-        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    let cp = super::read_json(&path)?;
     let manifest = cp["manifest"]
         .as_str()
         .with_context(|| format!("{}: names no manifest", path.display()))?;

@@ -44,7 +44,7 @@ pub enum BenchCommand {
     /// on one thread and on all threads.
     Train {
         manifest: PathBuf,
-        /// Steps to time (after 20 warm-up steps).
+        /// Steps to time (after a fifth as many warm-up steps, 2 to 20).
         #[arg(long, default_value_t = 500)]
         steps: usize,
         #[arg(long)]
@@ -366,7 +366,7 @@ fn bench_train(
         let child = Command::new(std::env::current_exe()?)
             .args(["bench", "train", "--worker", "--steps", &steps.to_string()])
             .arg(manifest)
-            .env("EVOMAL_GEMM_THREADS", threads.to_string())
+            .env("EVOMAL_MODEL_THREADS", threads.to_string())
             .output()
             .context("running the benchmark worker")?;
         if !child.status.success() {
@@ -425,7 +425,9 @@ fn train_steps_per_second(manifest: &Path, steps: usize) -> anyhow::Result<Strin
         model.init(seed)?;
         task.train(&mut model, &kernel, w, &cfg, seed, &mut |_| {})
     };
-    run(20, 0)?;
+    // A fifth of the timed steps (2 to 20): enough to fault in every buffer, short for models
+    // that take seconds a step.
+    run((steps / 5).clamp(2, 20), 0)?;
     let t = Instant::now();
     run(steps, 1)?;
     let rate = steps as f64 / t.elapsed().as_secs_f64();

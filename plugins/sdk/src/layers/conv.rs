@@ -6,7 +6,7 @@
 //! chunk from its input instead, its chunks running on all threads at once, each thread with
 //! its own buffers, so no layer holds more than a chunk's columns per thread.
 
-use super::{Geom, Mat, gemm, gemm_on, gemm_threads};
+use super::{Geom, Mat, Sgemm, gemm, gemm_on, par};
 
 /// The geometry of one convolution over a batch.
 #[derive(Clone, Copy, Debug)]
@@ -68,9 +68,18 @@ impl Shape {
         self.chunks().nth(1).is_none()
     }
 
-    /// `(first example, examples)` of each chunk of the batch.
+    /// `(first example, examples)` of each chunk of the batch. Beyond one chunk, their number
+    /// is a multiple of the thread count, so that every thread gets as many.
     fn chunks(&self) -> impl Iterator<Item = (usize, usize)> + use<> {
-        let per = (cols_budget() / (self.ckk() * self.howo()).max(1)).clamp(1, self.batch.max(1));
+        let batch = self.batch.max(1);
+        let need = (self.ckk() * self.howo() * batch).div_ceil(cols_budget());
+        let threads = par::threads();
+        let count = if need <= 1 {
+            1
+        } else {
+            need.div_ceil(threads) * threads
+        };
+        let per = batch.div_ceil(count.min(batch));
         let batch = self.batch;
         (0..batch)
             .step_by(per)
@@ -91,6 +100,8 @@ struct Buffers {
     cols: Vec<f32>,
     cols2: Vec<f32>,
     mat: Vec<f32>,
+    /// A chunk's weight gradient, transposed.
+    wt: Vec<f32>,
     /// A thread's share of the weight and bias gradients.
     grad: Vec<f32>,
 }
@@ -110,7 +121,7 @@ fn for_chunks(
     f: impl Fn(&mut Buffers, usize, usize, Option<&mut [f32]>) + Sync,
 ) {
     let chunks: Vec<_> = s.chunks().collect();
-    let threads = gemm_threads().min(chunks.len()).max(1);
+    let threads = par::threads().min(chunks.len()).max(1);
     ws.workers.resize_with(threads - 1, Buffers::default);
     let bufs = std::iter::once(&mut ws.main).chain(ws.workers.iter_mut());
     let mut rest = out;
@@ -133,11 +144,11 @@ fn for_chunks(
         }
     };
     let work = &work;
-    std::thread::scope(|scope| {
+    par::pool().scope(|scope| {
         let mut jobs = jobs.into_iter();
         let own = jobs.next();
         for job in jobs {
-            scope.spawn(move || work(job));
+            scope.spawn(move |_| work(job));
         }
         if let Some(job) = own {
             work(job);
@@ -146,115 +157,147 @@ fn for_chunks(
 }
 
 /// `cols[(ci k k + ki k + kj), (e howo + oi wo + oj)] = x[e, ci, oi s + ki - pad,
-/// oj s + kj - pad]` (0 outside) for the `n` examples of `x`.
+/// oj s + kj - pad]` (0 outside) for the `n` examples of `x`; rows split across threads.
 fn im2col(x: &[f32], s: Shape, n: usize, cols: &mut Vec<f32>) {
     let (ho, wo) = s.out_hw();
     let Geom { c, h, w } = s.geom;
-    let (howo, width) = (ho * wo, n * ho * wo);
+    let (howo, width, kk) = (ho * wo, n * ho * wo, s.k * s.k);
     cols.resize(s.ckk() * width, 0.0);
-    for ci in 0..c {
-        for ki in 0..s.k {
-            for kj in 0..s.k {
-                let row = (ci * s.k + ki) * s.k + kj;
-                let dst_row = &mut cols[row * width..(row + 1) * width];
-                for e in 0..n {
-                    let plane = &x[(e * c + ci) * h * w..][..h * w];
-                    let dst = &mut dst_row[e * howo..(e + 1) * howo];
-                    for oi in 0..ho {
-                        let out = &mut dst[oi * wo..(oi + 1) * wo];
-                        let ii = (oi * s.stride + ki) as isize - s.pad as isize;
-                        if ii < 0 || ii as usize >= h {
-                            out.fill(0.0);
-                            continue;
-                        }
-                        let src = &plane[ii as usize * w..(ii as usize + 1) * w];
-                        copy_row(src, out, kj as isize - s.pad as isize, s.stride);
+    par::for_parts(cols, width, |r0, rows| {
+        for (r, dst_row) in rows.chunks_exact_mut(width).enumerate() {
+            let row = r0 + r;
+            let (ci, ki, kj) = (row / kk, row / s.k % s.k, row % s.k);
+            let cut = Cut::new(w, wo, kj as isize - s.pad as isize, s.stride);
+            for (e, dst) in dst_row.chunks_exact_mut(howo).enumerate() {
+                let plane = &x[(e * c + ci) * h * w..][..h * w];
+                for (oi, out) in dst.chunks_exact_mut(wo).enumerate() {
+                    match source_row(oi, ki, s) {
+                        Some(ii) => cut.copy(&plane[ii * w..(ii + 1) * w], out),
+                        None => out.fill(0.0),
                     }
                 }
+            }
+        }
+    });
+}
+
+/// The input row that output row `oi` reads at kernel row `ki`, if inside the image.
+fn source_row(oi: usize, ki: usize, s: Shape) -> Option<usize> {
+    let ii = (oi * s.stride + ki) as isize - s.pad as isize;
+    (ii >= 0 && (ii as usize) < s.geom.h).then_some(ii as usize)
+}
+
+/// Which output columns `oj` of a row read input column `oj stride + shift` inside a row of
+/// the image (`lo..hi`), for one kernel column: computed once, applied to every row.
+#[derive(Clone, Copy)]
+struct Cut {
+    lo: usize,
+    hi: usize,
+    shift: isize,
+    stride: usize,
+}
+
+impl Cut {
+    fn new(w: usize, wo: usize, shift: isize, stride: usize) -> Cut {
+        let lo = if shift >= 0 {
+            0
+        } else {
+            ((-shift) as usize).div_ceil(stride)
+        };
+        let hi = if w as isize - shift <= 0 {
+            0
+        } else {
+            ((w as isize - shift) as usize).div_ceil(stride)
+        };
+        let lo = lo.min(wo);
+        Cut {
+            lo,
+            hi: hi.clamp(lo, wo),
+            shift,
+            stride,
+        }
+    }
+
+    fn at(self, oj: usize) -> usize {
+        ((oj * self.stride) as isize + self.shift) as usize
+    }
+
+    /// `out[oj] = src[oj stride + shift]`, 0 where that falls outside `src`.
+    #[inline]
+    fn copy(self, src: &[f32], out: &mut [f32]) {
+        let Cut { lo, hi, .. } = self;
+        out[..lo].fill(0.0);
+        out[hi..].fill(0.0);
+        if lo == hi {
+            return;
+        }
+        if self.stride == 1 {
+            out[lo..hi].copy_from_slice(&src[self.at(lo)..self.at(hi - 1) + 1]);
+        } else {
+            for (oj, o) in out.iter_mut().enumerate().take(hi).skip(lo) {
+                *o = src[self.at(oj)];
+            }
+        }
+    }
+
+    /// The adjoint of [`Cut::copy`]: `dst[oj stride + shift] += src[oj]` where that is inside.
+    #[inline]
+    fn add(self, src: &[f32], dst: &mut [f32]) {
+        let Cut { lo, hi, .. } = self;
+        if lo == hi {
+            return;
+        }
+        if self.stride == 1 {
+            let dst = &mut dst[self.at(lo)..self.at(hi - 1) + 1];
+            dst.iter_mut().zip(&src[lo..hi]).for_each(|(d, &v)| *d += v);
+        } else {
+            for (oj, &v) in src.iter().enumerate().take(hi).skip(lo) {
+                dst[self.at(oj)] += v;
             }
         }
     }
 }
 
-/// `out[oj] = src[oj stride + shift]`, 0 where that falls outside `src`.
-fn copy_row(src: &[f32], out: &mut [f32], shift: isize, stride: usize) {
-    let w = src.len() as isize;
-    // The first and one-past-last `oj` whose source column lies inside the row.
-    let lo = if shift >= 0 {
-        0
-    } else {
-        ((-shift) as usize).div_ceil(stride)
-    };
-    let hi = if w - shift <= 0 {
-        0
-    } else {
-        ((w - shift) as usize).div_ceil(stride)
-    };
-    let lo = lo.min(out.len());
-    let hi = hi.clamp(lo, out.len());
-    out[..lo].fill(0.0);
-    out[hi..].fill(0.0);
-    if lo == hi {
-        return;
-    }
-    let at = |oj: usize| ((oj * stride) as isize + shift) as usize;
-    if stride == 1 {
-        out[lo..hi].copy_from_slice(&src[at(lo)..at(hi - 1) + 1]);
-    } else {
-        for (oj, o) in out.iter_mut().enumerate().take(hi).skip(lo) {
-            *o = src[at(oj)];
-        }
-    }
-}
-
 /// The adjoint of [`im2col`]: adds every column entry back onto the pixel it came from, into
-/// `x_grad` (the `n` examples' part, which it overwrites).
+/// `x_grad` (the `n` examples' part, which it overwrites); examples split across threads.
 fn col2im(cols: &[f32], s: Shape, n: usize, x_grad: &mut [f32]) {
     let (ho, wo) = s.out_hw();
     let Geom { c, h, w } = s.geom;
     let (howo, width) = (ho * wo, n * ho * wo);
-    x_grad.fill(0.0);
-    for ci in 0..c {
-        for ki in 0..s.k {
-            for kj in 0..s.k {
-                let row = (ci * s.k + ki) * s.k + kj;
-                let src_row = &cols[row * width..(row + 1) * width];
-                for e in 0..n {
-                    let plane = &mut x_grad[(e * c + ci) * h * w..][..h * w];
-                    let src = &src_row[e * howo..(e + 1) * howo];
-                    for oi in 0..ho {
-                        let ii = (oi * s.stride + ki) as isize - s.pad as isize;
-                        if ii < 0 || ii as usize >= h {
-                            continue;
-                        }
-                        let dst = &mut plane[ii as usize * w..(ii as usize + 1) * w];
-                        for (oj, &v) in src[oi * wo..(oi + 1) * wo].iter().enumerate() {
-                            let jj = (oj * s.stride + kj) as isize - s.pad as isize;
-                            if jj >= 0 && (jj as usize) < w {
-                                dst[jj as usize] += v;
+    par::for_parts(x_grad, c * h * w, |e0, part| {
+        part.fill(0.0);
+        for (de, example) in part.chunks_exact_mut(c * h * w).enumerate() {
+            let e = e0 + de;
+            for (ci, plane) in example.chunks_exact_mut(h * w).enumerate() {
+                for ki in 0..s.k {
+                    for kj in 0..s.k {
+                        let row = (ci * s.k + ki) * s.k + kj;
+                        let src = &cols[row * width + e * howo..][..howo];
+                        let cut = Cut::new(w, wo, kj as isize - s.pad as isize, s.stride);
+                        for (oi, src) in src.chunks_exact(wo).enumerate() {
+                            if let Some(ii) = source_row(oi, ki, s) {
+                                cut.add(src, &mut plane[ii * w..(ii + 1) * w]);
                             }
                         }
                     }
                 }
             }
         }
-    }
+    });
 }
 
 /// Scatters a chunk's `[c_out, n howo]` product into the chunk's `[n][c_out][howo]` outputs,
 /// adding `bias[co]` (when given) to every pixel of channel `co`.
 fn scatter(mat: &[f32], s: Shape, n: usize, bias: Option<&[f32]>, out: &mut [f32]) {
     let (howo, c_out) = (s.howo(), s.c_out);
-    for co in 0..c_out {
-        let b = bias.map_or(0.0, |b| b[co]);
-        let row = &mat[co * n * howo..(co + 1) * n * howo];
-        for e in 0..n {
-            let dst = &mut out[(e * c_out + co) * howo..][..howo];
-            dst.iter_mut()
-                .zip(&row[e * howo..(e + 1) * howo])
-                .for_each(|(d, &v)| *d = v + b);
+    par::for_parts(&mut out[..n * c_out * howo], howo, |p0, part| {
+        for (k, dst) in part.chunks_exact_mut(howo).enumerate() {
+            let (e, co) = ((p0 + k) / c_out, (p0 + k) % c_out);
+            let b = bias.map_or(0.0, |b| b[co]);
+            let src = &mat[(co * n + e) * howo..][..howo];
+            dst.iter_mut().zip(src).for_each(|(d, &v)| *d = v + b);
         }
-    }
+    });
 }
 
 /// The inverse layout move of [`scatter`] (without bias): a chunk's `[n][c_out][howo]` to
@@ -262,12 +305,12 @@ fn scatter(mat: &[f32], s: Shape, n: usize, bias: Option<&[f32]>, out: &mut [f32
 fn gather(g: &[f32], s: Shape, n: usize, mat: &mut Vec<f32>) {
     let (howo, c_out) = (s.howo(), s.c_out);
     mat.resize(c_out * n * howo, 0.0);
-    for co in 0..c_out {
-        for e in 0..n {
-            mat[(co * n + e) * howo..][..howo]
-                .copy_from_slice(&g[(e * c_out + co) * howo..][..howo]);
+    par::for_parts(mat, howo, |p0, part| {
+        for (k, dst) in part.chunks_exact_mut(howo).enumerate() {
+            let (co, e) = ((p0 + k) / n, (p0 + k) % n);
+            dst.copy_from_slice(&g[(e * c_out + co) * howo..][..howo]);
         }
-    }
+    });
 }
 
 fn split_params(p: &[f32], s: Shape) -> (&[f32], Option<&[f32]>) {
@@ -292,7 +335,7 @@ pub(super) fn forward(
         im2col(x, s, s.batch, keep);
         mat.resize(c_out * s.batch * howo, 0.0);
         let cols = Mat::new(keep, ckk, s.batch * howo);
-        gemm(Mat::new(w, c_out, ckk), cols, 0.0, mat);
+        gemm(Sgemm::Gemm, Mat::new(w, c_out, ckk), cols, 0.0, mat);
         scatter(mat, s, s.batch, b, out);
         return;
     }
@@ -300,9 +343,31 @@ pub(super) fn forward(
         im2col(&x[b0 * len..(b0 + n) * len], s, n, &mut buf.cols);
         buf.mat.resize(c_out * n * howo, 0.0);
         let cols = Mat::new(&buf.cols, ckk, n * howo);
-        gemm_on(1, Mat::new(w, c_out, ckk), cols, 0.0, &mut buf.mat);
+        gemm_on(
+            Sgemm::Gemm,
+            1,
+            Mat::new(w, c_out, ckk),
+            cols,
+            0.0,
+            &mut buf.mat,
+        );
         scatter(&buf.mat, s, n, b, part.expect("forward has outputs"));
     });
+}
+
+/// `dst += src^T` for `src` row-major `rows x cols`, in tiles that stay in cache.
+fn add_transposed(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
+    const TILE: usize = 32;
+    for r0 in (0..rows).step_by(TILE) {
+        for c0 in (0..cols).step_by(TILE) {
+            for c in c0..(c0 + TILE).min(cols) {
+                let out = &mut dst[c * rows..][r0..(r0 + TILE).min(rows)];
+                for (k, v) in out.iter_mut().enumerate() {
+                    *v += src[(r0 + k) * cols + c];
+                }
+            }
+        }
+    }
 }
 
 /// One chunk's share of backward: the weight and bias gradients added into `acc`, the input's
@@ -317,6 +382,7 @@ fn backward_chunk(
     threads: usize,
     buf_mat: &mut Vec<f32>,
     buf_cols: &mut Vec<f32>,
+    buf_wt: &mut Vec<f32>,
     acc: &mut [f32],
     g_in: Option<&mut [f32]>,
 ) {
@@ -324,7 +390,19 @@ fn backward_chunk(
     gather(g, s, n, buf_mat);
     let (gw, gb) = acc.split_at_mut(s.n_weights());
     let g_mat = Mat::new(buf_mat, c_out, n * howo);
-    gemm_on(threads, g_mat, Mat::new(cols, ckk, n * howo).t(), 1.0, gw);
+    // The GEMM runs this product two to three times faster with the long inner dimension
+    // contiguous in both operands and the weight gradient transposed: `cols g^T`, then added
+    // back transposed (`c_out ckk` floats, nothing next to the product).
+    buf_wt.resize(ckk * c_out, 0.0);
+    gemm_on(
+        Sgemm::Gemm,
+        threads,
+        Mat::new(cols, ckk, n * howo),
+        g_mat.t(),
+        0.0,
+        buf_wt,
+    );
+    add_transposed(buf_wt, ckk, c_out, gw);
     if s.bias {
         for (a, row) in gb.iter_mut().zip(buf_mat.chunks_exact(n * howo)) {
             *a += row.iter().sum::<f32>();
@@ -332,7 +410,14 @@ fn backward_chunk(
     }
     if let Some(g_in) = g_in {
         buf_cols.resize(ckk * n * howo, 0.0);
-        gemm_on(threads, Mat::new(w, c_out, ckk).t(), g_mat, 0.0, buf_cols);
+        gemm_on(
+            Sgemm::Gemm,
+            threads,
+            Mat::new(w, c_out, ckk).t(),
+            g_mat,
+            0.0,
+            buf_cols,
+        );
         col2im(buf_cols, s, n, g_in);
     }
 }
@@ -354,16 +439,17 @@ pub(super) fn backward(
     let (w, _) = split_params(p, s);
     grad.fill(0.0);
     if s.single_chunk() {
-        let Buffers { mat, cols2, .. } = &mut ws.main;
+        let Buffers { mat, cols2, wt, .. } = &mut ws.main;
         backward_chunk(
             w,
             g,
             kept,
             s,
             s.batch,
-            gemm_threads(),
+            par::threads(),
             mat,
             cols2,
+            wt,
             grad,
             g_in,
         );
@@ -380,12 +466,13 @@ pub(super) fn backward(
             cols,
             cols2,
             mat,
+            wt,
             grad: acc,
         } = buf;
         acc.resize(n_grad, 0.0);
         im2col(&x[b0 * len..(b0 + n) * len], s, n, cols);
         let g = &g[b0 * c_out * howo..(b0 + n) * c_out * howo];
-        backward_chunk(w, g, cols, s, n, 1, mat, cols2, acc, part);
+        backward_chunk(w, g, cols, s, n, 1, mat, cols2, wt, acc, part);
     });
     for buf in std::iter::once(&ws.main).chain(&ws.workers) {
         grad.iter_mut().zip(&buf.grad).for_each(|(a, &b)| *a += b);
@@ -417,17 +504,24 @@ pub(super) fn jvp(
                  part: &mut [f32]| {
         mat.resize(c_out * n * howo, 0.0);
         let (tw, cols) = (Mat::new(tw, c_out, ckk), Mat::new(cols, ckk, n * howo));
-        gemm_on(threads, tw, cols, 0.0, mat);
+        gemm_on(Sgemm::Gemm, threads, tw, cols, 0.0, mat);
         if let Some(t_in) = t_in {
             im2col(&t_in[b0 * len..(b0 + n) * len], s, n, t_cols);
             let t_cols = Mat::new(t_cols, ckk, n * howo);
-            gemm_on(threads, Mat::new(w, c_out, ckk), t_cols, 1.0, mat);
+            gemm_on(
+                Sgemm::Gemm,
+                threads,
+                Mat::new(w, c_out, ckk),
+                t_cols,
+                1.0,
+                mat,
+            );
         }
         scatter(mat, s, n, tb, part);
     };
     if s.single_chunk() {
         let Buffers { cols2, mat, .. } = &mut ws.main;
-        chunk(kept, cols2, mat, 0, s.batch, gemm_threads(), t_out);
+        chunk(kept, cols2, mat, 0, s.batch, par::threads(), t_out);
         return;
     }
     for_chunks(s, ws, Some(t_out), c_out * howo, |buf, b0, n, part| {

@@ -1,6 +1,6 @@
 //! Dense (fully connected) layers: `y = x W + b` over `[batch][features]`.
 
-use super::{Mat, gemm};
+use super::{Mat, Sgemm, gemm};
 
 pub(super) fn forward(
     p: &[f32],
@@ -15,6 +15,7 @@ pub(super) fn forward(
         row.copy_from_slice(b);
     }
     gemm(
+        Sgemm::Matrixmultiply,
         Mat::new(x, batch, inputs),
         Mat::new(w, inputs, outputs),
         1.0,
@@ -35,13 +36,20 @@ pub(super) fn backward(
 ) {
     let (gw, gb) = grad.split_at_mut(inputs * outputs);
     let g_mat = Mat::new(g, batch, outputs);
-    gemm(Mat::new(x, batch, inputs).t(), g_mat, 0.0, gw);
+    gemm(
+        Sgemm::Matrixmultiply,
+        Mat::new(x, batch, inputs).t(),
+        g_mat,
+        0.0,
+        gw,
+    );
     gb.fill(0.0);
     for row in g.chunks_exact(outputs) {
         gb.iter_mut().zip(row).for_each(|(b, &v)| *b += v);
     }
     if let Some(g_in) = g_in {
         gemm(
+            Sgemm::Matrixmultiply,
             g_mat,
             Mat::new(&p[..inputs * outputs], inputs, outputs).t(),
             0.0,
@@ -67,6 +75,7 @@ pub(super) fn jvp(
         row.copy_from_slice(tb);
     }
     gemm(
+        Sgemm::Matrixmultiply,
         Mat::new(x, batch, inputs),
         Mat::new(tw, inputs, outputs),
         1.0,
@@ -74,6 +83,7 @@ pub(super) fn jvp(
     );
     if let Some(t_in) = t_in {
         gemm(
+            Sgemm::Matrixmultiply,
             Mat::new(t_in, batch, inputs),
             Mat::new(&p[..inputs * outputs], inputs, outputs),
             1.0,

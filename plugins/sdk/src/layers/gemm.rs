@@ -1,5 +1,18 @@
-//! The one matrix product every layer uses: `matrixmultiply`'s single-threaded SGEMM, with
-//! large products split by columns across threads.
+//! The matrix product every layer uses: a single-threaded SGEMM from a crate, with large
+//! products split by columns across the layers' threads.
+
+use super::par;
+
+/// Which crate multiplies. The two agree to f32 rounding, not bit for bit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Sgemm {
+    /// `gemm` (AVX-512 kernels where the CPU has them): convolutions, whose products it runs
+    /// faster in the orientations `conv` uses, two to seven times for the weight gradients.
+    Gemm,
+    /// `matrixmultiply`: dense layers, so that the table models' published results, taken with
+    /// it, stay reproducible bit for bit.
+    Matrixmultiply,
+}
 
 /// A matrix view for [`gemm`]: `rows x cols` with the given strides into `data`.
 #[derive(Clone, Copy)]
@@ -45,26 +58,21 @@ impl<'a> Mat<'a> {
 /// GEMMs smaller than this many multiply-adds run on one thread: spawning costs more.
 const PARALLEL_MIN_MACS: usize = 1 << 22;
 
-/// Threads for large GEMMs: `EVOMAL_GEMM_THREADS`, else every available core.
-pub(crate) fn gemm_threads() -> usize {
-    static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    *THREADS.get_or_init(|| {
-        std::env::var("EVOMAL_GEMM_THREADS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .filter(|&n| n > 0)
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
-    })
-}
-
 /// `c = a b + beta c`, `c` row-major `a.rows x b.cols`. Large products split `c`'s columns
 /// into one block per thread.
-pub(crate) fn gemm(a: Mat<'_>, b: Mat<'_>, beta: f32, c: &mut [f32]) {
-    gemm_on(gemm_threads(), a, b, beta, c)
+pub(crate) fn gemm(lib: Sgemm, a: Mat<'_>, b: Mat<'_>, beta: f32, c: &mut [f32]) {
+    gemm_on(lib, par::threads(), a, b, beta, c)
 }
 
 /// [`gemm`] on at most `threads` threads (1 inside work that is already split across them).
-pub(crate) fn gemm_on(threads: usize, a: Mat<'_>, b: Mat<'_>, beta: f32, c: &mut [f32]) {
+pub(crate) fn gemm_on(
+    lib: Sgemm,
+    threads: usize,
+    a: Mat<'_>,
+    b: Mat<'_>,
+    beta: f32,
+    c: &mut [f32],
+) {
     assert_eq!(a.cols, b.rows, "inner dimensions");
     assert!(
         a.fits() && b.fits() && c.len() >= a.rows * b.cols,
@@ -78,22 +86,48 @@ pub(crate) fn gemm_on(threads: usize, a: Mat<'_>, b: Mat<'_>, beta: f32, c: &mut
         // and `c` (columns `start..end` of B and C are inside them); `c` is borrowed mutably for
         // this call, so it aliases neither input, and blocks cover disjoint columns of C.
         unsafe {
-            matrixmultiply::sgemm(
-                m,
-                k,
-                end - start,
-                1.0,
-                a.data.as_ptr(),
-                a.row_stride as isize,
-                a.col_stride as isize,
-                b.data.as_ptr().add(start * b.col_stride),
-                b.row_stride as isize,
-                b.col_stride as isize,
-                beta,
-                c_ptr.at(start),
-                n as isize,
-                1,
-            )
+            let (c, b_data) = (c_ptr.at(start), b.data.as_ptr().add(start * b.col_stride));
+            let (a_rs, a_cs) = (a.row_stride as isize, a.col_stride as isize);
+            let (b_rs, b_cs) = (b.row_stride as isize, b.col_stride as isize);
+            match lib {
+                Sgemm::Gemm => gemm::gemm(
+                    m,
+                    end - start,
+                    k,
+                    c,
+                    1,
+                    n as isize,
+                    beta != 0.0,
+                    a.data.as_ptr(),
+                    a_cs,
+                    a_rs,
+                    b_data,
+                    b_cs,
+                    b_rs,
+                    beta,
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    gemm::Parallelism::None,
+                ),
+                Sgemm::Matrixmultiply => matrixmultiply::sgemm(
+                    m,
+                    k,
+                    end - start,
+                    1.0,
+                    a.data.as_ptr(),
+                    a_rs,
+                    a_cs,
+                    b_data,
+                    b_rs,
+                    b_cs,
+                    beta,
+                    c,
+                    n as isize,
+                    1,
+                ),
+            }
         }
     };
     if threads == 1 || m * k * n < PARALLEL_MIN_MACS {
@@ -101,10 +135,10 @@ pub(crate) fn gemm_on(threads: usize, a: Mat<'_>, b: Mat<'_>, beta: f32, c: &mut
         return;
     }
     let chunk = n.div_ceil(threads);
-    std::thread::scope(|scope| {
+    par::pool().scope(|scope| {
         for start in (chunk..n).step_by(chunk) {
             let end = (start + chunk).min(n);
-            scope.spawn(move || block(start, end));
+            scope.spawn(move |_| block(start, end));
         }
         block(0, chunk.min(n));
     });

@@ -1,21 +1,24 @@
 //! CPU layers with forward, backward (vector-Jacobian) and forward-mode (Jacobian-vector)
 //! passes, stacked by [`Sequential`] over one flat parameter vector and one flat state vector
 //! (BatchNorm's running statistics). Activations are row-major `[batch][features]`, spatial ones
-//! `[batch][channel][row][column]`. Dense layers and convolutions multiply with
-//! `matrixmultiply`'s GEMM; a convolution is one GEMM per chunk of the batch (im2col).
+//! `[batch][channel][row][column]`. Dense layers multiply with `matrixmultiply`'s GEMM,
+//! convolutions with `gemm`'s, one GEMM per chunk of the batch (im2col); the layers' threads
+//! (one pool, `par`) split the products and every element-wise pass.
 
 mod builder;
 mod conv;
 mod dense;
 mod gemm;
 mod norm;
+mod par;
 mod pool;
 mod sequential;
 #[cfg(test)]
 mod tests;
 
 pub use builder::Builder;
-pub(crate) use gemm::{Mat, gemm, gemm_on, gemm_threads};
+pub(crate) use gemm::{Mat, Sgemm, gemm, gemm_on};
+pub(crate) use par::{map, zip_map};
 pub use sequential::Sequential;
 
 use rand::Rng;
@@ -300,14 +303,4 @@ pub fn tanh(x: f32) -> f32 {
     let q = B[0] + x2 * (B[1] + x2 * (B[2] + x2 * B[3]));
     // Below 4e-4 the rational form loses relative accuracy; tanh(x) = x there in f32.
     if x.abs() < 4e-4 { x } else { p / q }
-}
-
-fn map(input: &[f32], out: &mut [f32], f: impl Fn(f32) -> f32) {
-    out.iter_mut().zip(input).for_each(|(o, &v)| *o = f(v));
-}
-
-fn zip_map(a: &[f32], b: &[f32], out: &mut [f32], f: impl Fn(f32, f32) -> f32) {
-    out.iter_mut()
-        .zip(a.iter().zip(b))
-        .for_each(|(o, (&a, &b))| *o = f(a, b));
 }

@@ -173,11 +173,9 @@ impl Stack {
                     conv::forward(p, input, conv_shape(l, batch), ws, keep, out)
                 }
                 (&Layer::MaxPool2d { geom, size }, Saved::Argmax(am)) => {
-                    pool::max_pool(input, batch, geom, size, am, out)
+                    pool::max_pool(input, geom, size, am, out)
                 }
-                (&Layer::AvgPool2d { geom, size }, _) => {
-                    pool::avg_pool(input, batch, geom, size, out)
-                }
+                (&Layer::AvgPool2d { geom, size }, _) => pool::avg_pool(input, geom, size, out),
                 (&Layer::GlobalAvgPool { geom }, _) => pool::global_avg(input, geom, out),
                 (l @ Layer::BatchNorm { .. }, Saved::Norm(saved)) => {
                     let stats = match mode {
@@ -201,7 +199,6 @@ impl Stack {
                     let (pb, ps) = p.split_at(body.n_params());
                     let (sb, ss) = st.split_at_mut(body.n_state());
                     body.forward(ws, pb, sb, update, input, batch, mode);
-                    out.copy_from_slice(body.output());
                     let skip = match shortcut {
                         Some(sc) => {
                             sc.forward(ws, ps, ss, update, input, batch, mode);
@@ -209,7 +206,7 @@ impl Stack {
                         }
                         None => input,
                     };
-                    out.iter_mut().zip(skip).for_each(|(o, &s)| *o += s);
+                    zip_map(body.output(), skip, out, |a, b| a + b);
                 }
                 (Layer::Relu, _) => map(input, out, |v| v.max(0.0)),
                 (Layer::Tanh, _) => map(input, out, super::tanh),
@@ -260,11 +257,11 @@ impl Stack {
                 (l @ Layer::Conv2d { .. }, Saved::Cols(kept)) => {
                     conv::backward(p, input, g, conv_shape(l, batch), ws, kept, grad, gi)
                 }
-                (Layer::MaxPool2d { .. }, Saved::Argmax(am)) => {
-                    pool::max_pool_backward(g, am, g_in)
+                (&Layer::MaxPool2d { geom, size }, Saved::Argmax(am)) => {
+                    pool::max_pool_backward(g, am, geom, size, g_in)
                 }
                 (&Layer::AvgPool2d { geom, size }, _) => {
-                    pool::avg_pool_backward(g, batch, geom, size, g_in)
+                    pool::avg_pool_backward(g, geom, size, g_in)
                 }
                 (&Layer::GlobalAvgPool { geom }, _) => pool::global_avg_backward(g, geom, g_in),
                 (l @ Layer::BatchNorm { .. }, Saved::Norm(s)) => {
@@ -276,7 +273,6 @@ impl Stack {
                     let (pb, ps) = p.split_at(body.n_params());
                     let (gb, gs) = grad.split_at_mut(body.n_params());
                     body.backward(ws, pb, input, g, gb);
-                    g_in.copy_from_slice(&body.scratch[0]);
                     let skip = match shortcut {
                         Some(sc) => {
                             sc.backward(ws, ps, input, g, gs);
@@ -284,7 +280,7 @@ impl Stack {
                         }
                         None => &g[..],
                     };
-                    g_in.iter_mut().zip(skip).for_each(|(a, &b)| *a += b);
+                    zip_map(&body.scratch[0], skip, g_in, |a, b| a + b);
                 }
                 (Layer::Relu, _) => zip_map(g, input, g_in, |g, x| if x > 0.0 { g } else { 0.0 }),
                 (Layer::Tanh, _) => zip_map(g, output, g_in, |g, y| g * (1.0 - y * y)),
@@ -346,7 +342,6 @@ impl Stack {
                     let (pb, ps) = p.split_at(body.n_params());
                     let (tb, ts) = tp.split_at(body.n_params());
                     body.jvp(ws, pb, tb, input, t_in);
-                    t_out.copy_from_slice(&body.scratch[0]);
                     let skip = match shortcut {
                         Some(sc) => {
                             sc.jvp(ws, ps, ts, input, t_in);
@@ -354,16 +349,15 @@ impl Stack {
                         }
                         None => t_in,
                     };
-                    if let Some(skip) = skip {
-                        t_out.iter_mut().zip(skip).for_each(|(a, &b)| *a += b);
+                    match skip {
+                        Some(skip) => zip_map(&body.scratch[0], skip, t_out, |a, b| a + b),
+                        None => t_out.copy_from_slice(&body.scratch[0]),
                     }
                 }
                 // Layers without parameters map a zero tangent to zero.
                 _ if zero => {}
                 (Layer::MaxPool2d { .. }, Saved::Argmax(am)) => pool::max_pool_jvp(t, am, t_out),
-                (&Layer::AvgPool2d { geom, size }, _) => {
-                    pool::avg_pool(t, batch, geom, size, t_out)
-                }
+                (&Layer::AvgPool2d { geom, size }, _) => pool::avg_pool(t, geom, size, t_out),
                 (&Layer::GlobalAvgPool { geom }, _) => pool::global_avg(t, geom, t_out),
                 (Layer::Dropout { .. }, Saved::Mask(mask)) => masked(t, mask, t_out),
                 (Layer::Relu, _) => zip_map(t, input, t_out, |t, x| if x > 0.0 { t } else { 0.0 }),

@@ -366,7 +366,11 @@ fn gemm_matches_a_naive_product_on_the_threaded_path_too() {
     let mut rng = ChaCha8Rng::seed_from_u64(9);
     // 70 x 301 x 331 = 7 M multiply-adds: above the threading threshold, with a column count
     // that does not split evenly.
-    for (m, k, n) in [(70, 301, 331), (3, 4, 5)] {
+    let shapes = [(70, 301, 331), (3, 4, 5)];
+    for (lib, (m, k, n)) in [Sgemm::Gemm, Sgemm::Matrixmultiply]
+        .into_iter()
+        .flat_map(|lib| shapes.map(|shape| (lib, shape)))
+    {
         let a = random(&mut rng, m * k);
         let b = random(&mut rng, k * n);
         let mut c = random(&mut rng, m * n);
@@ -379,16 +383,22 @@ fn gemm_matches_a_naive_product_on_the_threaded_path_too() {
                 want[i * n + j] = (dot + 0.5 * want[i * n + j] as f64) as f32;
             }
         }
-        gemm(Mat::new(&a, m, k), Mat::new(&b, k, n), 0.5, &mut c);
+        gemm(lib, Mat::new(&a, m, k), Mat::new(&b, k, n), 0.5, &mut c);
         for (i, (&got, &w)) in c.iter().zip(&want).enumerate() {
             assert!(
                 (got - w).abs() < 1e-3 * (1.0 + w.abs()),
-                "{m}x{k}x{n} [{i}]: {got} vs {w}"
+                "{lib:?} {m}x{k}x{n} [{i}]: {got} vs {w}"
             );
         }
         // Transposed operands: (B^T A^T) = (A B)^T, checked against the same naive product.
         let mut ct = vec![0.0; n * m];
-        gemm(Mat::new(&b, k, n).t(), Mat::new(&a, m, k).t(), 0.0, &mut ct);
+        gemm(
+            lib,
+            Mat::new(&b, k, n).t(),
+            Mat::new(&a, m, k).t(),
+            0.0,
+            &mut ct,
+        );
         for i in 0..m {
             for j in 0..n {
                 let dot: f64 = (0..k)
@@ -397,7 +407,7 @@ fn gemm_matches_a_naive_product_on_the_threaded_path_too() {
                 let got = ct[j * m + i];
                 assert!(
                     (got as f64 - dot).abs() < 1e-3 * (1.0 + dot.abs()),
-                    "transposed [{j},{i}]"
+                    "{lib:?} transposed [{j},{i}]"
                 );
             }
         }
@@ -476,4 +486,54 @@ fn convolutions_in_many_chunks_match_one_chunk() {
         true,
     );
     super::conv::TEST_COLS_BUDGET.set(1 << 22);
+}
+
+/// Every element-wise pass split across the threads gives the serial pass's values bit for
+/// bit, and the derivatives stay exact.
+#[test]
+fn passes_split_across_threads_equal_the_serial_ones() {
+    let run = |par_min: usize, m: fn() -> Sequential, input_len: usize| {
+        super::par::TEST_PAR_MIN.set(par_min);
+        let mut m = m();
+        let mut rng = ChaCha8Rng::seed_from_u64(4);
+        let (mut p, mut st) = (vec![0.0; m.n_params()], vec![0.0; m.n_state()]);
+        m.init(1, &mut p, &mut st);
+        let x = random(&mut rng, BATCH * input_len);
+        let r = random(&mut rng, BATCH * 3);
+        let v = random(&mut rng, m.n_params());
+        let mut passes = Vec::new();
+        for mode in [Mode::Train { seed: 2 }, Mode::Eval] {
+            let mut out = vec![0.0; BATCH * 3];
+            let mut state = st.clone();
+            m.forward(&p, &mut state, &x, BATCH, mode, &mut out)
+                .unwrap();
+            let mut grad = vec![0.0; m.n_params()];
+            m.backward(&p, &r, &mut grad).unwrap();
+            let mut jv = vec![0.0; BATCH * 3];
+            m.jvp(&p, &st, &x, BATCH, mode, &v, &mut jv).unwrap();
+            passes.extend([out, state, grad, jv]);
+        }
+        super::par::TEST_PAR_MIN.set(1 << 15);
+        passes
+    };
+    for (name, model, input_len) in [
+        ("cnn", cnn_model as fn() -> Sequential, 128),
+        ("conv", conv_model, 72),
+    ] {
+        let (serial, split) = (run(usize::MAX, model, input_len), run(1, model, input_len));
+        for (k, (a, b)) in serial.iter().zip(&split).enumerate() {
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(a), bits(b), "{name}: pass {k} differs when split");
+        }
+    }
+    super::par::TEST_PAR_MIN.set(1);
+    check_derivatives(
+        "cnn split",
+        cnn_model(),
+        128,
+        Mode::Train { seed: 11 },
+        true,
+    );
+    check_derivatives("conv split", conv_model(), 72, Mode::Eval, true);
+    super::par::TEST_PAR_MIN.set(1 << 15);
 }

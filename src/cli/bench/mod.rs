@@ -397,7 +397,7 @@ fn bench_train(
     for r in &rows {
         writeln!(
             out,
-            "  {:>2} thread(s): {:>10.1} steps/s  (~{:.1} GFLOP/s if dense: 6 x batch x params per step)",
+            "  {:>2} thread(s): {:>10.3} steps/s  (~{:.1} GFLOP/s if dense: 6 x batch x params per step)",
             r["threads"],
             r["steps_per_s"].as_f64().unwrap_or(f64::NAN),
             r["gflops_estimate"].as_f64().unwrap_or(f64::NAN)

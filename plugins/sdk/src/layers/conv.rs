@@ -6,6 +6,7 @@
 //! chunk from its input instead, its chunks running on all threads at once, each thread with
 //! its own buffers, so no layer holds more than a chunk's columns per thread.
 
+use super::columns::{col2im, im2col};
 use super::{Geom, Mat, Sgemm, gemm, gemm_on, par};
 
 /// The geometry of one convolution over a batch.
@@ -41,7 +42,7 @@ fn cols_budget() -> usize {
 }
 
 impl Shape {
-    fn out_hw(&self) -> (usize, usize) {
+    pub(super) fn out_hw(&self) -> (usize, usize) {
         let Geom { h, w, .. } = self.geom;
         (
             (h + 2 * self.pad - self.k) / self.stride + 1,
@@ -50,7 +51,7 @@ impl Shape {
     }
 
     /// Rows of the column matrix: `c_in k k`.
-    fn ckk(&self) -> usize {
+    pub(super) fn ckk(&self) -> usize {
         self.geom.c * self.k * self.k
     }
 
@@ -152,136 +153,6 @@ fn for_chunks(
         }
         if let Some(job) = own {
             work(job);
-        }
-    });
-}
-
-/// `cols[(ci k k + ki k + kj), (e howo + oi wo + oj)] = x[e, ci, oi s + ki - pad,
-/// oj s + kj - pad]` (0 outside) for the `n` examples of `x`; rows split across threads.
-fn im2col(x: &[f32], s: Shape, n: usize, cols: &mut Vec<f32>) {
-    let (ho, wo) = s.out_hw();
-    let Geom { c, h, w } = s.geom;
-    let (howo, width, kk) = (ho * wo, n * ho * wo, s.k * s.k);
-    cols.resize(s.ckk() * width, 0.0);
-    par::for_parts(cols, width, |r0, rows| {
-        for (r, dst_row) in rows.chunks_exact_mut(width).enumerate() {
-            let row = r0 + r;
-            let (ci, ki, kj) = (row / kk, row / s.k % s.k, row % s.k);
-            let cut = Cut::new(w, wo, kj as isize - s.pad as isize, s.stride);
-            for (e, dst) in dst_row.chunks_exact_mut(howo).enumerate() {
-                let plane = &x[(e * c + ci) * h * w..][..h * w];
-                for (oi, out) in dst.chunks_exact_mut(wo).enumerate() {
-                    match source_row(oi, ki, s) {
-                        Some(ii) => cut.copy(&plane[ii * w..(ii + 1) * w], out),
-                        None => out.fill(0.0),
-                    }
-                }
-            }
-        }
-    });
-}
-
-/// The input row that output row `oi` reads at kernel row `ki`, if inside the image.
-fn source_row(oi: usize, ki: usize, s: Shape) -> Option<usize> {
-    let ii = (oi * s.stride + ki) as isize - s.pad as isize;
-    (ii >= 0 && (ii as usize) < s.geom.h).then_some(ii as usize)
-}
-
-/// Which output columns `oj` of a row read input column `oj stride + shift` inside a row of
-/// the image (`lo..hi`), for one kernel column: computed once, applied to every row.
-#[derive(Clone, Copy)]
-struct Cut {
-    lo: usize,
-    hi: usize,
-    shift: isize,
-    stride: usize,
-}
-
-impl Cut {
-    fn new(w: usize, wo: usize, shift: isize, stride: usize) -> Cut {
-        let lo = if shift >= 0 {
-            0
-        } else {
-            ((-shift) as usize).div_ceil(stride)
-        };
-        let hi = if w as isize - shift <= 0 {
-            0
-        } else {
-            ((w as isize - shift) as usize).div_ceil(stride)
-        };
-        let lo = lo.min(wo);
-        Cut {
-            lo,
-            hi: hi.clamp(lo, wo),
-            shift,
-            stride,
-        }
-    }
-
-    fn at(self, oj: usize) -> usize {
-        ((oj * self.stride) as isize + self.shift) as usize
-    }
-
-    /// `out[oj] = src[oj stride + shift]`, 0 where that falls outside `src`.
-    #[inline]
-    fn copy(self, src: &[f32], out: &mut [f32]) {
-        let Cut { lo, hi, .. } = self;
-        out[..lo].fill(0.0);
-        out[hi..].fill(0.0);
-        if lo == hi {
-            return;
-        }
-        if self.stride == 1 {
-            out[lo..hi].copy_from_slice(&src[self.at(lo)..self.at(hi - 1) + 1]);
-        } else {
-            for (oj, o) in out.iter_mut().enumerate().take(hi).skip(lo) {
-                *o = src[self.at(oj)];
-            }
-        }
-    }
-
-    /// The adjoint of [`Cut::copy`]: `dst[oj stride + shift] += src[oj]` where that is inside.
-    #[inline]
-    fn add(self, src: &[f32], dst: &mut [f32]) {
-        let Cut { lo, hi, .. } = self;
-        if lo == hi {
-            return;
-        }
-        if self.stride == 1 {
-            let dst = &mut dst[self.at(lo)..self.at(hi - 1) + 1];
-            dst.iter_mut().zip(&src[lo..hi]).for_each(|(d, &v)| *d += v);
-        } else {
-            for (oj, &v) in src.iter().enumerate().take(hi).skip(lo) {
-                dst[self.at(oj)] += v;
-            }
-        }
-    }
-}
-
-/// The adjoint of [`im2col`]: adds every column entry back onto the pixel it came from, into
-/// `x_grad` (the `n` examples' part, which it overwrites); examples split across threads.
-fn col2im(cols: &[f32], s: Shape, n: usize, x_grad: &mut [f32]) {
-    let (ho, wo) = s.out_hw();
-    let Geom { c, h, w } = s.geom;
-    let (howo, width) = (ho * wo, n * ho * wo);
-    par::for_parts(x_grad, c * h * w, |e0, part| {
-        part.fill(0.0);
-        for (de, example) in part.chunks_exact_mut(c * h * w).enumerate() {
-            let e = e0 + de;
-            for (ci, plane) in example.chunks_exact_mut(h * w).enumerate() {
-                for ki in 0..s.k {
-                    for kj in 0..s.k {
-                        let row = (ci * s.k + ki) * s.k + kj;
-                        let src = &cols[row * width + e * howo..][..howo];
-                        let cut = Cut::new(w, wo, kj as isize - s.pad as isize, s.stride);
-                        for (oi, src) in src.chunks_exact(wo).enumerate() {
-                            if let Some(ii) = source_row(oi, ki, s) {
-                                cut.add(src, &mut plane[ii * w..(ii + 1) * w]);
-                            }
-                        }
-                    }
-                }
-            }
         }
     });
 }

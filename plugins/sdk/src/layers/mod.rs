@@ -6,6 +6,7 @@
 //! (one pool, `par`) split the products and every element-wise pass.
 
 mod builder;
+mod columns;
 mod conv;
 mod dense;
 mod gemm;

@@ -14,8 +14,24 @@ struct Dims {
     offset: u32,
     // parameters per candidate
     n_params: u32,
-    // activation kind (1 relu, 2 tanh, 3 sigmoid)
+    // activation kind (1 relu, 2 tanh, 3 sigmoid); pooling: 0 max, 1 average; forward-mode
+    // derivatives: 1 when the input is data (it has no tangent)
     kind: u32,
+    // convolution and pooling: the input's channels, height and width; output channels; the
+    // kernel's (or window's) height and width; stride and zero padding; the output's height and
+    // width; 1 when a convolution has biases
+    c: u32,
+    h: u32,
+    w: u32,
+    c_out: u32,
+    kh: u32,
+    kw: u32,
+    stride: u32,
+    pad: u32,
+    oh: u32,
+    ow: u32,
+    bias: u32,
+    unused: u32,
 }
 
 fn flat(gid: vec3<u32>, groups: vec3<u32>) -> u32 {

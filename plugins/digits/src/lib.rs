@@ -1,6 +1,7 @@
 //! The 8x8 digits classification task (scikit-learn's copy of the UCI optical digits test set:
-//! 1,797 images, 10 classes) with models `mlp`, `cnn` and `resnet` (a small ResNet with batch
-//! norm, residual blocks and dropout: the quickest real CNN to try a search on).
+//! 1,797 images, 10 classes) with models `mlp`, `cnn`, `lenet5` (zero-padded to 32x32) and
+//! `resnet` (a small ResNet with batch norm, residual blocks and dropout: the quickest real CNN
+//! to try a search on).
 //!
 //! Pixels (0..16) are scaled to [0, 1]. The split is 60/20/20 of one seeded shuffle (ChaCha8,
 //! seed 0), the same on every machine.
@@ -39,7 +40,7 @@ impl Task for Digits {
     }
 
     fn model_names(&self) -> Vec<&'static str> {
-        vec!["mlp", "cnn", "resnet"]
+        vec!["mlp", "cnn", "lenet5", "resnet"]
     }
 
     fn create_model(&self, name: &str, params: &Params) -> Result<Box<dyn Model>, String> {
@@ -64,6 +65,9 @@ impl Task for Digits {
                     .dense(CLASSES)
                     .build()?,
             )),
+            // The reference's MNIST model; the first convolution zero-pads the 8x8 images to
+            // LeNet-5's 32x32.
+            "lenet5" => Ok(Box::new(models::lenet5(1, 8, 8, CLASSES)?)),
             "resnet" => {
                 let width = params.integer("width", 8)? as usize;
                 let blocks = params.usize_list("blocks", &[1, 1])?;

@@ -19,8 +19,9 @@ use std::ffi::c_void;
 
 /// Bumped on every incompatible change of [`PluginDecl`] or the semantics of an entry.
 /// v2: `model_layers`. v3: model instances own their parameters, state and optimiser. v4:
-/// `model_params` (a model's settings and their defaults).
-pub const ABI_VERSION: u32 = 4;
+/// `model_params` (a model's settings and their defaults). v5: [`LayerDesc`] carries the
+/// geometry of convolutions and pooling.
+pub const ABI_VERSION: u32 = 5;
 
 /// The exported function that returns `*const PluginDecl`.
 pub const ENTRY_SYMBOL: &str = "evomal_plugin_entry";
@@ -121,10 +122,24 @@ pub struct LayerDesc {
     /// Features per example in and out.
     pub inputs: u32,
     pub outputs: u32,
-    pub reserved: u32,
+    /// Convolution: 1 when it has biases.
+    pub bias: u32,
     /// Where the layer's parameters start in the flat vector. Dense: `inputs x outputs` weights,
-    /// row-major, then `outputs` biases; `y = x W + b`.
+    /// row-major, then `outputs` biases; `y = x W + b`. Convolution: `out_channels x (channels
+    /// kernel kernel)` weights, row-major, then `out_channels` biases when `bias`.
     pub param_offset: u64,
+    /// Convolution, pooling and batch norm: the input's channels, height and width (`[c][h][w]`
+    /// per example).
+    pub channels: u32,
+    pub height: u32,
+    pub width: u32,
+    /// Convolution: output channels, kernel size, stride and zero padding on each side.
+    /// Max and average pooling: `kernel` is the window's side and its stride.
+    pub out_channels: u32,
+    pub kernel: u32,
+    pub stride: u32,
+    pub padding: u32,
+    pub reserved: u32,
 }
 
 /// A batch for `forward`: examples `idx[0..n]` of `split`, in `mode`, with `seed` for what a

@@ -24,6 +24,25 @@ pub struct Dims {
     pub offset: u32,
     pub n_params: u32,
     pub kind: u32,
+    pub image: Image,
+}
+
+/// The image part of [`Dims`]: a convolution's or a pooling's shapes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct Image {
+    pub c: u32,
+    pub h: u32,
+    pub w: u32,
+    pub c_out: u32,
+    pub kh: u32,
+    pub kw: u32,
+    pub stride: u32,
+    pub pad: u32,
+    pub oh: u32,
+    pub ow: u32,
+    pub bias: u32,
+    pub unused: u32,
 }
 
 /// The optimiser shader's `Opt` uniform (`shaders/train/optimizer.wgsl`).
@@ -90,6 +109,12 @@ pub struct Kernels {
     pub dense_jvp: wgpu::ComputePipeline,
     pub inner_step: wgpu::ComputePipeline,
     pub meta_grad: wgpu::ComputePipeline,
+    pub conv_forward: wgpu::ComputePipeline,
+    pub conv_grad_params: wgpu::ComputePipeline,
+    pub conv_grad_input: wgpu::ComputePipeline,
+    pub conv_jvp: wgpu::ComputePipeline,
+    pub pool_forward: wgpu::ComputePipeline,
+    pub pool_backward: wgpu::ComputePipeline,
 }
 
 impl Kernels {
@@ -121,6 +146,12 @@ impl Kernels {
             dense_jvp: kernel!("dense_jvp", [R, R, R, R, W, U]),
             inner_step: kernel!("inner_step", [R, R, W, U]),
             meta_grad: kernel!("meta_grad", [R, R, R, W, U]),
+            conv_forward: kernel!("conv_forward", [R, R, W, U]),
+            conv_grad_params: kernel!("conv_grad_params", [R, R, W, U]),
+            conv_grad_input: kernel!("conv_grad_input", [R, R, W, U]),
+            conv_jvp: kernel!("conv_jvp", [R, R, R, R, W, U]),
+            pool_forward: kernel!("pool_forward", [R, R, W, U]),
+            pool_backward: kernel!("pool_backward", [R, R, W, U]),
         })
     }
 }

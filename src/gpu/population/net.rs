@@ -3,10 +3,11 @@
 //! backward pass over them.
 
 use evomal_sdk::abi::{
-    LAYER_DENSE, LAYER_FLATTEN, LAYER_RELU, LAYER_SIGMOID, LAYER_TANH, LayerDesc,
+    LAYER_AVG_POOL, LAYER_CONV2D, LAYER_DENSE, LAYER_FLATTEN, LAYER_GLOBAL_AVG_POOL,
+    LAYER_MAX_POOL, LAYER_RELU, LAYER_SIGMOID, LAYER_TANH, LayerDesc,
 };
 
-use super::kernels::{Dims, Kernels, Op};
+use super::kernels::{Dims, Image, Kernels, Op};
 use crate::gpu::{Gpu, GpuError};
 
 /// A layer the GPU runs.
@@ -23,6 +24,23 @@ pub enum GpuLayer {
         width: u32,
     },
     Flatten,
+    /// A convolution or a pooling over `[c][h][w]` examples.
+    Image {
+        op: ImageOp,
+        inputs: u32,
+        outputs: u32,
+        offset: u32,
+        image: Image,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ImageOp {
+    Conv,
+    /// `kind` in the pooling shaders: 0 max, 1 average.
+    Pool {
+        kind: u32,
+    },
 }
 
 /// The plugin's layer list as the GPU runs it, or why it cannot.
@@ -33,24 +51,87 @@ pub fn gpu_layers(layers: &[LayerDesc]) -> Result<Vec<GpuLayer>, GpuError> {
                 .into(),
         ));
     }
-    layers
-        .iter()
-        .map(|l| match l.kind {
-            LAYER_DENSE => Ok(GpuLayer::Dense {
-                inputs: l.inputs,
-                outputs: l.outputs,
-                offset: l.param_offset as u32,
-            }),
-            LAYER_RELU | LAYER_TANH | LAYER_SIGMOID => Ok(GpuLayer::Activation {
-                kind: l.kind,
-                width: l.inputs,
-            }),
-            LAYER_FLATTEN => Ok(GpuLayer::Flatten),
-            other => Err(GpuError::Unsupported(format!(
-                "layer kind {other} (convolutions and pooling run on the CPU only)"
-            ))),
+    layers.iter().map(gpu_layer).collect()
+}
+
+fn gpu_layer(l: &LayerDesc) -> Result<GpuLayer, GpuError> {
+    let image = |op, image: Image| {
+        let (input, output) = (
+            image.c * image.h * image.w,
+            image.c_out * image.oh * image.ow,
+        );
+        if image.kh == 0
+            || image.kw == 0
+            || image.stride == 0
+            || (input, output) != (l.inputs, l.outputs)
+        {
+            return Err(GpuError::Unsupported(format!(
+                "layer kind {} whose shapes do not add up: {l:?}",
+                l.kind
+            )));
+        }
+        Ok(GpuLayer::Image {
+            op,
+            inputs: l.inputs,
+            outputs: l.outputs,
+            offset: l.param_offset as u32,
+            image,
         })
-        .collect()
+    };
+    let (c, h, w, k) = (l.channels, l.height, l.width, l.kernel);
+    let pool = |kind, (kh, kw): (u32, u32)| {
+        image(
+            ImageOp::Pool { kind },
+            Image {
+                c,
+                h,
+                w,
+                c_out: c,
+                kh,
+                kw,
+                stride: kh,
+                oh: h.checked_div(kh).unwrap_or(0),
+                ow: w.checked_div(kw).unwrap_or(0),
+                ..Image::default()
+            },
+        )
+    };
+    let conv_out = |side: u32| (side + 2 * l.padding).saturating_sub(k) / l.stride.max(1) + 1;
+    match l.kind {
+        LAYER_DENSE => Ok(GpuLayer::Dense {
+            inputs: l.inputs,
+            outputs: l.outputs,
+            offset: l.param_offset as u32,
+        }),
+        LAYER_RELU | LAYER_TANH | LAYER_SIGMOID => Ok(GpuLayer::Activation {
+            kind: l.kind,
+            width: l.inputs,
+        }),
+        LAYER_FLATTEN => Ok(GpuLayer::Flatten),
+        LAYER_CONV2D => image(
+            ImageOp::Conv,
+            Image {
+                c,
+                h,
+                w,
+                c_out: l.out_channels,
+                kh: k,
+                kw: k,
+                stride: l.stride,
+                pad: l.padding,
+                oh: conv_out(h),
+                ow: conv_out(w),
+                bias: l.bias,
+                unused: 0,
+            },
+        ),
+        LAYER_MAX_POOL => pool(0, (k, k)),
+        LAYER_AVG_POOL => pool(1, (k, k)),
+        LAYER_GLOBAL_AVG_POOL => pool(1, (h, w)),
+        other => Err(GpuError::Unsupported(format!(
+            "layer kind {other} (batch norm, dropout and residual blocks run on the CPU only)"
+        ))),
+    }
 }
 
 /// `p` copies of the model, for batches of up to `rows` rows: one batch shared by all
@@ -106,6 +187,7 @@ impl<'a> Net<'a> {
                 GpuLayer::Flatten => None,
                 GpuLayer::Dense { outputs, .. } => Some(outputs),
                 GpuLayer::Activation { width, .. } => Some(width),
+                GpuLayer::Image { outputs, .. } => Some(outputs),
             };
             match width {
                 Some(w) => {
@@ -170,14 +252,27 @@ impl<'a> Net<'a> {
     /// The shape every kernel of layer `l` sees over `rows` rows.
     fn dims(&self, l: usize, rows: usize) -> Dims {
         let input = self.value_of[l];
-        let (a, b, offset, kind) = match self.layers[l] {
+        let (a, b, offset, kind, image) = match self.layers[l] {
             GpuLayer::Dense {
                 inputs,
                 outputs,
                 offset,
-            } => (inputs, outputs, offset, 0),
-            GpuLayer::Activation { kind, width } => (width, width, 0, kind),
-            GpuLayer::Flatten => (0, 0, 0, 0),
+            } => (inputs, outputs, offset, 0, Image::default()),
+            GpuLayer::Activation { kind, width } => (width, width, 0, kind, Image::default()),
+            GpuLayer::Flatten => (0, 0, 0, 0, Image::default()),
+            GpuLayer::Image {
+                op,
+                inputs,
+                outputs,
+                offset,
+                image,
+            } => {
+                let kind = match op {
+                    ImageOp::Conv => 0,
+                    ImageOp::Pool { kind } => kind,
+                };
+                (inputs, outputs, offset, kind, image)
+            }
         };
         Dims {
             p: self.p as u32,
@@ -192,6 +287,7 @@ impl<'a> Net<'a> {
             offset,
             n_params: self.n_params as u32,
             kind,
+            image,
         }
     }
 
@@ -251,6 +347,22 @@ impl<'a> Net<'a> {
                     Some(&d),
                     n,
                 )),
+                GpuLayer::Image { op, .. } => {
+                    let (pipeline, buffers) = match op {
+                        ImageOp::Conv => (&k.conv_forward, [self.value(input), params]),
+                        ImageOp::Pool { .. } => {
+                            (&k.pool_forward, [self.value(input), self.value(input)])
+                        }
+                    };
+                    let [a, b] = buffers;
+                    ops.push(Op::new(
+                        gpu,
+                        pipeline,
+                        &[a, b, self.value(output)],
+                        Some(&d),
+                        n,
+                    ));
+                }
                 GpuLayer::Flatten => {}
             }
         }
@@ -298,7 +410,37 @@ impl<'a> Net<'a> {
                     Some(&d),
                     self.p * rows * width as usize,
                 )),
-                GpuLayer::Activation { .. } | GpuLayer::Flatten => {}
+                GpuLayer::Image {
+                    op: ImageOp::Conv,
+                    image,
+                    ..
+                } => {
+                    let weights = image.c_out * image.c * image.kh * image.kw;
+                    ops.push(Op::new(
+                        gpu,
+                        &k.conv_grad_params,
+                        &[self.value(input), self.grad_of(output), &self.grad],
+                        Some(&d),
+                        self.p * (weights + image.bias * image.c_out) as usize,
+                    ));
+                    if input_grad {
+                        ops.push(Op::new(
+                            gpu,
+                            &k.conv_grad_input,
+                            &[self.grad_of(output), params, self.grad_of(input)],
+                            Some(&d),
+                            self.p * rows * d.a as usize,
+                        ));
+                    }
+                }
+                GpuLayer::Image { .. } if input_grad => ops.push(Op::new(
+                    gpu,
+                    &k.pool_backward,
+                    &[self.value(input), self.grad_of(output), self.grad_of(input)],
+                    Some(&d),
+                    self.p * rows * d.a as usize,
+                )),
+                GpuLayer::Activation { .. } | GpuLayer::Image { .. } | GpuLayer::Flatten => {}
             }
         }
         ops
@@ -306,47 +448,59 @@ impl<'a> Net<'a> {
 
     /// The forward-mode derivative of the outputs at `params` in the direction `tangent` (a
     /// parameter-shaped buffer), after a forward pass over the same `rows`: ends in
-    /// `output_grad`, the value tangents reusing the gradient buffers.
+    /// `output_grad`, the value tangents reusing the gradient buffers. Values computed from the
+    /// data alone have no tangent: their buffers are neither written nor read.
     pub fn jvp(&self, rows: usize, params: &wgpu::Buffer, tangent: &wgpu::Buffer) -> Vec<Op> {
         let (gpu, k) = (self.gpu, self.kernels);
         let mut ops = Vec::new();
+        let mut constant = vec![false; self.widths.len()];
+        constant[0] = true;
         for l in 0..self.layers.len() {
             let (input, output) = (self.value_of[l], self.value_of[l + 1]);
-            let data = input == 0;
-            let d = self.dims(l, rows);
-            match self.layers[l] {
-                GpuLayer::Dense { outputs, .. } => {
-                    // Data has no tangent: any buffer stands in for it, unread.
-                    let tin = if data { &self.x } else { self.grad_of(input) };
-                    ops.push(Op::new(
-                        gpu,
-                        &k.dense_jvp,
-                        &[
-                            self.value(input),
-                            tin,
-                            params,
-                            tangent,
-                            self.grad_of(output),
-                        ],
-                        Some(&Dims {
-                            kind: data as u32,
-                            ..d
-                        }),
-                        self.p * rows * outputs as usize,
-                    ));
-                }
-                GpuLayer::Activation { width, .. } if !data => ops.push(Op::new(
+            let data = constant[input];
+            let d = Dims {
+                kind: data as u32,
+                ..self.dims(l, rows)
+            };
+            let n = self.p * rows * d.b as usize;
+            // Data has no tangent: any buffer stands in for it, unread.
+            let tin = if data { &self.x } else { self.grad_of(input) };
+            let with_params = |pipeline| {
+                Op::new(
                     gpu,
-                    &k.activation_backward,
+                    pipeline,
                     &[
-                        self.value(output),
-                        self.grad_of(input),
+                        self.value(input),
+                        tin,
+                        params,
+                        tangent,
                         self.grad_of(output),
                     ],
                     Some(&d),
-                    self.p * rows * width as usize,
+                    n,
+                )
+            };
+            match self.layers[l] {
+                GpuLayer::Dense { .. } => ops.push(with_params(&k.dense_jvp)),
+                GpuLayer::Image {
+                    op: ImageOp::Conv, ..
+                } => ops.push(with_params(&k.conv_jvp)),
+                GpuLayer::Flatten => {}
+                _ if data => constant[output] = true,
+                GpuLayer::Activation { .. } => ops.push(Op::new(
+                    gpu,
+                    &k.activation_backward,
+                    &[self.value(output), tin, self.grad_of(output)],
+                    Some(&self.dims(l, rows)),
+                    n,
                 )),
-                GpuLayer::Activation { .. } | GpuLayer::Flatten => {}
+                GpuLayer::Image { .. } => ops.push(Op::new(
+                    gpu,
+                    &k.pool_forward,
+                    &[self.value(input), tin, self.grad_of(output)],
+                    Some(&self.dims(l, rows)),
+                    n,
+                )),
             }
         }
         ops

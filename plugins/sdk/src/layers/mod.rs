@@ -124,6 +124,18 @@ pub enum Layer {
 }
 
 impl Layer {
+    /// The input's shape, for the layers over images.
+    pub fn geom(&self) -> Option<Geom> {
+        match *self {
+            Layer::Conv2d { geom, .. }
+            | Layer::MaxPool2d { geom, .. }
+            | Layer::AvgPool2d { geom, .. }
+            | Layer::GlobalAvgPool { geom }
+            | Layer::BatchNorm { geom } => Some(geom),
+            _ => None,
+        }
+    }
+
     /// Parameters of a layer other than a residual block (whose count its parts give).
     fn own_params(&self) -> usize {
         match *self {

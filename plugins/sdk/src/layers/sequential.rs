@@ -380,7 +380,7 @@ impl Stack {
 
     fn descs(&self, offset: u64, out: &mut Vec<LayerDesc>) {
         for (i, l) in self.layers.iter().enumerate() {
-            out.push(LayerDesc {
+            let mut d = LayerDesc {
                 kind: match l {
                     Layer::Dense { .. } => LAYER_DENSE,
                     Layer::Relu => LAYER_RELU,
@@ -397,9 +397,30 @@ impl Stack {
                 },
                 inputs: self.widths[i] as u32,
                 outputs: self.widths[i + 1] as u32,
-                reserved: 0,
                 param_offset: offset + self.params[i].start as u64,
-            });
+                ..LayerDesc::default()
+            };
+            if let Some(g) = l.geom() {
+                (d.channels, d.height, d.width) = (g.c as u32, g.h as u32, g.w as u32);
+            }
+            match *l {
+                Layer::Conv2d {
+                    c_out,
+                    k,
+                    stride,
+                    pad,
+                    bias,
+                    ..
+                } => {
+                    (d.out_channels, d.kernel, d.stride) = (c_out as u32, k as u32, stride as u32);
+                    (d.padding, d.bias) = (pad as u32, bias as u32);
+                }
+                Layer::MaxPool2d { size, .. } | Layer::AvgPool2d { size, .. } => {
+                    (d.kernel, d.stride) = (size as u32, size as u32);
+                }
+                _ => {}
+            }
+            out.push(d);
         }
     }
 }

@@ -89,6 +89,31 @@ fn cifar10_files_load_with_a_stratified_split_and_seeded_augmentation() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+/// The GPU reads examples as stored: it refuses a task whose training passes augment them,
+/// and takes the same data set with augmentation off.
+#[test]
+fn the_gpu_refuses_a_task_that_augments() {
+    use evomal::gpu::population::PopulationTrainer;
+    use evomal::train::Task;
+    let dir = cifar10("gpu", 10);
+    for augment in [true, false] {
+        let tag = format!("gpu-{augment}");
+        let p = open(
+            &tag,
+            serde_json::json!({ "data_dir": dir, "augment": augment }),
+        )
+        .unwrap();
+        assert_eq!(p.info().augments, augment as u32);
+        let m = p.create_model("lenet5", "{}").unwrap();
+        let made = PopulationTrainer::new(crate::gpu::gpu(), &Task::new(&p), &m, 2, 1);
+        match made {
+            Err(e) => assert!(augment && e.to_string().contains("augments"), "{e}"),
+            Ok(_) => assert!(!augment, "an augmenting task was taken"),
+        }
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
 #[test]
 fn missing_and_malformed_files_are_errors_that_name_them() {
     let err = open("nodir", serde_json::json!({})).err().unwrap();

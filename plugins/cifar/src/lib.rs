@@ -97,6 +97,7 @@ impl Task for Cifar {
             input_rank: 3,
             input_shape: [3, 32, 32, 0],
             split_sizes: self.store.sizes(),
+            augments: self.augment as u32,
         }
     }
 

@@ -20,7 +20,7 @@ use std::ffi::c_void;
 /// Bumped on every incompatible change of [`PluginDecl`] or the semantics of an entry.
 /// v2: `model_layers`. v3: model instances own their parameters, state and optimiser. v4:
 /// `model_params` (a model's settings and their defaults). v5: [`LayerDesc`] carries the
-/// geometry of convolutions and pooling.
+/// geometry of convolutions and pooling, and [`TaskInfo::augments`].
 pub const ABI_VERSION: u32 = 5;
 
 /// The exported function that returns `*const PluginDecl`.
@@ -82,6 +82,9 @@ pub struct TaskInfo {
     pub input_shape: [u32; 4],
     /// Examples in the train, validation and test splits.
     pub split_sizes: [u64; 3],
+    /// 1 when training passes transform their batches (`Task::augment`): the GPU trainer,
+    /// which reads examples as `read_batch` gives them, then refuses the task.
+    pub augments: u32,
 }
 
 /// What a created model is, from `model_info`.

@@ -307,6 +307,7 @@ mod tests {
                 input_rank: 1,
                 input_shape: [3, 0, 0, 0],
                 split_sizes: [40, 10, 10],
+                augments: 0,
             }
         }
         fn model_names(&self) -> Vec<&'static str> {

@@ -88,7 +88,8 @@ pub trait Task: Sized + Send + Sync + 'static {
     ) -> Result<(), String>;
 
     /// Transforms a training batch `x` of `n` examples in place before a training pass (random
-    /// crops, flips, ...), drawing from `seed` only. The default changes nothing.
+    /// crops, flips, ...), drawing from `seed` only. The default changes nothing; a task that
+    /// transforms says so in [`TaskInfo::augments`].
     fn augment(&self, _x: &mut [f32], _n: usize, _seed: u64) {}
 }
 

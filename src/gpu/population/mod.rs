@@ -92,6 +92,14 @@ impl<'g> PopulationTrainer<'g> {
             )
             .into());
         }
+        if task.plugin.info().augments != 0 {
+            return Err(GpuError::Unsupported(
+                "a task that augments its training batches (the GPU reads examples as stored; \
+                 turn augmentation off in [task.data], or train on the CPU)"
+                    .into(),
+            )
+            .into());
+        }
         let layers = gpu_layers(&model.layers()?)?;
         let upload = |split: u32| -> Result<Split, TrainError> {
             let n = task.split_size(split);

@@ -17,9 +17,10 @@ struct Dims {
     // activation kind (1 relu, 2 tanh, 3 sigmoid); pooling: 0 max, 1 average; forward-mode
     // derivatives: 1 when the input is data (it has no tangent)
     kind: u32,
-    // convolution and pooling: the input's channels, height and width; output channels; the
-    // kernel's (or window's) height and width; stride and zero padding; the output's height and
-    // width; 1 when a convolution has biases
+    // convolution, pooling and batch norm: the input's channels, height and width; output
+    // channels; the kernel's (or window's) height and width; stride and zero padding; the
+    // output's height and width; 1 when a convolution has biases; batch norm: where its running
+    // statistics start in a candidate's state, and state floats per candidate
     c: u32,
     h: u32,
     w: u32,
@@ -31,7 +32,11 @@ struct Dims {
     oh: u32,
     ow: u32,
     bias: u32,
-    unused: u32,
+    state_offset: u32,
+    n_state: u32,
+    unused0: u32,
+    unused1: u32,
+    unused2: u32,
 }
 
 fn flat(gid: vec3<u32>, groups: vec3<u32>) -> u32 {

@@ -112,11 +112,14 @@ pub const LAYER_AVG_POOL: u32 = 7;
 pub const LAYER_GLOBAL_AVG_POOL: u32 = 8;
 pub const LAYER_BATCH_NORM: u32 = 9;
 pub const LAYER_DROPOUT: u32 = 10;
-/// A residual block; its parts are not described yet.
+/// A residual block: `body(x) + shortcut(x)`. The next [`LayerDesc::body`] descriptions are its
+/// body, then [`LayerDesc::shortcut`] its shortcut (none: the identity), with their offsets in
+/// the whole model's vectors.
 pub const LAYER_RESIDUAL: u32 = 11;
 
-/// One layer of a model that is a plain stack, from `model_layers`: enough for the host to run
-/// the model itself (on the GPU) on the same flat parameter vector.
+/// One layer of a model built from layers, from `model_layers` (in order; a residual block's
+/// parts follow it): enough for the host to run the model itself (on the GPU) on the same flat
+/// parameter and state vectors.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct LayerDesc {
@@ -129,8 +132,12 @@ pub struct LayerDesc {
     pub bias: u32,
     /// Where the layer's parameters start in the flat vector. Dense: `inputs x outputs` weights,
     /// row-major, then `outputs` biases; `y = x W + b`. Convolution: `out_channels x (channels
-    /// kernel kernel)` weights, row-major, then `out_channels` biases when `bias`.
+    /// kernel kernel)` weights, row-major, then `out_channels` biases when `bias`. Batch norm:
+    /// `gamma` then `beta`, `channels` each.
     pub param_offset: u64,
+    /// Where the layer's state starts in the flat state vector. Batch norm: the running mean,
+    /// then the running variance, `channels` each.
+    pub state_offset: u64,
     /// Convolution, pooling and batch norm: the input's channels, height and width (`[c][h][w]`
     /// per example).
     pub channels: u32,
@@ -142,7 +149,10 @@ pub struct LayerDesc {
     pub kernel: u32,
     pub stride: u32,
     pub padding: u32,
-    pub reserved: u32,
+    /// Residual block: descriptions (not layers: a nested block counts its parts) in its body
+    /// and in its shortcut.
+    pub body: u32,
+    pub shortcut: u32,
 }
 
 /// A batch for `forward`: examples `idx[0..n]` of `split`, in `mode`, with `seed` for what a

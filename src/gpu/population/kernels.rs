@@ -42,7 +42,9 @@ pub struct Image {
     pub oh: u32,
     pub ow: u32,
     pub bias: u32,
-    pub unused: u32,
+    pub state_offset: u32,
+    pub n_state: u32,
+    pub unused: [u32; 3],
 }
 
 /// The optimiser shader's `Opt` uniform (`shaders/train/optimizer.wgsl`).
@@ -115,6 +117,13 @@ pub struct Kernels {
     pub conv_jvp: wgpu::ComputePipeline,
     pub pool_forward: wgpu::ComputePipeline,
     pub pool_backward: wgpu::ComputePipeline,
+    pub norm_stats: wgpu::ComputePipeline,
+    pub norm_forward: wgpu::ComputePipeline,
+    pub norm_reduce: wgpu::ComputePipeline,
+    pub norm_grad_params: wgpu::ComputePipeline,
+    pub norm_grad_input: wgpu::ComputePipeline,
+    pub norm_jvp: wgpu::ComputePipeline,
+    pub combine: wgpu::ComputePipeline,
 }
 
 impl Kernels {
@@ -152,6 +161,13 @@ impl Kernels {
             conv_jvp: kernel!("conv_jvp", [R, R, R, R, W, U]),
             pool_forward: kernel!("pool_forward", [R, R, W, U]),
             pool_backward: kernel!("pool_backward", [R, R, W, U]),
+            norm_stats: kernel!("norm_stats", [R, W, W, U]),
+            norm_forward: kernel!("norm_forward", [R, R, R, W, U]),
+            norm_reduce: kernel!("norm_reduce", [R, R, R, W, U]),
+            norm_grad_params: kernel!("norm_grad_params", [R, W, U]),
+            norm_grad_input: kernel!("norm_grad_input", [R, R, R, R, R, W, U]),
+            norm_jvp: kernel!("norm_jvp", [R, R, R, R, R, R, W, U]),
+            combine: kernel!("combine", [R, R, W, U]),
         })
     }
 }

@@ -5,7 +5,7 @@
 
 use super::PopulationTrainer;
 use super::kernels::{self, Op, record};
-use super::net::Net;
+use super::net::{Net, Pass};
 use crate::expr::LossExpr;
 use crate::gpu::GpuError;
 use crate::plugin::PluginModel;
@@ -132,7 +132,8 @@ impl<'t> GpuMetaGradient<'t> {
         // theta0 -> the candidates' objective -> backward -> theta1 -> the validation task loss
         // -> backward (v) -> JVP at theta0 in direction v -> meta-gradients.
         let lr_eff = cfg.lr_eff();
-        let mut ops = net.forward(bt, trainer.train.source(&idx_t, &step0), &net.params);
+        let train = trainer.train.source(&idx_t, &step0);
+        let mut ops = net.forward(bt, train, &net.params, Pass::Probe);
         let full_bufs = [
             net.output(),
             &net.y,
@@ -160,7 +161,8 @@ impl<'t> GpuMetaGradient<'t> {
         let inner = [&net.params, &net.grad, theta1];
         let inner_step = &trainer.kernels.inner_step;
         ops.push(Op::new(gpu, inner_step, &inner, Some(&step), p * n_params));
-        ops.extend(valid_net.forward(bv, trainer.eval.source(&idx_v, &step0), theta1));
+        let valid = trainer.eval.source(&idx_v, &step0);
+        ops.extend(valid_net.forward(bv, valid, theta1, Pass::Probe));
         let task_bufs = [
             valid_net.output(),
             &valid_net.y,

@@ -10,13 +10,15 @@
 //! front, and a counter on the device says which step is running.
 
 mod kernels;
+mod layers;
 mod meta;
 mod net;
 
 pub use meta::GpuMetaGradient;
 
 use kernels::{Dims, Kernels, Op, Opt, record};
-use net::{GpuLayer, Net, Source, gpu_layers};
+use layers::{GpuLayer, gpu_layers};
+use net::{Net, Pass, Source};
 
 use super::{Gpu, GpuError};
 use crate::expr::LossExpr;
@@ -182,7 +184,8 @@ impl<'g> PopulationTrainer<'g> {
         );
         let batch_dims = net.batch_dims(batch);
 
-        let mut ops = net.forward(batch, self.train.source(&idx, &step), &net.params);
+        let train = self.train.source(&idx, &step);
+        let mut ops = net.forward(batch, train, &net.params, Pass::Train);
         ops.push(Op::new(
             gpu,
             &objective,
@@ -266,7 +269,7 @@ impl<'g> PopulationTrainer<'g> {
             .collect();
         let idx = gpu.buffer_with("evaluation indices", &idx)?;
         let chunk = gpu.buffer_with("evaluation chunk", &[0u32])?;
-        let ops = net.forward(rows, eval.source(&idx, &chunk), &net.params);
+        let ops = net.forward(rows, eval.source(&idx, &chunk), &net.params, Pass::Eval);
         let p = net.candidates();
         let mut sums = vec![0.0f64; p];
         let mut scratch = vec![0.0f32; rows * self.n_out];

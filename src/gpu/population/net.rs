@@ -1,136 +1,136 @@
-//! The model on the device: its layers, and per candidate its parameters, activations and
-//! gradients, laid out `[candidate][row][feature]`; and the dispatches of a forward and a
-//! backward pass over them.
-
-use evomal_sdk::abi::{
-    LAYER_AVG_POOL, LAYER_CONV2D, LAYER_DENSE, LAYER_FLATTEN, LAYER_GLOBAL_AVG_POOL,
-    LAYER_MAX_POOL, LAYER_RELU, LAYER_SIGMOID, LAYER_TANH, LayerDesc,
-};
+//! The model on the device: its layers as a graph of values (a residual block forks its input
+//! and adds its two branches), per candidate its parameters, batch-norm state, activations and
+//! gradients, laid out `[candidate][row][feature]`; and the dispatches of a forward, a backward
+//! and a forward-mode pass over them.
 
 use super::kernels::{Dims, Image, Kernels, Op};
+use super::layers::{GpuLayer, ImageOp, state_len};
 use crate::gpu::{Gpu, GpuError};
 
-/// A layer the GPU runs.
+/// Which statistics a forward pass normalises with (the batch-norm shaders' `kind`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum GpuLayer {
-    Dense {
-        inputs: u32,
-        outputs: u32,
-        offset: u32,
-    },
-    /// `kind` as the shaders number them: 1 relu, 2 tanh, 3 sigmoid.
-    Activation {
-        kind: u32,
-        width: u32,
-    },
-    Flatten,
-    /// A convolution or a pooling over `[c][h][w]` examples.
-    Image {
-        op: ImageOp,
-        inputs: u32,
-        outputs: u32,
-        offset: u32,
-        image: Image,
-    },
+pub enum Pass {
+    /// The batch's, moving the running ones: a training step.
+    Train = 0,
+    /// The running ones: evaluation.
+    Eval = 1,
+    /// The batch's, leaving the running ones: the local search's passes.
+    Probe = 2,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ImageOp {
-    Conv,
-    /// `kind` in the pooling shaders: 0 max, 1 average.
-    Pool {
-        kind: u32,
-    },
+/// A value of the graph: `width` features per example in activation buffer `act` (0: the
+/// gathered data batch; a fork's branches share their input's), and its gradient (tangent in
+/// forward mode) buffer unless it is computed from the data alone.
+#[derive(Clone, Copy)]
+struct Value {
+    width: usize,
+    act: usize,
+    grad: Option<usize>,
 }
 
-/// The plugin's layer list as the GPU runs it, or why it cannot.
-pub fn gpu_layers(layers: &[LayerDesc]) -> Result<Vec<GpuLayer>, GpuError> {
-    if layers.is_empty() {
-        return Err(GpuError::Unsupported(
-            "a model that does not describe itself as layers (build it from evomal_sdk layers)"
-                .into(),
-        ));
+enum Node<'l> {
+    Layer {
+        layer: &'l GpuLayer,
+        input: usize,
+        output: usize,
+        /// Index of a batch norm's statistics buffers.
+        norm: Option<usize>,
+    },
+    /// A residual block's input, read by its body (`left`) and its shortcut (`right`).
+    Fork {
+        input: usize,
+        left: usize,
+        right: usize,
+    },
+    /// A residual block's output.
+    Add { a: usize, b: usize, output: usize },
+}
+
+/// The values and nodes of a layer list, built in order.
+#[derive(Default)]
+struct Graph<'l> {
+    values: Vec<Value>,
+    nodes: Vec<Node<'l>>,
+    acts: Vec<usize>,
+    grads: usize,
+    /// Channels of each batch norm.
+    norms: Vec<usize>,
+}
+
+impl<'l> Graph<'l> {
+    fn value(&mut self, width: usize, act: Option<usize>, constant: bool) -> usize {
+        let act = act.unwrap_or_else(|| {
+            self.acts.push(width);
+            self.acts.len() - 1
+        });
+        let grad = (!constant).then(|| {
+            self.grads += 1;
+            self.grads - 1
+        });
+        self.values.push(Value { width, act, grad });
+        self.values.len() - 1
     }
-    layers.iter().map(gpu_layer).collect()
+
+    fn stack(&mut self, layers: &'l [GpuLayer], mut v: usize) -> Result<usize, GpuError> {
+        for layer in layers {
+            let input = self.values[v];
+            let constant = input.grad.is_none();
+            v = match layer {
+                GpuLayer::Flatten => v,
+                GpuLayer::Residual { body, shortcut } => {
+                    let left = self.value(input.width, Some(input.act), constant);
+                    let right = self.value(input.width, Some(input.act), constant);
+                    self.nodes.push(Node::Fork {
+                        input: v,
+                        left,
+                        right,
+                    });
+                    let a = self.stack(body, left)?;
+                    let b = self.stack(shortcut, right)?;
+                    if self.values[a].act == 0 {
+                        return Err(GpuError::Unsupported(
+                            "a residual block whose body does not compute".into(),
+                        ));
+                    }
+                    let both = self.values[a].grad.is_none() && self.values[b].grad.is_none();
+                    let output = self.value(self.values[a].width, None, both);
+                    self.nodes.push(Node::Add { a, b, output });
+                    output
+                }
+                _ => {
+                    let (width, params, norm) = match *layer {
+                        GpuLayer::Dense { outputs, .. } => (outputs, true, None),
+                        GpuLayer::Activation { width, .. } => (width, false, None),
+                        GpuLayer::Image {
+                            op, outputs, image, ..
+                        } => {
+                            let norm = (op == ImageOp::Norm).then(|| {
+                                self.norms.push(image.c as usize);
+                                self.norms.len() - 1
+                            });
+                            (outputs, !matches!(op, ImageOp::Pool { .. }), norm)
+                        }
+                        GpuLayer::Flatten | GpuLayer::Residual { .. } => unreachable!(),
+                    };
+                    let output = self.value(width as usize, None, constant && !params);
+                    self.nodes.push(Node::Layer {
+                        layer,
+                        input: v,
+                        output,
+                        norm,
+                    });
+                    output
+                }
+            };
+        }
+        Ok(v)
+    }
 }
 
-fn gpu_layer(l: &LayerDesc) -> Result<GpuLayer, GpuError> {
-    let image = |op, image: Image| {
-        let (input, output) = (
-            image.c * image.h * image.w,
-            image.c_out * image.oh * image.ow,
-        );
-        if image.kh == 0
-            || image.kw == 0
-            || image.stride == 0
-            || (input, output) != (l.inputs, l.outputs)
-        {
-            return Err(GpuError::Unsupported(format!(
-                "layer kind {} whose shapes do not add up: {l:?}",
-                l.kind
-            )));
-        }
-        Ok(GpuLayer::Image {
-            op,
-            inputs: l.inputs,
-            outputs: l.outputs,
-            offset: l.param_offset as u32,
-            image,
-        })
-    };
-    let (c, h, w, k) = (l.channels, l.height, l.width, l.kernel);
-    let pool = |kind, (kh, kw): (u32, u32)| {
-        image(
-            ImageOp::Pool { kind },
-            Image {
-                c,
-                h,
-                w,
-                c_out: c,
-                kh,
-                kw,
-                stride: kh,
-                oh: h.checked_div(kh).unwrap_or(0),
-                ow: w.checked_div(kw).unwrap_or(0),
-                ..Image::default()
-            },
-        )
-    };
-    let conv_out = |side: u32| (side + 2 * l.padding).saturating_sub(k) / l.stride.max(1) + 1;
-    match l.kind {
-        LAYER_DENSE => Ok(GpuLayer::Dense {
-            inputs: l.inputs,
-            outputs: l.outputs,
-            offset: l.param_offset as u32,
-        }),
-        LAYER_RELU | LAYER_TANH | LAYER_SIGMOID => Ok(GpuLayer::Activation {
-            kind: l.kind,
-            width: l.inputs,
-        }),
-        LAYER_FLATTEN => Ok(GpuLayer::Flatten),
-        LAYER_CONV2D => image(
-            ImageOp::Conv,
-            Image {
-                c,
-                h,
-                w,
-                c_out: l.out_channels,
-                kh: k,
-                kw: k,
-                stride: l.stride,
-                pad: l.padding,
-                oh: conv_out(h),
-                ow: conv_out(w),
-                bias: l.bias,
-                unused: 0,
-            },
-        ),
-        LAYER_MAX_POOL => pool(0, (k, k)),
-        LAYER_AVG_POOL => pool(1, (k, k)),
-        LAYER_GLOBAL_AVG_POOL => pool(1, (h, w)),
-        other => Err(GpuError::Unsupported(format!(
-            "layer kind {other} (batch norm, dropout and residual blocks run on the CPU only)"
-        ))),
+fn op_kind(op: ImageOp) -> u32 {
+    match op {
+        ImageOp::Pool { kind } => kind,
+        ImageOp::Conv | ImageOp::Norm => 0,
     }
 }
 
@@ -139,20 +139,24 @@ fn gpu_layer(l: &LayerDesc) -> Result<GpuLayer, GpuError> {
 pub struct Net<'a> {
     gpu: &'a Gpu,
     kernels: &'a Kernels,
-    layers: &'a [GpuLayer],
     p: usize,
     own_batches: bool,
     n_params: usize,
-    /// Value 0 is the gathered input (shared by all candidates), value `l + 1` the output of
-    /// layer `l`; `value_of[l]` is layer `l`'s input (a flatten passes its input on).
-    value_of: Vec<usize>,
-    widths: Vec<usize>,
+    n_state: usize,
+    values: Vec<Value>,
+    nodes: Vec<Node<'a>>,
+    output: usize,
     target_width: usize,
     pub x: wgpu::Buffer,
     pub y: wgpu::Buffer,
-    values: Vec<wgpu::Buffer>,
+    /// Activation buffers 1..; 0 stands for `x`.
+    acts: Vec<wgpu::Buffer>,
     grads: Vec<wgpu::Buffer>,
+    /// Per batch norm: its statistics (mean, 1/std) and its reductions, per candidate and channel.
+    norms: Vec<(wgpu::Buffer, wgpu::Buffer)>,
     pub params: wgpu::Buffer,
+    /// Batch norms' running statistics.
+    pub state: wgpu::Buffer,
     /// dL/dparams of the last backward pass.
     pub grad: wgpu::Buffer,
 }
@@ -167,7 +171,8 @@ pub struct Source<'b> {
 }
 
 impl<'a> Net<'a> {
-    /// Buffers for `p` candidates starting from `init` each.
+    /// Buffers for `p` candidates starting from `init` each, with fresh running statistics
+    /// (mean 0, variance 1, as the SDK's batch norm starts).
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         gpu: &'a Gpu,
@@ -180,45 +185,52 @@ impl<'a> Net<'a> {
         target_width: usize,
         init: &[f32],
     ) -> Result<Net<'a>, GpuError> {
-        let mut value_of = vec![0usize];
-        let mut widths = vec![input_len];
-        for l in layers {
-            let width = match *l {
-                GpuLayer::Flatten => None,
-                GpuLayer::Dense { outputs, .. } => Some(outputs),
-                GpuLayer::Activation { width, .. } => Some(width),
-                GpuLayer::Image { outputs, .. } => Some(outputs),
-            };
-            match width {
-                Some(w) => {
-                    value_of.push(widths.len());
-                    widths.push(w as usize);
-                }
-                None => value_of.push(*value_of.last().expect("the input")),
+        let mut g = Graph::default();
+        g.acts.push(input_len);
+        let input = g.value(input_len, Some(0), true);
+        let output = g.stack(layers, input)?;
+        if g.values[output].grad.is_none() {
+            return Err(GpuError::Unsupported("a model without parameters".into()));
+        }
+        let mut acts = Vec::new();
+        for (a, &w) in g.acts.iter().enumerate().skip(1) {
+            acts.push(gpu.buffer(&format!("activations {a}"), p * rows * w)?);
+        }
+        let mut grads = Vec::new();
+        for v in &g.values {
+            if v.grad.is_some() {
+                grads.push(gpu.buffer("gradients", p * rows * v.width)?);
             }
         }
-        let mut values = Vec::new();
-        let mut grads = Vec::new();
-        for (v, &w) in widths.iter().enumerate().skip(1) {
-            values.push(gpu.buffer(&format!("activations {v}"), p * rows * w)?);
-            grads.push(gpu.buffer(&format!("gradients {v}"), p * rows * w)?);
+        let mut norms = Vec::new();
+        for &c in &g.norms {
+            norms.push((
+                gpu.buffer("batch statistics", p * c * 2)?,
+                gpu.buffer("batch-norm sums", p * c * 2)?,
+            ));
         }
+        let n_state = state_len(layers);
+        let mut state = vec![0.0f32; n_state];
+        fresh_statistics(layers, &mut state);
         let sets = if own_batches { p } else { 1 };
         Ok(Net {
             gpu,
             kernels,
-            layers,
             p,
             own_batches,
             n_params: init.len(),
-            value_of,
-            widths,
+            n_state,
+            values: g.values,
+            nodes: g.nodes,
+            output,
             target_width,
             x: gpu.buffer("batch inputs", sets * rows * input_len)?,
             y: gpu.buffer("batch targets", sets * rows * target_width)?,
-            values,
+            acts,
             grads,
+            norms,
             params: gpu.buffer_with("parameters", &init.repeat(p))?,
+            state: gpu.buffer_with("running statistics", &state.repeat(p))?,
             grad: gpu.buffer("parameter gradients", p * init.len())?,
         })
     }
@@ -227,68 +239,94 @@ impl<'a> Net<'a> {
         self.p
     }
 
-    fn value(&self, v: usize) -> &wgpu::Buffer {
-        if v == 0 { &self.x } else { &self.values[v - 1] }
+    fn act(&self, v: usize) -> &wgpu::Buffer {
+        match self.values[v].act {
+            0 => &self.x,
+            a => &self.acts[a - 1],
+        }
     }
 
     fn grad_of(&self, v: usize) -> &wgpu::Buffer {
-        &self.grads[v - 1]
+        &self.grads[self.values[v].grad.expect("a value with a gradient")]
+    }
+
+    fn constant(&self, v: usize) -> bool {
+        self.values[v].grad.is_none()
     }
 
     /// The raw outputs, `[candidate][row][output]`.
     pub fn output(&self) -> &wgpu::Buffer {
-        self.value(self.output_value())
+        self.act(self.output)
     }
 
     /// dL/d(raw outputs), which the objective writes.
     pub fn output_grad(&self) -> &wgpu::Buffer {
-        self.grad_of(self.output_value())
+        self.grad_of(self.output)
     }
 
-    fn output_value(&self) -> usize {
-        *self.value_of.last().expect("the output")
+    /// Floats of value `v` per candidate.
+    fn full(&self, v: usize, rows: usize) -> u32 {
+        (rows * self.values[v].width) as u32
     }
 
-    /// The shape every kernel of layer `l` sees over `rows` rows.
-    fn dims(&self, l: usize, rows: usize) -> Dims {
-        let input = self.value_of[l];
-        let (a, b, offset, kind, image) = match self.layers[l] {
-            GpuLayer::Dense {
-                inputs,
-                outputs,
-                offset,
-            } => (inputs, outputs, offset, 0, Image::default()),
-            GpuLayer::Activation { kind, width } => (width, width, 0, kind, Image::default()),
-            GpuLayer::Flatten => (0, 0, 0, 0, Image::default()),
+    /// Floats between two candidates' copies of value `v`: 0 for the data batch they share.
+    fn stride(&self, v: usize, rows: usize) -> u32 {
+        if self.values[v].act == 0 && !self.own_batches {
+            0
+        } else {
+            self.full(v, rows)
+        }
+    }
+
+    /// The shape every kernel of a layer from `input` to `output` sees over `rows` rows.
+    fn dims(&self, layer: &GpuLayer, input: usize, output: usize, rows: usize) -> Dims {
+        let (offset, kind, image) = match *layer {
+            GpuLayer::Dense { offset, .. } => (offset, 0, Image::default()),
+            GpuLayer::Activation { kind, .. } => (0, kind, Image::default()),
             GpuLayer::Image {
-                op,
-                inputs,
-                outputs,
-                offset,
-                image,
-            } => {
-                let kind = match op {
-                    ImageOp::Conv => 0,
-                    ImageOp::Pool { kind } => kind,
-                };
-                (inputs, outputs, offset, kind, image)
-            }
+                op, offset, image, ..
+            } => (offset, op_kind(op), image),
+            GpuLayer::Flatten | GpuLayer::Residual { .. } => (0, 0, Image::default()),
         };
         Dims {
             p: self.p as u32,
             rows: rows as u32,
-            a,
-            b,
-            in_stride: if input == 0 && !self.own_batches {
-                0
-            } else {
-                (rows * self.widths[input]) as u32
-            },
+            a: self.values[input].width as u32,
+            b: self.values[output].width as u32,
+            in_stride: self.stride(input, rows),
             offset,
             n_params: self.n_params as u32,
             kind,
-            image,
+            image: Image {
+                n_state: self.n_state as u32,
+                ..image
+            },
         }
+    }
+
+    /// `combine` of `x` and `y` into `out` (all `v`-shaped; `y` may be the data), `kind` 0 the
+    /// sum, 1 a copy of `x`.
+    #[allow(clippy::too_many_arguments)]
+    fn combine(
+        &self,
+        kind: u32,
+        x: &wgpu::Buffer,
+        y: &wgpu::Buffer,
+        out: &wgpu::Buffer,
+        v: usize,
+        y_stride: u32,
+        rows: usize,
+    ) -> Op {
+        let d = Dims {
+            p: self.p as u32,
+            rows: rows as u32,
+            a: self.values[v].width as u32,
+            in_stride: y_stride,
+            kind,
+            ..Dims::default()
+        };
+        let n = self.p * rows * self.values[v].width;
+        Op::new(self.gpu, &self.kernels.combine, &[x, y, out], Some(&d), n)
     }
 
     /// The uniform of kernels over whole batches (the objective, the divergence check): `p`,
@@ -303,9 +341,15 @@ impl<'a> Net<'a> {
     }
 
     /// Gathers `rows` rows into the batch, then runs every layer forward at `params`.
-    pub fn forward(&self, rows: usize, source: Source<'_>, params: &wgpu::Buffer) -> Vec<Op> {
+    pub fn forward(
+        &self,
+        rows: usize,
+        source: Source<'_>,
+        params: &wgpu::Buffer,
+        pass: Pass,
+    ) -> Vec<Op> {
         let (gpu, k) = (self.gpu, self.kernels);
-        let (input_len, target_width) = (self.widths[0], self.target_width);
+        let (input_len, target_width) = (self.values[0].width, self.target_width);
         let gather = Dims {
             p: self.p as u32,
             rows: rows as u32,
@@ -328,181 +372,256 @@ impl<'a> Net<'a> {
             Some(&gather),
             sets * rows * input_len.max(target_width),
         )];
-        for l in 0..self.layers.len() {
-            let (input, output) = (self.value_of[l], self.value_of[l + 1]);
-            let d = self.dims(l, rows);
-            let n = self.p * rows * d.b as usize;
-            match self.layers[l] {
-                GpuLayer::Dense { .. } => ops.push(Op::new(
-                    gpu,
-                    &k.dense_forward,
-                    &[self.value(input), params, self.value(output)],
-                    Some(&d),
-                    n,
-                )),
-                GpuLayer::Activation { .. } => ops.push(Op::new(
-                    gpu,
-                    &k.activation_forward,
-                    &[self.value(input), self.value(output)],
-                    Some(&d),
-                    n,
-                )),
-                GpuLayer::Image { op, .. } => {
-                    let (pipeline, buffers) = match op {
-                        ImageOp::Conv => (&k.conv_forward, [self.value(input), params]),
-                        ImageOp::Pool { .. } => {
-                            (&k.pool_forward, [self.value(input), self.value(input)])
-                        }
-                    };
-                    let [a, b] = buffers;
-                    ops.push(Op::new(
-                        gpu,
-                        pipeline,
-                        &[a, b, self.value(output)],
-                        Some(&d),
-                        n,
-                    ));
+        for node in &self.nodes {
+            let &Node::Layer {
+                layer,
+                input,
+                output,
+                norm,
+            } = node
+            else {
+                if let &Node::Add { a, b, output } = node {
+                    let (x, y) = (self.act(a), self.act(b));
+                    let stride = self.stride(b, rows);
+                    ops.push(self.combine(0, x, y, self.act(output), output, stride, rows));
                 }
-                GpuLayer::Flatten => {}
+                continue;
+            };
+            let d = self.dims(layer, input, output, rows);
+            let n = self.p * rows * d.b as usize;
+            let (x, out) = (self.act(input), self.act(output));
+            let op =
+                |pipeline, buffers: &[&wgpu::Buffer]| Op::new(gpu, pipeline, buffers, Some(&d), n);
+            match *layer {
+                GpuLayer::Dense { .. } => ops.push(op(&k.dense_forward, &[x, params, out])),
+                GpuLayer::Activation { .. } => ops.push(op(&k.activation_forward, &[x, out])),
+                GpuLayer::Image { op: kind, .. } => match kind {
+                    ImageOp::Conv => ops.push(op(&k.conv_forward, &[x, params, out])),
+                    ImageOp::Pool { .. } => ops.push(op(&k.pool_forward, &[x, x, out])),
+                    ImageOp::Norm => {
+                        let stats = &self.norms[norm.expect("a batch norm's buffers")].0;
+                        let sd = Dims {
+                            kind: pass as u32,
+                            ..d
+                        };
+                        let channels = self.p * d.image.c as usize;
+                        let bufs = [x, &self.state, stats];
+                        ops.push(Op::new(gpu, &k.norm_stats, &bufs, Some(&sd), channels));
+                        ops.push(op(&k.norm_forward, &[x, params, stats, out]));
+                    }
+                },
+                GpuLayer::Flatten | GpuLayer::Residual { .. } => {}
             }
         }
         ops
     }
 
-    /// Every layer backward at `params` from `output_grad` over `rows` rows, into `grad`.
+    /// Every layer backward at `params` from `output_grad` over `rows` rows (after a training
+    /// forward pass), into `grad`.
     pub fn backward(&self, rows: usize, params: &wgpu::Buffer) -> Vec<Op> {
         let (gpu, k) = (self.gpu, self.kernels);
         let mut ops = Vec::new();
-        for l in (0..self.layers.len()).rev() {
-            let (input, output) = (self.value_of[l], self.value_of[l + 1]);
-            let d = self.dims(l, rows);
-            // The first layer's input is data: its gradient is never needed.
-            let input_grad = input != 0;
-            match self.layers[l] {
+        for node in self.nodes.iter().rev() {
+            let (layer, input, output, norm) = match *node {
+                Node::Layer {
+                    layer,
+                    input,
+                    output,
+                    norm,
+                } => (layer, input, output, norm),
+                Node::Fork { input, left, right } => {
+                    if !self.constant(input) {
+                        let (l, r) = (self.grad_of(left), self.grad_of(right));
+                        let full = self.full(input, rows);
+                        ops.push(self.combine(0, l, r, self.grad_of(input), input, full, rows));
+                    }
+                    continue;
+                }
+                Node::Add { a, b, output } => {
+                    for branch in [a, b] {
+                        if !self.constant(branch) {
+                            let g = self.grad_of(output);
+                            ops.push(self.combine(1, g, g, self.grad_of(branch), output, 0, rows));
+                        }
+                    }
+                    continue;
+                }
+            };
+            if self.constant(output) {
+                continue;
+            }
+            let d = self.dims(layer, input, output, rows);
+            let (x, g_out) = (self.act(input), self.grad_of(output));
+            let g_in = (!self.constant(input)).then(|| self.grad_of(input));
+            let per_input = self.p * rows * d.a as usize;
+            let op = |pipeline, buffers: &[&wgpu::Buffer], n| {
+                Op::new(gpu, pipeline, buffers, Some(&d), n)
+            };
+            match *layer {
                 GpuLayer::Dense {
                     inputs, outputs, ..
                 } => {
-                    ops.push(Op::new(
-                        gpu,
-                        &k.dense_grad_params,
-                        &[self.value(input), self.grad_of(output), &self.grad],
-                        Some(&d),
-                        self.p * (inputs as usize + 1) * outputs as usize,
-                    ));
-                    if input_grad {
-                        ops.push(Op::new(
-                            gpu,
-                            &k.dense_grad_input,
-                            &[self.grad_of(output), params, self.grad_of(input)],
-                            Some(&d),
-                            self.p * rows * inputs as usize,
-                        ));
+                    let n = self.p * (inputs as usize + 1) * outputs as usize;
+                    ops.push(op(&k.dense_grad_params, &[x, g_out, &self.grad], n));
+                    if let Some(g_in) = g_in {
+                        ops.push(op(&k.dense_grad_input, &[g_out, params, g_in], per_input));
                     }
                 }
-                GpuLayer::Activation { width, .. } if input_grad => ops.push(Op::new(
-                    gpu,
-                    &k.activation_backward,
-                    &[
-                        self.value(output),
-                        self.grad_of(output),
-                        self.grad_of(input),
-                    ],
-                    Some(&d),
-                    self.p * rows * width as usize,
-                )),
+                GpuLayer::Activation { .. } => {
+                    if let Some(g_in) = g_in {
+                        let y = self.act(output);
+                        ops.push(op(&k.activation_backward, &[y, g_out, g_in], per_input));
+                    }
+                }
                 GpuLayer::Image {
-                    op: ImageOp::Conv,
-                    image,
-                    ..
-                } => {
-                    let weights = image.c_out * image.c * image.kh * image.kw;
-                    ops.push(Op::new(
-                        gpu,
-                        &k.conv_grad_params,
-                        &[self.value(input), self.grad_of(output), &self.grad],
-                        Some(&d),
-                        self.p * (weights + image.bias * image.c_out) as usize,
-                    ));
-                    if input_grad {
-                        ops.push(Op::new(
-                            gpu,
-                            &k.conv_grad_input,
-                            &[self.grad_of(output), params, self.grad_of(input)],
-                            Some(&d),
-                            self.p * rows * d.a as usize,
-                        ));
+                    op: kind, image, ..
+                } => match kind {
+                    ImageOp::Conv => {
+                        let weights = image.c_out * image.c * image.kh * image.kw;
+                        let n = self.p * (weights + image.bias * image.c_out) as usize;
+                        ops.push(op(&k.conv_grad_params, &[x, g_out, &self.grad], n));
+                        if let Some(g_in) = g_in {
+                            ops.push(op(&k.conv_grad_input, &[g_out, params, g_in], per_input));
+                        }
                     }
-                }
-                GpuLayer::Image { .. } if input_grad => ops.push(Op::new(
-                    gpu,
-                    &k.pool_backward,
-                    &[self.value(input), self.grad_of(output), self.grad_of(input)],
-                    Some(&d),
-                    self.p * rows * d.a as usize,
-                )),
-                GpuLayer::Activation { .. } | GpuLayer::Image { .. } | GpuLayer::Flatten => {}
+                    ImageOp::Pool { .. } => {
+                        if let Some(g_in) = g_in {
+                            ops.push(op(&k.pool_backward, &[x, g_out, g_in], per_input));
+                        }
+                    }
+                    ImageOp::Norm => {
+                        let (stats, red) = &self.norms[norm.expect("a batch norm's buffers")];
+                        let channels = self.p * image.c as usize;
+                        ops.push(op(&k.norm_reduce, &[x, g_out, stats, red], channels));
+                        ops.push(op(&k.norm_grad_params, &[red, &self.grad], 2 * channels));
+                        if let Some(g_in) = g_in {
+                            let bufs = [x, g_out, params, stats, red, g_in];
+                            ops.push(op(&k.norm_grad_input, &bufs, per_input));
+                        }
+                    }
+                },
+                GpuLayer::Flatten | GpuLayer::Residual { .. } => {}
             }
         }
         ops
     }
 
     /// The forward-mode derivative of the outputs at `params` in the direction `tangent` (a
-    /// parameter-shaped buffer), after a forward pass over the same `rows`: ends in
+    /// parameter-shaped buffer), after a training forward pass over the same `rows`: ends in
     /// `output_grad`, the value tangents reusing the gradient buffers. Values computed from the
-    /// data alone have no tangent: their buffers are neither written nor read.
+    /// data alone have no tangent.
     pub fn jvp(&self, rows: usize, params: &wgpu::Buffer, tangent: &wgpu::Buffer) -> Vec<Op> {
         let (gpu, k) = (self.gpu, self.kernels);
         let mut ops = Vec::new();
-        let mut constant = vec![false; self.widths.len()];
-        constant[0] = true;
-        for l in 0..self.layers.len() {
-            let (input, output) = (self.value_of[l], self.value_of[l + 1]);
-            let data = constant[input];
+        for node in &self.nodes {
+            let (layer, input, output, norm) = match *node {
+                Node::Layer {
+                    layer,
+                    input,
+                    output,
+                    norm,
+                } => (layer, input, output, norm),
+                Node::Fork { input, left, right } => {
+                    if !self.constant(input) {
+                        let t = self.grad_of(input);
+                        for branch in [left, right] {
+                            ops.push(self.combine(1, t, t, self.grad_of(branch), input, 0, rows));
+                        }
+                    }
+                    continue;
+                }
+                Node::Add { a, b, output } => {
+                    let t_out = match self.values[output].grad {
+                        Some(_) => self.grad_of(output),
+                        None => continue,
+                    };
+                    let full = self.full(output, rows);
+                    ops.push(match (self.constant(a), self.constant(b)) {
+                        (false, false) => {
+                            let (ta, tb) = (self.grad_of(a), self.grad_of(b));
+                            self.combine(0, ta, tb, t_out, output, full, rows)
+                        }
+                        (false, true) => {
+                            let ta = self.grad_of(a);
+                            self.combine(1, ta, ta, t_out, output, 0, rows)
+                        }
+                        _ => {
+                            let tb = self.grad_of(b);
+                            self.combine(1, tb, tb, t_out, output, 0, rows)
+                        }
+                    });
+                    continue;
+                }
+            };
+            if self.constant(output) {
+                continue;
+            }
+            let data = self.constant(input);
             let d = Dims {
                 kind: data as u32,
-                ..self.dims(l, rows)
+                ..self.dims(layer, input, output, rows)
             };
             let n = self.p * rows * d.b as usize;
+            let (x, t_out) = (self.act(input), self.grad_of(output));
             // Data has no tangent: any buffer stands in for it, unread.
-            let tin = if data { &self.x } else { self.grad_of(input) };
-            let with_params = |pipeline| {
-                Op::new(
-                    gpu,
-                    pipeline,
-                    &[
-                        self.value(input),
-                        tin,
-                        params,
-                        tangent,
-                        self.grad_of(output),
-                    ],
-                    Some(&d),
-                    n,
-                )
+            let t_in = if data { &self.x } else { self.grad_of(input) };
+            let op = |pipeline, buffers: &[&wgpu::Buffer], d: &Dims| {
+                Op::new(gpu, pipeline, buffers, Some(d), n)
             };
-            match self.layers[l] {
-                GpuLayer::Dense { .. } => ops.push(with_params(&k.dense_jvp)),
+            let plain = self.dims(layer, input, output, rows);
+            match *layer {
+                GpuLayer::Dense { .. } => {
+                    ops.push(op(&k.dense_jvp, &[x, t_in, params, tangent, t_out], &d))
+                }
+                GpuLayer::Activation { .. } => {
+                    let y = self.act(output);
+                    ops.push(op(&k.activation_backward, &[y, t_in, t_out], &plain));
+                }
                 GpuLayer::Image {
-                    op: ImageOp::Conv, ..
-                } => ops.push(with_params(&k.conv_jvp)),
-                GpuLayer::Flatten => {}
-                _ if data => constant[output] = true,
-                GpuLayer::Activation { .. } => ops.push(Op::new(
-                    gpu,
-                    &k.activation_backward,
-                    &[self.value(output), tin, self.grad_of(output)],
-                    Some(&self.dims(l, rows)),
-                    n,
-                )),
-                GpuLayer::Image { .. } => ops.push(Op::new(
-                    gpu,
-                    &k.pool_forward,
-                    &[self.value(input), tin, self.grad_of(output)],
-                    Some(&self.dims(l, rows)),
-                    n,
-                )),
+                    op: kind, image, ..
+                } => match kind {
+                    ImageOp::Conv => {
+                        ops.push(op(&k.conv_jvp, &[x, t_in, params, tangent, t_out], &d))
+                    }
+                    ImageOp::Pool { .. } => {
+                        ops.push(op(&k.pool_forward, &[x, t_in, t_out], &plain))
+                    }
+                    ImageOp::Norm => {
+                        let (stats, red) = &self.norms[norm.expect("a batch norm's buffers")];
+                        if !data {
+                            let channels = self.p * image.c as usize;
+                            let bufs = [x, t_in, stats, red];
+                            ops.push(Op::new(gpu, &k.norm_reduce, &bufs, Some(&d), channels));
+                        }
+                        let bufs = [x, t_in, params, tangent, stats, red, t_out];
+                        ops.push(op(&k.norm_jvp, &bufs, &d));
+                    }
+                },
+                GpuLayer::Flatten | GpuLayer::Residual { .. } => {}
             }
         }
         ops
+    }
+}
+
+/// Mean 0 and variance 1 for every batch norm's running statistics in `state`.
+fn fresh_statistics(layers: &[GpuLayer], state: &mut [f32]) {
+    for l in layers {
+        match l {
+            GpuLayer::Image {
+                op: ImageOp::Norm,
+                image,
+                ..
+            } => {
+                let (at, c) = (image.state_offset as usize, image.c as usize);
+                state[at..at + c].fill(0.0);
+                state[at + c..at + 2 * c].fill(1.0);
+            }
+            GpuLayer::Residual { body, shortcut } => {
+                fresh_statistics(body, state);
+                fresh_statistics(shortcut, state);
+            }
+            _ => {}
+        }
     }
 }

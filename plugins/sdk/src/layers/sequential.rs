@@ -378,7 +378,9 @@ impl Stack {
         }
     }
 
-    fn descs(&self, offset: u64, out: &mut Vec<LayerDesc>) {
+    /// Appends the descriptions of this stack's layers, its parameters starting at `offset` and
+    /// its state at `state` in the model's vectors.
+    fn descs(&self, offset: u64, state: u64, out: &mut Vec<LayerDesc>) {
         for (i, l) in self.layers.iter().enumerate() {
             let mut d = LayerDesc {
                 kind: match l {
@@ -398,6 +400,7 @@ impl Stack {
                 inputs: self.widths[i] as u32,
                 outputs: self.widths[i + 1] as u32,
                 param_offset: offset + self.params[i].start as u64,
+                state_offset: state + self.state[i].start as u64,
                 ..LayerDesc::default()
             };
             if let Some(g) = l.geom() {
@@ -421,6 +424,16 @@ impl Stack {
                 _ => {}
             }
             out.push(d);
+            if let Saved::Block(b) = &self.saved[i] {
+                let at = out.len() - 1;
+                b.body.descs(d.param_offset, d.state_offset, out);
+                out[at].body = (out.len() - at - 1) as u32;
+                if let Some(sc) = &b.shortcut {
+                    let (p, s) = (b.body.n_params() as u64, b.body.n_state() as u64);
+                    sc.descs(d.param_offset + p, d.state_offset + s, out);
+                    out[at].shortcut = (out.len() - at - 1) as u32 - out[at].body;
+                }
+            }
         }
     }
 }
@@ -587,7 +600,7 @@ impl Model for Sequential {
 
     fn layers(&self) -> Vec<LayerDesc> {
         let mut out = Vec::new();
-        self.stack.descs(0, &mut out);
+        self.stack.descs(0, 0, &mut out);
         out
     }
 

@@ -3,6 +3,7 @@ use rand_chacha::ChaCha8Rng;
 
 use super::*;
 use crate::Model;
+use crate::abi::*;
 
 fn model(activation: Layer) -> Sequential {
     let layers = vec![
@@ -536,4 +537,47 @@ fn passes_split_across_threads_equal_the_serial_ones() {
     );
     check_derivatives("conv split", conv_model(), 72, Mode::Eval, true);
     super::par::TEST_PAR_MIN.set(1 << 15);
+}
+
+/// A residual model's descriptions: each block followed by its body and shortcut, and the
+/// parameter and state ranges of the described layers tiling the model's vectors in order.
+#[test]
+fn descriptions_cover_residual_blocks_and_tile_the_vectors() {
+    let m = crate::models::resnet(1, 8, 8, 10, &[1, 1], 4, 0.0, Layer::Relu).unwrap();
+    let descs = m.layers();
+    let (mut params, mut state) = (0u64, 0u64);
+    for d in &descs {
+        let (np, ns) = match d.kind {
+            LAYER_CONV2D => (
+                (d.out_channels * d.channels * d.kernel * d.kernel) as u64,
+                0,
+            ),
+            LAYER_BATCH_NORM => (2 * d.channels as u64, 2 * d.channels as u64),
+            LAYER_DENSE => ((d.inputs * d.outputs + d.outputs) as u64, 0),
+            _ => (0, 0),
+        };
+        if np > 0 {
+            assert_eq!(d.param_offset, params, "{d:?}");
+        }
+        if ns > 0 {
+            assert_eq!(d.state_offset, state, "{d:?}");
+        }
+        (params, state) = (params + np, state + ns);
+    }
+    assert_eq!((params, state), (m.n_params() as u64, m.n_state() as u64));
+    let blocks: Vec<(usize, u32, u32)> = descs
+        .iter()
+        .enumerate()
+        .filter(|(_, d)| d.kind == LAYER_RESIDUAL)
+        .map(|(i, d)| (i, d.body, d.shortcut))
+        .collect();
+    // Stem (conv, bn, relu), then an identity block and a projection block, each with a
+    // five-layer body and the second a two-layer shortcut, each followed by a relu.
+    assert_eq!(blocks, [(3, 5, 0), (10, 5, 2)]);
+    let stride = &descs[11];
+    assert_eq!(
+        (stride.kind, stride.stride, stride.padding),
+        (LAYER_CONV2D, 2, 1)
+    );
+    assert_eq!((stride.height, stride.width, stride.channels), (8, 8, 4));
 }

@@ -155,6 +155,11 @@ impl Gpu {
         self.info.device_type == wgpu::DeviceType::Cpu
     }
 
+    /// The most f32s one storage binding holds on this device.
+    pub fn max_binding_floats(&self) -> usize {
+        (self.limits.max_storage_buffer_binding_size / 4) as usize
+    }
+
     /// A storage buffer of `len` f32s (zeroed), checked against the binding limit.
     pub fn buffer(&self, what: &str, len: usize) -> Result<wgpu::Buffer, GpuError> {
         let bytes = self.storage_bytes(what, (len.max(1) * 4) as u64)?;

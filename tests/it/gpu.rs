@@ -415,6 +415,34 @@ fn convolutional_models_train_on_the_gpu_as_on_the_cpu() {
     }
 }
 
+/// Candidates beyond what fits side by side train in turns, each as it would have together.
+#[test]
+fn candidates_in_turns_train_as_they_do_side_by_side() {
+    let p = TaskPlugin::load(&build_plugin("evomal-plugin-digits"), "{}").unwrap();
+    let task = Task::new(&p);
+    let mut m = p.create_model("cnn", "{}").unwrap();
+    let mut init = vec![0.0f32; m.n_params()];
+    m.initial_params(3, &mut init).unwrap();
+    let losses: Vec<LossExpr> = ["mul(-1, mul(y, log(yhat)))", "square(sub(y, yhat))"]
+        .iter()
+        .map(|l| l.parse().unwrap())
+        .collect();
+    let cfg = sgd(10, 32, 0.05);
+    let runs = |capacity| {
+        let trainer = PopulationTrainer::new(gpu(), &task, &m, capacity, 1).unwrap();
+        assert_eq!(trainer.side_by_side(&cfg), capacity);
+        // Evaluation chunks of 256 rows; the model's values per row: input, two convolutions
+        // with ReLU and max pooling, the read-out, and a gradient for each but the input.
+        let per_row = 64 + 2 * (512 + 512 + 128 + 256 + 256 + 64 + 10);
+        let floats = m.n_params() * 4 + 256 * per_row;
+        assert_eq!(trainer.bytes_per_candidate(&cfg), 4 * floats);
+        trainer
+            .train(&losses, &init, &cfg, 3, task.metric())
+            .unwrap()
+    };
+    assert_eq!(runs(1), runs(2));
+}
+
 #[test]
 fn models_describe_their_layers_and_the_gpu_refuses_what_it_cannot_run() {
     use evomal_sdk::abi::{LAYER_CONV2D, LAYER_DENSE, LAYER_MAX_POOL};

@@ -26,6 +26,7 @@ use serde_json::json;
 use super::parse_expr;
 
 mod fitness;
+mod gpu_train;
 
 /// Squared error (no libm calls), cross-entropy-like, and a fixed height-8 tree drawn by
 /// `random_tree(Grow, 0..=10)`.
@@ -41,12 +42,19 @@ pub const BENCH_EXPRS: [(&str, &str); 3] = [
 #[derive(Subcommand)]
 pub enum BenchCommand {
     /// Training steps per second of a manifest's model (batch and optimiser from `[testing]`),
-    /// on one thread and on all threads.
+    /// on one thread and on all threads, or on the GPU alone and side by side.
     Train {
         manifest: PathBuf,
         /// Steps to time (after a fifth as many warm-up steps, 2 to 20).
         #[arg(long, default_value_t = 500)]
         steps: usize,
+        /// `gpu` times the GPU population trainer (any adapter); `auto` a hardware one when
+        /// there is one, else the CPU.
+        #[arg(long, value_enum, default_value_t = DeviceChoice::Cpu)]
+        device: DeviceChoice,
+        /// Models trained side by side in the GPU measurement.
+        #[arg(long, default_value_t = 25)]
+        side_by_side: usize,
         #[arg(long)]
         json: bool,
         /// Internal: measure in this process and print one JSON line.
@@ -106,6 +114,19 @@ pub fn run(cmd: BenchCommand, out: &mut dyn Write) -> anyhow::Result<()> {
         BenchCommand::Train {
             manifest,
             steps,
+            device,
+            side_by_side,
+            json,
+            worker: false,
+        } if device != DeviceChoice::Cpu => match Gpu::choose(device)? {
+            Some(gpu) => {
+                gpu_train::bench_train_gpu(&gpu, &manifest, steps, side_by_side, json, out)
+            }
+            None => bench_train(&manifest, steps, json, out),
+        },
+        BenchCommand::Train {
+            manifest,
+            steps,
             worker: true,
             ..
         } => {
@@ -117,6 +138,7 @@ pub fn run(cmd: BenchCommand, out: &mut dyn Write) -> anyhow::Result<()> {
             steps,
             json,
             worker: false,
+            ..
         } => bench_train(&manifest, steps, json, out),
     }
 }

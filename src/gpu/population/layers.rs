@@ -186,3 +186,31 @@ pub fn state_len(layers: &[GpuLayer]) -> usize {
         .max()
         .unwrap_or(0)
 }
+
+/// Floats per example row of one candidate's copy of the model: the widest value (the input,
+/// a layer's output), and every value's activations and gradients together (a residual block's
+/// branches have gradients of their own).
+pub fn row_floats(layers: &[GpuLayer], input: usize) -> (usize, usize) {
+    fn walk(layers: &[GpuLayer], width: &mut usize, widest: &mut usize, total: &mut usize) {
+        for l in layers {
+            match l {
+                GpuLayer::Dense { outputs, .. } | GpuLayer::Image { outputs, .. } => {
+                    *width = *outputs as usize
+                }
+                GpuLayer::Activation { width: w, .. } => *width = *w as usize,
+                GpuLayer::Flatten => continue,
+                GpuLayer::Residual { body, shortcut } => {
+                    let input = *width;
+                    *total += 2 * input;
+                    walk(body, width, widest, total);
+                    walk(shortcut, &mut input.clone(), widest, total);
+                }
+            }
+            *widest = (*widest).max(*width);
+            *total += 2 * *width;
+        }
+    }
+    let (mut width, mut widest, mut total) = (input, input, input);
+    walk(layers, &mut width, &mut widest, &mut total);
+    (widest, total)
+}

@@ -276,9 +276,21 @@ impl PopulationTrainer<'_> {
         seeds: &[u64],
     ) -> Result<Vec<LocalSearchResult>, TrainError> {
         assert_eq!(losses.len(), seeds.len(), "one seed per candidate");
-        if losses.is_empty() {
-            return Ok(Vec::new());
+        let together = self.side_by_side_rows(cfg.batch);
+        let mut results = Vec::with_capacity(losses.len());
+        for (losses, seeds) in losses.chunks(together).zip(seeds.chunks(together)) {
+            results.extend(self.local_search_together(model, losses, cfg, seeds)?);
         }
+        Ok(results)
+    }
+
+    fn local_search_together(
+        &self,
+        model: &mut PluginModel,
+        losses: &[LossExpr],
+        cfg: &LocalSearchConfig,
+        seeds: &[u64],
+    ) -> Result<Vec<LocalSearchResult>, TrainError> {
         let mut meta = GpuMetaGradient::new(self, losses, cfg)?;
         let (n_train, n_valid) = (self.train.n, self.eval.n);
         let mut walks: Vec<MetaWalk> = losses

@@ -17,7 +17,7 @@ mod net;
 pub use meta::GpuMetaGradient;
 
 use kernels::{Dims, Kernels, Op, Opt, record};
-use layers::{GpuLayer, gpu_layers};
+use layers::{GpuLayer, gpu_layers, row_floats, state_len};
 use net::{Net, Pass, Source};
 
 use super::{Gpu, GpuError};
@@ -80,7 +80,7 @@ pub struct PopulationTrainer<'g> {
 
 impl<'g> PopulationTrainer<'g> {
     /// Uploads the training split and `eval_split` of `task`, for up to `capacity` copies of
-    /// `model`.
+    /// `model` side by side (more candidates train in turns).
     pub fn new(
         gpu: &'g Gpu,
         task: &Task<'_>,
@@ -132,9 +132,38 @@ impl<'g> PopulationTrainer<'g> {
         })
     }
 
+    /// One candidate's device memory in a fitness run with `cfg`: its parameters, their
+    /// gradient and two optimiser moments, running statistics, and every value's activations
+    /// and gradients.
+    pub fn bytes_per_candidate(&self, cfg: &TrainConfig) -> usize {
+        let (batch, eval_rows) = self.rows(cfg);
+        let (_, per_row) = row_floats(&self.layers, self.input_len);
+        4 * (4 * self.n_params + state_len(&self.layers) + batch.max(eval_rows) * per_row)
+    }
+
+    /// Candidates trained in the same dispatches in a fitness run with `cfg`: up to the
+    /// capacity, as many as one storage binding holds copies of the largest per-candidate
+    /// buffer. More train in turns.
+    pub fn side_by_side(&self, cfg: &TrainConfig) -> usize {
+        let (batch, eval_rows) = self.rows(cfg);
+        self.side_by_side_rows(batch.max(eval_rows))
+    }
+
+    fn side_by_side_rows(&self, rows: usize) -> usize {
+        let (widest, _) = row_floats(&self.layers, self.input_len);
+        let largest = (rows * widest).max(self.n_params).max(1);
+        (self.gpu.max_binding_floats() / largest).clamp(1, self.capacity.max(1))
+    }
+
+    /// The batch and evaluation rows of a fitness run with `cfg`.
+    fn rows(&self, cfg: &TrainConfig) -> (usize, usize) {
+        let batch = cfg.batch.min(self.train.n).max(1);
+        (batch, EVAL_ROWS.max(batch).min(self.eval.n.max(1)))
+    }
+
     /// Trains one model per loss from `init` for `cfg.steps` steps on batches drawn from
     /// `seed` (the same for all, as [`Task::train`] draws them), then scores each on the
-    /// evaluation split with `metric`.
+    /// evaluation split with `metric`; [`Self::side_by_side`] at a time.
     pub fn train(
         &self,
         losses: &[LossExpr],
@@ -143,17 +172,25 @@ impl<'g> PopulationTrainer<'g> {
         seed: u64,
         metric: Metric,
     ) -> Result<Vec<CandidateRun>, GpuError> {
-        assert!(
-            losses.len() <= self.capacity,
-            "more candidates than capacity"
-        );
         assert_eq!(init.len(), self.n_params, "one initial parameter vector");
-        if losses.is_empty() {
-            return Ok(Vec::new());
+        let (batch, eval_rows) = self.rows(cfg);
+        let mut runs = Vec::with_capacity(losses.len());
+        for part in losses.chunks(self.side_by_side_rows(batch.max(eval_rows))) {
+            runs.extend(self.train_together(part, init, cfg, seed, metric)?);
         }
+        Ok(runs)
+    }
+
+    fn train_together(
+        &self,
+        losses: &[LossExpr],
+        init: &[f32],
+        cfg: &TrainConfig,
+        seed: u64,
+        metric: Metric,
+    ) -> Result<Vec<CandidateRun>, GpuError> {
         let (gpu, p) = (self.gpu, losses.len());
-        let batch = cfg.batch.min(self.train.n).max(1);
-        let eval_rows = EVAL_ROWS.max(batch).min(self.eval.n.max(1));
+        let (batch, eval_rows) = self.rows(cfg);
         let net = Net::new(
             gpu,
             &self.kernels,

@@ -1,0 +1,101 @@
+//! `evomal bench train --device gpu`: training steps per second of a manifest's model in the
+//! GPU population trainer, one copy alone and many side by side, with the device memory each
+//! copy takes.
+
+use std::io::Write;
+use std::path::Path;
+use std::time::Instant;
+
+use evomal::gpu::Gpu;
+use evomal::gpu::population::PopulationTrainer;
+use evomal::manifest::Manifest;
+use evomal::plugin::TaskPlugin;
+use evomal::train::{Task, TrainConfig};
+use serde_json::json;
+
+/// Times `steps` steps of `copies` models trained with the task's baseline loss: the difference
+/// between a run of `warm + steps` steps and one of `warm`, so the final evaluation and the
+/// set-up cancel out.
+fn steps_per_second(
+    trainer: &PopulationTrainer<'_>,
+    task: &Task<'_>,
+    init: &[f32],
+    cfg: &TrainConfig,
+    copies: usize,
+    steps: usize,
+) -> anyhow::Result<f64> {
+    let losses = vec![task.kind.baseline(); copies];
+    let warm = (steps / 5).clamp(2, 20);
+    let run = |steps: usize| -> anyhow::Result<f64> {
+        let cfg = TrainConfig {
+            steps,
+            ..cfg.clone()
+        };
+        let t = Instant::now();
+        trainer.train(&losses, init, &cfg, 1, task.metric())?;
+        Ok(t.elapsed().as_secs_f64())
+    };
+    run(warm)?;
+    let (short, long) = (run(warm)?, run(warm + steps)?);
+    Ok(steps as f64 / (long - short).max(f64::MIN_POSITIVE))
+}
+
+pub fn bench_train_gpu(
+    gpu: &Gpu,
+    manifest: &Path,
+    steps: usize,
+    side_by_side: usize,
+    json: bool,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    let manifest = Manifest::load(manifest)?;
+    let plugin = TaskPlugin::open(&manifest.plugin(), &manifest.data_json())?;
+    let task = Task::new(&plugin);
+    let mut model = plugin.create_model(&manifest.task.model, &manifest.params_json())?;
+    let cfg = manifest.testing_config();
+    let trainer = PopulationTrainer::new(gpu, &task, &model, side_by_side.max(1), 1)?;
+    let mut init = vec![0.0f32; model.n_params()];
+    model.initial_params(0, &mut init)?;
+    let batch = cfg.batch.min(task.split_size(0));
+    let one = steps_per_second(&trainer, &task, &init, &cfg, 1, steps)?;
+    let many = steps_per_second(&trainer, &task, &init, &cfg, side_by_side, steps)?;
+    let together = trainer.side_by_side(&cfg);
+    let report = json!({
+        "task": plugin.name(),
+        "model": manifest.task.model,
+        "n_params": model.n_params(),
+        "batch": batch,
+        "device": gpu.describe(),
+        "software": gpu.is_software(),
+        "steps_per_s": one,
+        "side_by_side": side_by_side,
+        "together": together,
+        "model_steps_per_s": many * side_by_side as f64,
+        "bytes_per_candidate": trainer.bytes_per_candidate(&cfg),
+    });
+    if json {
+        writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?;
+        return Ok(());
+    }
+    let caveat = if gpu.is_software() {
+        " — a software rasteriser: not a GPU figure"
+    } else {
+        ""
+    };
+    writeln!(
+        out,
+        "{} / {}: {} parameters, batch {batch}, {steps} timed steps, on {}{caveat}",
+        plugin.name(),
+        manifest.task.model,
+        model.n_params(),
+        gpu.describe()
+    )?;
+    writeln!(out, "  one model:       {one:>10.3} steps/s")?;
+    writeln!(
+        out,
+        "  {side_by_side} side by side: {:>10.3} model-steps/s ({together} per dispatch; {:.1} MiB of device memory each)",
+        many * side_by_side as f64,
+        trainer.bytes_per_candidate(&cfg) as f64 / (1 << 20) as f64
+    )?;
+    Ok(())
+}

@@ -20,7 +20,8 @@ struct Dims {
     // convolution, pooling and batch norm: the input's channels, height and width; output
     // channels; the kernel's (or window's) height and width; stride and zero padding; the
     // output's height and width; 1 when a convolution has biases; batch norm: where its running
-    // statistics start in a candidate's state, and state floats per candidate
+    // statistics start in a candidate's state, and state floats per candidate; dropout: its
+    // rate (f32 bits), its slot among the model's dropout layers, and their number
     c: u32,
     h: u32,
     w: u32,
@@ -34,9 +35,9 @@ struct Dims {
     bias: u32,
     state_offset: u32,
     n_state: u32,
-    unused0: u32,
-    unused1: u32,
-    unused2: u32,
+    rate: u32,
+    slot: u32,
+    slots: u32,
 }
 
 fn flat(gid: vec3<u32>, groups: vec3<u32>) -> u32 {

@@ -378,7 +378,8 @@ fn classification_with_adam_matches_too() {
 }
 
 /// Convolutions (padded, strided, 1x1), max, average and global pooling, batch norm (training
-/// and evaluation) and residual blocks (identity and projection shortcuts), on the 8x8 digits:
+/// and evaluation), residual blocks (identity and projection shortcuts) and dropout (the
+/// plugin's masks, drawn again on the GPU), on the 8x8 digits:
 /// the trained parameters agree to f32 rounding (measured on lavapipe: below 1e-6 of the
 /// largest), and the validation errors, which use the running statistics, exactly. The ResNet
 /// uses tanh: with ReLU after batch norm, where many values sit near 0, a rounding difference
@@ -395,7 +396,7 @@ fn convolutional_models_train_on_the_gpu_as_on_the_cpu() {
         ("lenet5", "{}"),
         (
             "resnet",
-            r#"{"dropout": 0, "blocks": [1, 1], "activation": "tanh"}"#,
+            r#"{"dropout": 0.3, "blocks": [1, 1], "activation": "tanh"}"#,
         ),
     ];
     for (model, params) in models {
@@ -445,7 +446,7 @@ fn candidates_in_turns_train_as_they_do_side_by_side() {
 
 #[test]
 fn models_describe_their_layers_and_the_gpu_refuses_what_it_cannot_run() {
-    use evomal_sdk::abi::{LAYER_CONV2D, LAYER_DENSE, LAYER_MAX_POOL};
+    use evomal_sdk::abi::{LAYER_CONV2D, LAYER_DENSE, LAYER_DROPOUT, LAYER_MAX_POOL};
     let p = TaskPlugin::load(&build_plugin("evomal-plugin-digits"), "{}").unwrap();
     let task = Task::new(&p);
     let mlp = p.create_model("mlp", r#"{"hidden": [32]}"#).unwrap();
@@ -469,12 +470,12 @@ fn models_describe_their_layers_and_the_gpu_refuses_what_it_cannot_run() {
         (pool.kind, pool.kernel, pool.inputs),
         (LAYER_MAX_POOL, 2, 8 * 64)
     );
-
-    let resnet = p.create_model("resnet", r#"{"dropout": 0.2}"#).unwrap();
-    let err = PopulationTrainer::new(gpu(), &task, &resnet, 2, 1)
-        .err()
-        .unwrap();
-    assert!(err.to_string().contains("dropout"), "{err}");
+    // The ResNet ends in global pooling, dropout and the read-out.
+    let resnet = p.create_model("resnet", r#"{"dropout": 0.25}"#).unwrap();
+    let layers = resnet.layers().unwrap();
+    let dropout = layers[layers.len() - 2];
+    assert_eq!((dropout.kind, dropout.rate), (LAYER_DROPOUT, 0.25));
+    assert!(PopulationTrainer::new(gpu(), &task, &resnet, 2, 1).is_ok());
 
     // A model that is not a layer stack (here: one that panics) is refused with the reason.
     let fixtures = TaskPlugin::load(&build_plugin("evomal-test-fixtures"), "{}").unwrap();
@@ -667,7 +668,7 @@ fn meta_gradients_on_the_gpu_equal_the_cpus() {
     for (model, params) in [
         ("cnn", "{}"),
         ("lenet5", "{}"),
-        ("resnet", r#"{"dropout": 0}"#),
+        ("resnet", r#"{"dropout": 0.3}"#),
     ] {
         meta_gradients_agree(
             "evomal-plugin-digits",

@@ -459,11 +459,13 @@ fn the_device_is_chosen_recorded_and_kept_on_resume() {
         assert!(stderr.contains("software rasteriser"), "{stderr}");
     }
 
-    // A CNN searches on the GPU end to end; a model with dropout is refused by name.
-    let cnn = std::fs::read_to_string(
+    // A ResNet (batch norm, residual blocks, dropout) searches on the GPU end to end; a model
+    // that does not describe its layers is refused with the reason.
+    let resnet = std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("tasks/digits-cnn.toml"),
     )
     .unwrap()
+    .replace("model = \"cnn\"", "model = \"resnet\"")
     .replace("population = 25", "population = 4")
     .replace("generations = 50", "generations = 1")
     .replace("meta_steps = 250", "meta_steps = 3")
@@ -471,27 +473,32 @@ fn the_device_is_chosen_recorded_and_kept_on_resume() {
     .replace("rejection_steps = 100", "rejection_steps = 10")
     .replace("steps = 2000", "steps = 20")
     .replace("seeds = [0, 1, 2]", "seeds = [0]");
-    std::fs::write(dir.join("cnn.toml"), &cnn).unwrap();
-    let o = run_with(
-        dir.join("cnn.toml").to_str().unwrap(),
-        &dir.join("cnn"),
-        &["--device", "gpu"],
-    );
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let report: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.join("cnn/run.json")).unwrap()).unwrap();
-    assert_eq!(report["fitness_device"].as_str().unwrap(), device);
-    let resnet = cnn.replace("model = \"cnn\"", "model = \"resnet\"");
-    std::fs::write(dir.join("resnet.toml"), resnet).unwrap();
+    std::fs::write(dir.join("resnet.toml"), &resnet).unwrap();
     let o = run_with(
         dir.join("resnet.toml").to_str().unwrap(),
         &dir.join("resnet"),
         &["--device", "gpu"],
     );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("resnet/run.json")).unwrap()).unwrap();
+    assert_eq!(report["fitness_device"].as_str().unwrap(), device);
+    let lib = build_plugin("evomal-test-fixtures");
+    let opaque = format!(
+        "[task]\nplugin = {:?}\nmodel = \"no-jvp\"\n[search]\npopulation = 4\ngenerations = 1\n",
+        lib.display().to_string()
+    );
+    std::fs::write(dir.join("opaque.toml"), opaque).unwrap();
+    let o = run_with(
+        dir.join("opaque.toml").to_str().unwrap(),
+        &dir.join("opaque"),
+        &["--device", "gpu"],
+    );
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success());
     assert!(
-        stderr.contains("the GPU trainer does not support") && stderr.contains("dropout"),
+        stderr.contains("the GPU trainer does not support")
+            && stderr.contains("does not describe itself"),
         "{stderr}"
     );
     std::fs::remove_dir_all(&dir).ok();

@@ -20,7 +20,8 @@ use std::ffi::c_void;
 /// Bumped on every incompatible change of [`PluginDecl`] or the semantics of an entry.
 /// v2: `model_layers`. v3: model instances own their parameters, state and optimiser. v4:
 /// `model_params` (a model's settings and their defaults). v5: [`LayerDesc`] carries the
-/// geometry of convolutions and pooling, and [`TaskInfo::augments`].
+/// geometry of convolutions and pooling, state offsets, residual blocks' parts and dropout's
+/// masks, and [`TaskInfo::augments`].
 pub const ABI_VERSION: u32 = 5;
 
 /// The exported function that returns `*const PluginDecl`.
@@ -121,7 +122,7 @@ pub const LAYER_RESIDUAL: u32 = 11;
 /// parts follow it): enough for the host to run the model itself (on the GPU) on the same flat
 /// parameter and state vectors.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct LayerDesc {
     /// `LAYER_*`.
     pub kind: u32,
@@ -153,6 +154,11 @@ pub struct LayerDesc {
     /// and in its shortcut.
     pub body: u32,
     pub shortcut: u32,
+    /// Dropout: the layer's number in the model. A training pass seeded `s` draws the layer's
+    /// mask from `ChaCha8Rng::seed_from_u64(mix_seed(s, id))`, one `random::<f32>()` per entry
+    /// of the batch's input in order, dropping the entry when it is below `rate`.
+    pub id: u32,
+    pub rate: f32,
 }
 
 /// A batch for `forward`: examples `idx[0..n]` of `split`, in `mode`, with `seed` for what a

@@ -44,7 +44,10 @@ pub struct Image {
     pub bias: u32,
     pub state_offset: u32,
     pub n_state: u32,
-    pub unused: [u32; 3],
+    /// Dropout: the rate's f32 bits, the layer's slot among the dropout layers, their number.
+    pub rate: u32,
+    pub slot: u32,
+    pub slots: u32,
 }
 
 /// The optimiser shader's `Opt` uniform (`shaders/train/optimizer.wgsl`).
@@ -124,6 +127,7 @@ pub struct Kernels {
     pub norm_grad_input: wgpu::ComputePipeline,
     pub norm_jvp: wgpu::ComputePipeline,
     pub combine: wgpu::ComputePipeline,
+    pub dropout: wgpu::ComputePipeline,
 }
 
 impl Kernels {
@@ -168,6 +172,7 @@ impl Kernels {
             norm_grad_input: kernel!("norm_grad_input", [R, R, R, R, R, W, U]),
             norm_jvp: kernel!("norm_jvp", [R, R, R, R, R, R, W, U]),
             combine: kernel!("combine", [R, R, W, U]),
+            dropout: kernel!("dropout", [R, R, R, W, U]),
         })
     }
 }

@@ -24,6 +24,12 @@ pub enum GpuLayer {
         width: u32,
     },
     Flatten,
+    /// Inverted dropout with the plugin's masks (`LayerDesc::id`), `rate` as f32 bits.
+    Dropout {
+        width: u32,
+        rate: u32,
+        id: u32,
+    },
     /// A convolution, a pooling or a batch norm over `[c][h][w]` examples.
     Image {
         op: ImageOp,
@@ -161,11 +167,11 @@ fn layer(l: &LayerDesc) -> Result<GpuLayer, GpuError> {
         LAYER_AVG_POOL => pool(1, (k, k)),
         LAYER_GLOBAL_AVG_POOL => pool(1, (h, w)),
         LAYER_BATCH_NORM => image(ImageOp::Norm, same),
-        LAYER_DROPOUT => Err(GpuError::Unsupported(
-            "dropout (its masks are drawn on the CPU only; set the model's dropout to 0 to \
-             train it on the GPU)"
-                .into(),
-        )),
+        LAYER_DROPOUT => Ok(GpuLayer::Dropout {
+            width: l.inputs,
+            rate: l.rate.to_bits(),
+            id: l.id,
+        }),
         other => Err(GpuError::Unsupported(format!("layer kind {other}"))),
     }
 }
@@ -197,7 +203,9 @@ pub fn row_floats(layers: &[GpuLayer], input: usize) -> (usize, usize) {
                 GpuLayer::Dense { outputs, .. } | GpuLayer::Image { outputs, .. } => {
                     *width = *outputs as usize
                 }
-                GpuLayer::Activation { width: w, .. } => *width = *w as usize,
+                GpuLayer::Activation { width: w, .. } | GpuLayer::Dropout { width: w, .. } => {
+                    *width = *w as usize
+                }
                 GpuLayer::Flatten => continue,
                 GpuLayer::Residual { body, shortcut } => {
                     let input = *width;
@@ -213,4 +221,35 @@ pub fn row_floats(layers: &[GpuLayer], input: usize) -> (usize, usize) {
     let (mut width, mut widest, mut total) = (input, input, input);
     walk(layers, &mut width, &mut widest, &mut total);
     (widest, total)
+}
+
+/// The dropout layers' numbers, in the order the graph meets them (a block's body before its
+/// shortcut): slot `k` of a pass's mask keys is `ids[k]`'s.
+pub fn dropout_ids(layers: &[GpuLayer]) -> Vec<u32> {
+    let mut ids = Vec::new();
+    for l in layers {
+        match l {
+            GpuLayer::Dropout { id, .. } => ids.push(*id),
+            GpuLayer::Residual { body, shortcut } => {
+                ids.extend(dropout_ids(body));
+                ids.extend(dropout_ids(shortcut));
+            }
+            _ => {}
+        }
+    }
+    ids
+}
+
+/// The ChaCha8 keys of a training pass seeded `seed`, one per dropout layer of `ids`: what the
+/// plugin seeds each layer's mask generator with (`LayerDesc::id`), 8 words each.
+pub fn mask_keys(ids: &[u32], seed: u64, out: &mut Vec<u32>) {
+    use rand::SeedableRng;
+    for &id in ids {
+        let rng = rand_chacha::ChaCha8Rng::seed_from_u64(evomal_sdk::mix_seed(seed, id.into()));
+        let key = rng.get_seed();
+        out.extend(
+            key.chunks_exact(4)
+                .map(|w| u32::from_le_bytes([w[0], w[1], w[2], w[3]])),
+        );
+    }
 }

@@ -5,13 +5,14 @@
 
 use super::PopulationTrainer;
 use super::kernels::{self, Op, record};
+use super::layers::{dropout_ids, mask_keys};
 use super::net::{Net, Pass};
 use crate::expr::LossExpr;
 use crate::gpu::GpuError;
 use crate::plugin::PluginModel;
 use crate::search::local::{LocalSearchConfig, LocalSearchResult, MetaStep, MetaWalk};
-use crate::train::TrainError;
 use crate::train::objective::TaskKind;
+use crate::train::{TrainError, pass_seed};
 
 /// The `Meta` uniform of `shaders/train/meta_grad.wgsl`.
 #[repr(C)]
@@ -57,8 +58,13 @@ pub struct GpuMetaGradient<'t> {
     weights: wgpu::Buffer,
     row_loss_v: wgpu::Buffer,
     meta: wgpu::Buffer,
+    /// The dropout layers whose masks the passes at theta1 draw, and their keys' buffer.
+    dropout_ids: Vec<u32>,
+    valid_keys: wgpu::Buffer,
     /// Host staging for the uploads.
     theta0: Vec<f32>,
+    keys_t: Vec<u32>,
+    keys_v: Vec<u32>,
     train_idx: Vec<u32>,
     valid_idx: Vec<u32>,
     phis: Vec<f32>,
@@ -97,6 +103,8 @@ impl<'t> GpuMetaGradient<'t> {
         let n_params = trainer.n_params;
         // Two copies of the population's model: at theta0 on the training batches, whose
         // activations the JVP reuses, and at theta1 on the validation batches.
+        let dropout_ids = dropout_ids(&trainer.layers);
+        let no_keys = vec![0u32; p * dropout_ids.len() * 8];
         let net_at = |rows: usize| {
             let zeros = vec![0.0; n_params];
             let (input_len, target_width) = (trainer.input_len, trainer.target_width);
@@ -111,6 +119,7 @@ impl<'t> GpuMetaGradient<'t> {
                 input_len,
                 target_width,
                 &zeros,
+                &no_keys,
             )
         };
         let (net, valid_net) = (net_at(bt)?, net_at(bv)?);
@@ -210,6 +219,10 @@ impl<'t> GpuMetaGradient<'t> {
             weights,
             row_loss_v,
             meta,
+            valid_keys: valid_net.keys.clone(),
+            keys_t: no_keys.clone(),
+            keys_v: no_keys,
+            dropout_ids,
             theta0: vec![0.0; p * n_params],
             train_idx: vec![0; p * bt],
             valid_idx: vec![0; p * bv],
@@ -232,14 +245,25 @@ impl<'t> GpuMetaGradient<'t> {
         );
         let (gpu, n_params) = (self.trainer.gpu, self.trainer.n_params);
         let (bt, bv, k, stride) = (self.bt, self.bv, self.k, self.stride);
+        let slots = self.dropout_ids.len() * 8;
         for (c, s) in steps.iter().enumerate() {
             let Some(s) = s else { continue };
             fill_u32(&mut self.train_idx[c * bt..][..bt], s.train);
             fill_u32(&mut self.valid_idx[c * bv..][..bv], s.valid);
             self.phis[c * stride..][..s.phi.len()].copy_from_slice(s.phi);
             model.initial_params(s.init_seed, &mut self.theta0[c * n_params..][..n_params])?;
+            // The passes' seeds, as `MetaGradient::compute` gives them.
+            for (pass, keys) in [&mut self.keys_t, &mut self.keys_v].into_iter().enumerate() {
+                let mut drawn = Vec::with_capacity(slots);
+                mask_keys(&self.dropout_ids, pass_seed(s.init_seed, pass), &mut drawn);
+                keys[c * slots..][..slots].copy_from_slice(&drawn);
+            }
         }
         let q = &gpu.queue;
+        if slots > 0 {
+            q.write_buffer(&self.net.keys, 0, bytemuck::cast_slice(&self.keys_t));
+            q.write_buffer(&self.valid_keys, 0, bytemuck::cast_slice(&self.keys_v));
+        }
         q.write_buffer(&self.net.params, 0, bytemuck::cast_slice(&self.theta0));
         q.write_buffer(&self.idx_t, 0, bytemuck::cast_slice(&self.train_idx));
         q.write_buffer(&self.idx_v, 0, bytemuck::cast_slice(&self.valid_idx));

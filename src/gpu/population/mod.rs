@@ -17,7 +17,7 @@ mod net;
 pub use meta::GpuMetaGradient;
 
 use kernels::{Dims, Kernels, Op, Opt, record};
-use layers::{GpuLayer, gpu_layers, row_floats, state_len};
+use layers::{GpuLayer, dropout_ids, gpu_layers, mask_keys, row_floats, state_len};
 use net::{Net, Pass, Source};
 
 use super::{Gpu, GpuError};
@@ -25,7 +25,7 @@ use crate::expr::LossExpr;
 use crate::plugin::PluginModel;
 use crate::train::objective::TaskKind;
 use crate::train::optim::lr_at;
-use crate::train::{BatchSampler, Metric, Outcome, Task, TrainConfig, TrainError};
+use crate::train::{BatchSampler, Metric, Outcome, Task, TrainConfig, TrainError, pass_seed};
 
 /// Steps recorded into one command buffer.
 const STEPS_PER_SUBMIT: usize = 50;
@@ -191,6 +191,7 @@ impl<'g> PopulationTrainer<'g> {
     ) -> Result<Vec<CandidateRun>, GpuError> {
         let (gpu, p) = (self.gpu, losses.len());
         let (batch, eval_rows) = self.rows(cfg);
+        let (idx, lr, keys) = self.schedule(cfg, batch, seed)?;
         let net = Net::new(
             gpu,
             &self.kernels,
@@ -201,10 +202,10 @@ impl<'g> PopulationTrainer<'g> {
             self.input_len,
             self.target_width,
             init,
+            &keys,
         )?;
         let status = gpu.buffer_with("status", &vec![u32::MAX; p])?;
-        let step = gpu.buffer_with("step counter", &[0u32])?;
-        let (idx, lr) = self.schedule(cfg, batch, seed)?;
+        let step = &net.counter;
         let stride = kernels::weight_stride(losses);
         let classification = self.kind == TaskKind::Classification;
         let objective = kernels::objective(gpu, losses, self.n_out, classification, None)?;
@@ -221,7 +222,7 @@ impl<'g> PopulationTrainer<'g> {
         );
         let batch_dims = net.batch_dims(batch);
 
-        let train = self.train.source(&idx, &step);
+        let train = self.train.source(&idx, step);
         let mut ops = net.forward(batch, train, &net.params, Pass::Train);
         ops.push(Op::new(
             gpu,
@@ -237,13 +238,13 @@ impl<'g> PopulationTrainer<'g> {
             p * batch,
         ));
         let k = &self.kernels;
-        let check = [&row_loss, &status, &step];
+        let check = [&row_loss, &status, step];
         ops.push(Op::new(gpu, &k.check, &check, Some(&batch_dims), p));
         ops.extend(net.backward(batch, &net.params));
         let opt = Opt::new(&cfg.optimizer, total);
-        let optimizer = [&net.params, &net.grad, &m, &v, &lr, &step];
+        let optimizer = [&net.params, &net.grad, &m, &v, &lr, step];
         ops.push(Op::new(gpu, &k.optimizer, &optimizer, Some(&opt), total));
-        ops.push(Op::new::<Dims>(gpu, &k.tick, &[&step], None, 1));
+        ops.push(Op::new::<Dims>(gpu, &k.tick, &[step], None, 1));
         for first in (0..cfg.steps).step_by(STEPS_PER_SUBMIT) {
             record(gpu, &ops, STEPS_PER_SUBMIT.min(cfg.steps - first));
         }
@@ -273,25 +274,30 @@ impl<'g> PopulationTrainer<'g> {
             .collect())
     }
 
-    /// Every step's batch indices (drawn as [`Task::train`] draws them) and learning rate.
+    /// Every step's batch indices (drawn as [`Task::train`] draws them) and learning rate, and
+    /// the dropout masks' keys of its pass (seeded as [`Task::train`] seeds it).
     fn schedule(
         &self,
         cfg: &TrainConfig,
         batch: usize,
         seed: u64,
-    ) -> Result<(wgpu::Buffer, wgpu::Buffer), GpuError> {
+    ) -> Result<(wgpu::Buffer, wgpu::Buffer, Vec<u32>), GpuError> {
         let mut sampler = BatchSampler::new(self.train.n, seed);
         let mut step_idx = vec![0u64; batch];
         let mut idx = Vec::with_capacity(cfg.steps * batch);
         let mut lr = Vec::with_capacity(cfg.steps);
+        let ids = dropout_ids(&self.layers);
+        let mut keys = Vec::with_capacity(cfg.steps * ids.len() * 8);
         for step in 0..cfg.steps {
             sampler.next(&mut step_idx);
             idx.extend(step_idx.iter().map(|&i| i as u32));
             lr.push(lr_at(cfg.lr, &cfg.milestones, cfg.gamma, step));
+            mask_keys(&ids, pass_seed(seed, step), &mut keys);
         }
         Ok((
             self.gpu.buffer_with("batch indices", &idx)?,
             self.gpu.buffer_with("learning rates", &lr)?,
+            keys,
         ))
     }
 

@@ -33,8 +33,8 @@ enum Node<'l> {
         layer: &'l GpuLayer,
         input: usize,
         output: usize,
-        /// Index of a batch norm's statistics buffers.
-        norm: Option<usize>,
+        /// A batch norm's statistics buffers, or a dropout's slot in the mask keys.
+        slot: Option<usize>,
     },
     /// A residual block's input, read by its body (`left`) and its shortcut (`right`).
     Fork {
@@ -55,6 +55,7 @@ struct Graph<'l> {
     grads: usize,
     /// Channels of each batch norm.
     norms: Vec<usize>,
+    dropouts: usize,
 }
 
 impl<'l> Graph<'l> {
@@ -98,9 +99,13 @@ impl<'l> Graph<'l> {
                     output
                 }
                 _ => {
-                    let (width, params, norm) = match *layer {
+                    let (width, params, slot) = match *layer {
                         GpuLayer::Dense { outputs, .. } => (outputs, true, None),
                         GpuLayer::Activation { width, .. } => (width, false, None),
+                        GpuLayer::Dropout { width, .. } => {
+                            self.dropouts += 1;
+                            (width, false, Some(self.dropouts - 1))
+                        }
                         GpuLayer::Image {
                             op, outputs, image, ..
                         } => {
@@ -117,7 +122,7 @@ impl<'l> Graph<'l> {
                         layer,
                         input: v,
                         output,
-                        norm,
+                        slot,
                     });
                     output
                 }
@@ -154,6 +159,12 @@ pub struct Net<'a> {
     grads: Vec<wgpu::Buffer>,
     /// Per batch norm: its statistics (mean, 1/std) and its reductions, per candidate and channel.
     norms: Vec<(wgpu::Buffer, wgpu::Buffer)>,
+    dropouts: usize,
+    /// The dropout layers' mask keys (`layers::mask_keys`): per step of a fitness run, indexed
+    /// by `counter`, or per candidate when each has its own batches.
+    pub keys: wgpu::Buffer,
+    /// The step being run (a fitness run's kernels read and advance it).
+    pub counter: wgpu::Buffer,
     pub params: wgpu::Buffer,
     /// Batch norms' running statistics.
     pub state: wgpu::Buffer,
@@ -172,7 +183,7 @@ pub struct Source<'b> {
 
 impl<'a> Net<'a> {
     /// Buffers for `p` candidates starting from `init` each, with fresh running statistics
-    /// (mean 0, variance 1, as the SDK's batch norm starts).
+    /// (mean 0, variance 1, as the SDK's batch norm starts) and dropout's mask `keys`.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         gpu: &'a Gpu,
@@ -184,6 +195,7 @@ impl<'a> Net<'a> {
         input_len: usize,
         target_width: usize,
         init: &[f32],
+        keys: &[u32],
     ) -> Result<Net<'a>, GpuError> {
         let mut g = Graph::default();
         g.acts.push(input_len);
@@ -229,6 +241,9 @@ impl<'a> Net<'a> {
             acts,
             grads,
             norms,
+            dropouts: g.dropouts,
+            keys: gpu.buffer_with("dropout mask keys", keys)?,
+            counter: gpu.buffer_with("step counter", &[0u32])?,
             params: gpu.buffer_with("parameters", &init.repeat(p))?,
             state: gpu.buffer_with("running statistics", &state.repeat(p))?,
             grad: gpu.buffer("parameter gradients", p * init.len())?,
@@ -282,6 +297,14 @@ impl<'a> Net<'a> {
     fn dims(&self, layer: &GpuLayer, input: usize, output: usize, rows: usize) -> Dims {
         let (offset, kind, image) = match *layer {
             GpuLayer::Dense { offset, .. } => (offset, 0, Image::default()),
+            GpuLayer::Dropout { rate, .. } => {
+                let image = Image {
+                    rate,
+                    slots: self.dropouts as u32,
+                    ..Image::default()
+                };
+                (0, self.own_batches as u32, image)
+            }
             GpuLayer::Activation { kind, .. } => (0, kind, Image::default()),
             GpuLayer::Image {
                 op, offset, image, ..
@@ -301,6 +324,20 @@ impl<'a> Net<'a> {
                 n_state: self.n_state as u32,
                 ..image
             },
+        }
+    }
+
+    /// A dropout layer's `d` with its key slot; rate 0 (the identity) in evaluation.
+    fn dropout_dims(&self, d: Dims, slot: Option<usize>, eval: bool) -> Dims {
+        let slot = slot.expect("a dropout's key slot") as u32;
+        let rate = if eval { 0 } else { d.image.rate };
+        Dims {
+            image: Image {
+                rate,
+                slot,
+                ..d.image
+            },
+            ..d
         }
     }
 
@@ -377,7 +414,7 @@ impl<'a> Net<'a> {
                 layer,
                 input,
                 output,
-                norm,
+                slot,
             } = node
             else {
                 if let &Node::Add { a, b, output } = node {
@@ -395,11 +432,16 @@ impl<'a> Net<'a> {
             match *layer {
                 GpuLayer::Dense { .. } => ops.push(op(&k.dense_forward, &[x, params, out])),
                 GpuLayer::Activation { .. } => ops.push(op(&k.activation_forward, &[x, out])),
+                GpuLayer::Dropout { .. } => {
+                    let d = self.dropout_dims(d, slot, pass == Pass::Eval);
+                    let bufs = [x, &self.keys, &self.counter, out];
+                    ops.push(Op::new(gpu, &k.dropout, &bufs, Some(&d), n));
+                }
                 GpuLayer::Image { op: kind, .. } => match kind {
                     ImageOp::Conv => ops.push(op(&k.conv_forward, &[x, params, out])),
                     ImageOp::Pool { .. } => ops.push(op(&k.pool_forward, &[x, x, out])),
                     ImageOp::Norm => {
-                        let stats = &self.norms[norm.expect("a batch norm's buffers")].0;
+                        let stats = &self.norms[slot.expect("a batch norm's buffers")].0;
                         let sd = Dims {
                             kind: pass as u32,
                             ..d
@@ -422,13 +464,13 @@ impl<'a> Net<'a> {
         let (gpu, k) = (self.gpu, self.kernels);
         let mut ops = Vec::new();
         for node in self.nodes.iter().rev() {
-            let (layer, input, output, norm) = match *node {
+            let (layer, input, output, slot) = match *node {
                 Node::Layer {
                     layer,
                     input,
                     output,
-                    norm,
-                } => (layer, input, output, norm),
+                    slot,
+                } => (layer, input, output, slot),
                 Node::Fork { input, left, right } => {
                     if !self.constant(input) {
                         let (l, r) = (self.grad_of(left), self.grad_of(right));
@@ -473,6 +515,16 @@ impl<'a> Net<'a> {
                         ops.push(op(&k.activation_backward, &[y, g_out, g_in], per_input));
                     }
                 }
+                GpuLayer::Dropout { .. } => {
+                    if let Some(g_in) = g_in {
+                        let d = Dims {
+                            in_stride: self.full(output, rows),
+                            ..self.dropout_dims(d, slot, false)
+                        };
+                        let bufs = [g_out, &self.keys, &self.counter, g_in];
+                        ops.push(Op::new(gpu, &k.dropout, &bufs, Some(&d), per_input));
+                    }
+                }
                 GpuLayer::Image {
                     op: kind, image, ..
                 } => match kind {
@@ -490,7 +542,7 @@ impl<'a> Net<'a> {
                         }
                     }
                     ImageOp::Norm => {
-                        let (stats, red) = &self.norms[norm.expect("a batch norm's buffers")];
+                        let (stats, red) = &self.norms[slot.expect("a batch norm's buffers")];
                         let channels = self.p * image.c as usize;
                         ops.push(op(&k.norm_reduce, &[x, g_out, stats, red], channels));
                         ops.push(op(&k.norm_grad_params, &[red, &self.grad], 2 * channels));
@@ -514,13 +566,13 @@ impl<'a> Net<'a> {
         let (gpu, k) = (self.gpu, self.kernels);
         let mut ops = Vec::new();
         for node in &self.nodes {
-            let (layer, input, output, norm) = match *node {
+            let (layer, input, output, slot) = match *node {
                 Node::Layer {
                     layer,
                     input,
                     output,
-                    norm,
-                } => (layer, input, output, norm),
+                    slot,
+                } => (layer, input, output, slot),
                 Node::Fork { input, left, right } => {
                     if !self.constant(input) {
                         let t = self.grad_of(input);
@@ -577,6 +629,14 @@ impl<'a> Net<'a> {
                     let y = self.act(output);
                     ops.push(op(&k.activation_backward, &[y, t_in, t_out], &plain));
                 }
+                GpuLayer::Dropout { .. } => {
+                    let d = Dims {
+                        in_stride: self.full(input, rows),
+                        ..self.dropout_dims(plain, slot, false)
+                    };
+                    let bufs = [t_in, &self.keys, &self.counter, t_out];
+                    ops.push(op(&k.dropout, &bufs, &d));
+                }
                 GpuLayer::Image {
                     op: kind, image, ..
                 } => match kind {
@@ -587,7 +647,7 @@ impl<'a> Net<'a> {
                         ops.push(op(&k.pool_forward, &[x, t_in, t_out], &plain))
                     }
                     ImageOp::Norm => {
-                        let (stats, red) = &self.norms[norm.expect("a batch norm's buffers")];
+                        let (stats, red) = &self.norms[slot.expect("a batch norm's buffers")];
                         if !data {
                             let channels = self.p * image.c as usize;
                             let bufs = [x, t_in, stats, red];

@@ -421,6 +421,7 @@ impl Stack {
                 Layer::MaxPool2d { size, .. } | Layer::AvgPool2d { size, .. } => {
                     (d.kernel, d.stride) = (size as u32, size as u32);
                 }
+                Layer::Dropout { p } => (d.id, d.rate) = (self.ids[i] as u32, p),
                 _ => {}
             }
             out.push(d);

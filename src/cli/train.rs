@@ -5,13 +5,15 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use clap::Args;
+use evomal::gpu::population::PopulationTrainer;
+use evomal::gpu::{DeviceChoice, Gpu};
 use evomal::manifest::{Manifest, decimal_f64};
 use evomal::plugin::TaskPlugin;
 use evomal::search::learned::LearnedLoss;
 use evomal::train::meta_test::{SeedResult, mean_std, meta_test};
 use evomal::train::objective::TaskKind;
 use evomal::train::optim::OptimizerConfig;
-use evomal::train::{Metric, Outcome, Task, TrainConfig};
+use evomal::train::{Metric, Outcome, Task, TrainConfig, TrainError};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::json;
 
@@ -36,6 +38,10 @@ pub struct TrainArgs {
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
+    /// Where to train: `auto` (default) a hardware GPU when one is found and it can run the
+    /// model and loss, else the CPU; `gpu` any adapter (an error when it cannot); `cpu`.
+    #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
+    device: DeviceChoice,
 }
 
 pub fn run(args: TrainArgs, out: &mut dyn Write) -> anyhow::Result<()> {
@@ -66,15 +72,44 @@ pub fn run(args: TrainArgs, out: &mut dyn Write) -> anyhow::Result<()> {
 
     let started = Instant::now();
     let bar = progress(seeds.len() * cfg.steps, args.quiet);
-    let rows = meta_test(
-        &task,
-        &mut model,
-        &loss.trainable()?,
-        &cfg,
-        &seeds,
-        20,
-        &mut steps_into(&bar),
-    )?;
+    let gpu = Gpu::choose(args.device)?;
+    let trainer = match (&gpu, &loss) {
+        (None, _) => None,
+        (Some(gpu), LearnedLoss::Expr(_)) => match PopulationTrainer::new(gpu, &task, &model, 1, 2)
+        {
+            Ok(t) => Some(t),
+            Err(TrainError::Gpu(e)) if args.device == DeviceChoice::Auto => {
+                eprintln!("note: training on the CPU: {e}");
+                None
+            }
+            Err(e) => return Err(e.into()),
+        },
+        (Some(_), LearnedLoss::Network(_)) if args.device == DeviceChoice::Gpu => {
+            anyhow::bail!(
+                "the GPU trains expression losses; an ML3 network trains on the CPU (--device cpu)"
+            )
+        }
+        (Some(_), LearnedLoss::Network(_)) => None,
+    };
+    let rows = match (&trainer, &loss) {
+        (Some(t), LearnedLoss::Expr(e)) => {
+            let steps = &mut steps_into(&bar);
+            t.meta_test(&mut model, e, &cfg, &seeds, task.metric(), 20, steps)?
+        }
+        _ => meta_test(
+            &task,
+            &mut model,
+            &loss.trainable()?,
+            &cfg,
+            &seeds,
+            20,
+            &mut steps_into(&bar),
+        )?,
+    };
+    let device = match (&gpu, &trainer) {
+        (Some(gpu), Some(_)) => gpu.describe(),
+        _ => "cpu".to_string(),
+    };
     bar.finish_and_clear();
 
     let metric = task.metric();
@@ -99,6 +134,7 @@ pub fn run(args: TrainArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         "task": plugin.name(),
         "model": manifest.task.model,
         "loss": loss.describe(),
+        "device": device,
         "metric": metric.name(),
         "config": config_json(&cfg),
         "seeds": seeds_json(&rows),

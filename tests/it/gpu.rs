@@ -17,6 +17,7 @@ use evomal::gpu::loss::{GpuLossKernel, LossOutputs};
 use evomal::gpu::population::{GpuMetaGradient, PopulationTrainer};
 use evomal::plugin::{PluginModel, TaskPlugin};
 use evomal::search::local::{LocalSearchConfig, MetaGradient, MetaStep, local_search};
+use evomal::train::meta_test::meta_test;
 use evomal::train::optim::OptimizerConfig;
 use evomal::train::{Outcome, Task, TrainConfig};
 use proptest::prelude::*;
@@ -414,6 +415,73 @@ fn convolutional_models_train_on_the_gpu_as_on_the_cpu() {
             );
         }
     }
+}
+
+/// `evomal train` on the GPU: each seed's initialisation, batches and dropout masks, the test
+/// metric probed along the way, and the final scores, as the CPU's meta-test gives them; and
+/// through the binary, the device in the results.
+#[test]
+fn a_meta_test_on_the_gpu_matches_the_cpus() {
+    let p = TaskPlugin::load(&build_plugin("evomal-plugin-digits"), "{}").unwrap();
+    let task = Task::new(&p);
+    let mut m = p
+        .create_model("resnet", r#"{"activation": "tanh"}"#)
+        .unwrap();
+    let loss: LossExpr = "mul(-1, mul(y, log(yhat)))".parse().unwrap();
+    let cfg = sgd(60, 32, 0.05);
+    let trainer = PopulationTrainer::new(gpu(), &task, &m, 1, 2).unwrap();
+    let mut steps = 0;
+    let on_gpu = trainer
+        .meta_test(&mut m, &loss, &cfg, &[4, 5], task.metric(), 3, &mut |_| {
+            steps += 1
+        })
+        .unwrap();
+    assert_eq!(steps, 2 * 60);
+    let trainable = evomal::search::learned::LearnedLoss::Expr(loss.clone())
+        .trainable()
+        .unwrap();
+    let on_cpu = meta_test(&task, &mut m, &trainable, &cfg, &[4, 5], 3, &mut |_| {}).unwrap();
+    // Error rates over 360 images: equal unless a rounding difference flips one image.
+    let close = |a: f64, b: f64| (a - b).abs() <= 1.0 / 360.0 + 1e-9;
+    for (g, c) in on_gpu.iter().zip(&on_cpu) {
+        assert_eq!((g.seed, &g.outcome), (c.seed, &c.outcome));
+        assert!(close(g.train.unwrap(), c.train.unwrap()), "{g:?} {c:?}");
+        assert!(close(g.test.unwrap(), c.test.unwrap()), "{g:?} {c:?}");
+        assert_eq!(g.curve.len(), 3);
+        for (a, b) in g.curve.iter().zip(&c.curve) {
+            assert!(
+                a.0 == b.0 && close(a.1, b.1),
+                "{:?} vs {:?}",
+                g.curve,
+                c.curve
+            );
+        }
+    }
+    assert_ne!(on_gpu[0].test, on_gpu[1].test, "two seeds, two runs");
+
+    let dir = std::env::temp_dir().join(format!("evomal-gpu-train-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let manifest = dir.join("cnn.toml");
+    let text = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tasks/digits-cnn.toml"),
+    )
+    .unwrap()
+    .replace("steps = 2000", "steps = 40");
+    std::fs::write(&manifest, text).unwrap();
+    let out = dir.join("train.json");
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_evomal"))
+        .args([
+            "train", "--quiet", "--loss", "ce", "--seeds", "0", "--device", "gpu",
+        ])
+        .arg(&manifest)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    assert_eq!(report["device"].as_str().unwrap(), gpu().describe());
+    std::fs::remove_dir_all(&dir).ok();
 }
 
 /// Candidates beyond what fits side by side train in turns, each as it would have together.

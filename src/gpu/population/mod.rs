@@ -12,6 +12,7 @@
 mod kernels;
 mod layers;
 mod meta;
+mod meta_test;
 mod net;
 
 pub use meta::GpuMetaGradient;
@@ -39,6 +40,27 @@ pub struct CandidateRun {
     /// The metric on the evaluated split; +inf unless the run finished.
     pub metric: f64,
     pub params: Vec<f32>,
+}
+
+/// Models in training: the recorded step and how many steps have run.
+struct Run<'n> {
+    net: Net<'n>,
+    ops: Vec<Op>,
+    /// Per candidate: the step its loss first was not finite, or `u32::MAX`.
+    status: wgpu::Buffer,
+    done: usize,
+    eval_rows: usize,
+}
+
+impl Run<'_> {
+    /// Runs the recorded step until `steps` have run.
+    fn advance(&mut self, gpu: &Gpu, steps: usize) {
+        while self.done < steps {
+            let n = STEPS_PER_SUBMIT.min(steps - self.done);
+            record(gpu, &self.ops, n);
+            self.done += n;
+        }
+    }
 }
 
 /// A split's examples on the device, and its targets on the host (for the metric).
@@ -189,6 +211,32 @@ impl<'g> PopulationTrainer<'g> {
         seed: u64,
         metric: Metric,
     ) -> Result<Vec<CandidateRun>, GpuError> {
+        let mut run = self.prepare(losses, init, cfg, seed)?;
+        run.advance(self.gpu, cfg.steps);
+        let outcomes = self.outcomes(&run, cfg)?;
+        let metrics = self.evaluate(&run.net, &self.eval, run.eval_rows, metric)?;
+        Ok(outcomes
+            .into_iter()
+            .zip(metrics)
+            .map(|((outcome, params), metric)| {
+                let finished = outcome == Outcome::Finished && metric.is_finite();
+                CandidateRun {
+                    outcome,
+                    metric: if finished { metric } else { f64::INFINITY },
+                    params,
+                }
+            })
+            .collect())
+    }
+
+    /// One model per loss, from `init`, ready to train with `cfg` on batches drawn from `seed`.
+    fn prepare(
+        &self,
+        losses: &[LossExpr],
+        init: &[f32],
+        cfg: &TrainConfig,
+        seed: u64,
+    ) -> Result<Run<'_>, GpuError> {
         let (gpu, p) = (self.gpu, losses.len());
         let (batch, eval_rows) = self.rows(cfg);
         let (idx, lr, keys) = self.schedule(cfg, batch, seed)?;
@@ -245,13 +293,24 @@ impl<'g> PopulationTrainer<'g> {
         let optimizer = [&net.params, &net.grad, &m, &v, &lr, step];
         ops.push(Op::new(gpu, &k.optimizer, &optimizer, Some(&opt), total));
         ops.push(Op::new::<Dims>(gpu, &k.tick, &[step], None, 1));
-        for first in (0..cfg.steps).step_by(STEPS_PER_SUBMIT) {
-            record(gpu, &ops, STEPS_PER_SUBMIT.min(cfg.steps - first));
-        }
+        Ok(Run {
+            net,
+            ops,
+            status,
+            done: 0,
+            eval_rows,
+        })
+    }
 
-        let status = gpu.read_u32(&status, p)?;
-        let params = gpu.read(&net.params, total)?;
-        let metrics = self.evaluate(&net, eval_rows, metric)?;
+    /// Each candidate's outcome and parameters after `run`'s steps of `cfg`.
+    fn outcomes(
+        &self,
+        run: &Run<'_>,
+        cfg: &TrainConfig,
+    ) -> Result<Vec<(Outcome, Vec<f32>)>, GpuError> {
+        let p = run.net.candidates();
+        let status = self.gpu.read_u32(&run.status, p)?;
+        let params = self.gpu.read(&run.net.params, p * self.n_params)?;
         Ok((0..p)
             .map(|c| {
                 let params = params[c * self.n_params..][..self.n_params].to_vec();
@@ -264,12 +323,7 @@ impl<'g> PopulationTrainer<'g> {
                 } else {
                     Outcome::Finished
                 };
-                let finished = outcome == Outcome::Finished && metrics[c].is_finite();
-                CandidateRun {
-                    outcome,
-                    metric: if finished { metrics[c] } else { f64::INFINITY },
-                    params,
-                }
+                (outcome, params)
             })
             .collect())
     }
@@ -301,10 +355,15 @@ impl<'g> PopulationTrainer<'g> {
         ))
     }
 
-    /// `metric` of every candidate over the evaluation split, in chunks of `rows`.
-    fn evaluate(&self, net: &Net<'_>, rows: usize, metric: Metric) -> Result<Vec<f64>, GpuError> {
+    /// `metric` of every candidate over `eval` (a split), in chunks of `rows`.
+    fn evaluate(
+        &self,
+        net: &Net<'_>,
+        eval: &Split,
+        rows: usize,
+        metric: Metric,
+    ) -> Result<Vec<f64>, GpuError> {
         let gpu = self.gpu;
-        let eval = &self.eval;
         let chunks = eval.n.div_ceil(rows);
         // The last chunk is padded with example 0; its rows are not scored.
         let idx: Vec<u32> = (0..chunks * rows)

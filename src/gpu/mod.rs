@@ -101,6 +101,11 @@ impl Gpu {
                 .min(16),
             max_compute_workgroups_per_dimension: adapter_limits
                 .max_compute_workgroups_per_dimension,
+            max_compute_invocations_per_workgroup: adapter_limits
+                .max_compute_invocations_per_workgroup,
+            max_compute_workgroup_size_x: adapter_limits.max_compute_workgroup_size_x,
+            max_compute_workgroup_size_y: adapter_limits.max_compute_workgroup_size_y,
+            max_compute_workgroup_storage_size: adapter_limits.max_compute_workgroup_storage_size,
             ..wgpu::Limits::downlevel_defaults()
         };
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
@@ -153,6 +158,11 @@ impl Gpu {
     /// Whether this is a software rasteriser (lavapipe): figures from it are not GPU figures.
     pub fn is_software(&self) -> bool {
         self.info.device_type == wgpu::DeviceType::Cpu
+    }
+
+    /// The limits the device was created with.
+    pub fn limits(&self) -> &wgpu::Limits {
+        &self.limits
     }
 
     /// The most f32s one storage binding holds on this device.

@@ -12,8 +12,15 @@ loader). Prints a table with the ratio evomal / PyTorch; `--json FILE` keeps the
     pip install torch          # any build; only the CPU is used
     python3 tests/bench/pytorch_steps.py [--steps 100] [--models lenet5,mlp,resnet18,vgg11]
 
+On a machine with an NVIDIA GPU and a CUDA build of PyTorch, `--device cuda` compares evomal's
+GPU trainer (`evomal bench train --device gpu`: one model, and `--side-by-side` models in the
+same dispatches, per model-step) with PyTorch on CUDA, one model:
+
+    python3 tests/bench/pytorch_steps.py --device cuda [--side-by-side 25]
+
 The CIFAR models read a synthetic CIFAR-10 (random images in the binary format) that this
-script writes to a temporary folder.
+script writes to a temporary folder (without augmentation on the GPU, which reads examples as
+stored).
 """
 
 import argparse
@@ -95,26 +102,32 @@ MODELS = {
 }
 
 
-def torch_steps_per_s(name, threads, steps):
+def torch_steps_per_s(name, threads, steps, device="cpu"):
     build, shape, _, sgd = MODELS[name]
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    model = build()
+    model = build().to(device)
     model.train()
     opt = torch.optim.SGD(model.parameters(), lr=0.01, **sgd)
-    x = torch.randn(128, *shape)
-    y = torch.randint(0, 10, (128,))
+    x = torch.randn(128, *shape, device=device)
+    y = torch.randint(0, 10, (128,), device=device)
 
     def step():
         opt.zero_grad(set_to_none=True)
         F.cross_entropy(model(x), y).backward()
         opt.step()
 
+    def sync():
+        if device == "cuda":
+            torch.cuda.synchronize()
+
     for _ in range(max(3, steps // 10)):
         step()
+    sync()
     t = time.perf_counter()
     for _ in range(steps):
         step()
+    sync()
     return steps / (time.perf_counter() - t)
 
 
@@ -130,7 +143,7 @@ def synthetic_cifar(folder, images_per_file=1280):
     return folder
 
 
-def cifar_manifest(folder, model):
+def cifar_manifest(folder, model, augment=True):
     path = os.path.join(folder, f"{model}.toml")
     with open(path, "w") as f:
         f.write(f"""[task]
@@ -138,6 +151,7 @@ plugin = "cifar"
 model = "{model}"
 [task.data]
 data_dir = "{folder}"
+augment = {str(augment).lower()}
 [testing]
 steps = 1000
 batch = 128
@@ -158,14 +172,55 @@ def evomal_steps_per_s(manifest, steps):
     return {row["threads"]: row["steps_per_s"] for row in json.loads(out.stdout)}
 
 
+def evomal_gpu(manifest, steps, side_by_side):
+    out = subprocess.run([EVOMAL, "bench", "train", manifest, "--steps", str(steps), "--device",
+                          "gpu", "--side-by-side", str(side_by_side), "--json"],
+                         cwd=ROOT, capture_output=True, text=True)
+    if out.returncode != 0:
+        sys.exit(f"evomal bench train --device gpu {manifest} failed:\n{out.stderr}")
+    return json.loads(out.stdout)
+
+
+def cuda_rows(args, tmp):
+    rows, data = [], None
+    for name in args.models.split(","):
+        manifest = MODELS[name][2]
+        if manifest is None:
+            data = data or synthetic_cifar(tmp)
+            manifest = cifar_manifest(tmp, name, augment=False)
+        ours = evomal_gpu(manifest, args.steps, args.side_by_side)
+        theirs = torch_steps_per_s(name, 1, args.steps, "cuda")
+        one, many = ours["steps_per_s"], ours["model_steps_per_s"]
+        rows.append({"model": name, "batch": 128, "device": ours["device"],
+                     "torch_device": torch.cuda.get_device_name(0),
+                     "evomal_steps_per_s": one, "side_by_side": args.side_by_side,
+                     "evomal_model_steps_per_s": many, "pytorch_steps_per_s": theirs,
+                     "ratio": one / theirs, "ratio_side_by_side": many / theirs,
+                     "mib_per_model": ours["bytes_per_candidate"] / 2**20})
+        print(f"{name:>9}: evomal {one:8.2f} steps/s alone, {many:8.2f} model-steps/s with "
+              f"{args.side_by_side} side by side; PyTorch CUDA {theirs:8.2f} steps/s; ratios "
+              f"{one / theirs:5.2f}, {many / theirs:5.2f}", flush=True)
+    return rows
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--steps", type=int, default=100)
     ap.add_argument("--models", default="lenet5,mlp,resnet18,vgg11")
     ap.add_argument("--json", help="write the figures to this file")
+    ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    ap.add_argument("--side-by-side", type=int, default=25)
     args = ap.parse_args()
     cores = os.cpu_count() or 1
     rows = []
+    if args.device == "cuda":
+        with tempfile.TemporaryDirectory() as tmp:
+            rows = cuda_rows(args, tmp)
+        print(f"\nPyTorch {torch.__version__}, {torch.cuda.get_device_name(0)}")
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump({"torch": torch.__version__, "rows": rows}, f, indent=2)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         data = None
         for name in args.models.split(","):

@@ -50,6 +50,78 @@ pub struct Image {
     pub slots: u32,
 }
 
+/// The `Gemm` uniform of `shaders/train/gemm.wgsl`: `C = (C | bias | 0) + A B` per candidate,
+/// every matrix as an offset, a per-candidate stride and row and column strides.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct Gemm {
+    pub m: u32,
+    pub n: u32,
+    pub k: u32,
+    /// 0: `C = A B`; 1: `C += A B`; 2: `C = bias + A B`.
+    pub mode: u32,
+    pub a: Strides,
+    pub b: Strides,
+    pub c: Strides,
+    pub bias_off: u32,
+    pub bias_batch: u32,
+    pub unused: [u32; 2],
+}
+
+/// Where a matrix's entry (candidate, row, column) is: `off + candidate * batch + row * row +
+/// column * col`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct Strides {
+    pub off: u32,
+    pub batch: u32,
+    pub row: u32,
+    pub col: u32,
+}
+
+/// The GEMM's tiles for a device: the largest of 64 x 64 (16 x 16 invocations) and 32 x 32
+/// (8 x 8) whose invocations and two tiles of workgroup memory its limits allow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Tiles {
+    pub tile: u32,
+    pub tile_k: u32,
+    pub per: u32,
+}
+
+impl Tiles {
+    pub fn for_limits(limits: &wgpu::Limits) -> Tiles {
+        [(64, 16, 4), (32, 8, 4)]
+            .into_iter()
+            .map(|(tile, tile_k, per)| Tiles { tile, tile_k, per })
+            .find(|t| {
+                let wg = t.tile / t.per;
+                wg * wg <= limits.max_compute_invocations_per_workgroup
+                    && wg
+                        <= limits
+                            .max_compute_workgroup_size_x
+                            .min(limits.max_compute_workgroup_size_y)
+                    && 2 * t.tile * t.tile_k * 4 <= limits.max_compute_workgroup_storage_size
+            })
+            .unwrap_or(Tiles {
+                tile: 8,
+                tile_k: 8,
+                per: 1,
+            })
+    }
+
+    /// `gemm.wgsl` with these tiles.
+    fn shader(&self) -> String {
+        let wg = self.tile / self.per;
+        include_str!("../../../shaders/train/gemm.wgsl")
+            .replace("{{tile}}", &self.tile.to_string())
+            .replace("{{tile_k}}", &self.tile_k.to_string())
+            .replace("{{per}}", &self.per.to_string())
+            .replace("{{wg}}", &wg.to_string())
+            .replace("{{tile_x_tile_k}}", &(self.tile * self.tile_k).to_string())
+            .replace("{{per_x_per}}", &(self.per * self.per).to_string())
+    }
+}
+
 /// The optimiser shader's `Opt` uniform (`shaders/train/optimizer.wgsl`).
 #[repr(C)]
 #[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
@@ -103,15 +175,12 @@ impl Opt {
 /// The hand-written kernels, compiled once per trainer.
 pub struct Kernels {
     pub gather: wgpu::ComputePipeline,
-    pub dense_forward: wgpu::ComputePipeline,
-    pub dense_grad_params: wgpu::ComputePipeline,
-    pub dense_grad_input: wgpu::ComputePipeline,
+    pub dense_grad_bias: wgpu::ComputePipeline,
     pub activation_forward: wgpu::ComputePipeline,
     pub activation_backward: wgpu::ComputePipeline,
     pub optimizer: wgpu::ComputePipeline,
     pub tick: wgpu::ComputePipeline,
     pub check: wgpu::ComputePipeline,
-    pub dense_jvp: wgpu::ComputePipeline,
     pub inner_step: wgpu::ComputePipeline,
     pub meta_grad: wgpu::ComputePipeline,
     pub conv_forward: wgpu::ComputePipeline,
@@ -128,6 +197,8 @@ pub struct Kernels {
     pub norm_jvp: wgpu::ComputePipeline,
     pub combine: wgpu::ComputePipeline,
     pub dropout: wgpu::ComputePipeline,
+    pub gemm: wgpu::ComputePipeline,
+    pub tiles: Tiles,
 }
 
 impl Kernels {
@@ -137,6 +208,7 @@ impl Kernels {
             let module = gpu.module(label, &with_helpers(src))?;
             gpu.pipeline(label, &module, "main", bindings)
         };
+        let tiles = Tiles::for_limits(gpu.limits());
         macro_rules! kernel {
             ($name:literal, $bindings:expr) => {
                 make(
@@ -148,15 +220,12 @@ impl Kernels {
         }
         Ok(Kernels {
             gather: kernel!("gather", [R, R, R, R, W, W, U]),
-            dense_forward: kernel!("dense_forward", [R, R, W, U]),
-            dense_grad_params: kernel!("dense_grad_params", [R, R, W, U]),
-            dense_grad_input: kernel!("dense_grad_input", [R, R, W, U]),
+            dense_grad_bias: kernel!("dense_grad_bias", [R, W, U]),
             activation_forward: kernel!("activation_forward", [R, W, U]),
             activation_backward: kernel!("activation_backward", [R, R, W, U]),
             optimizer: kernel!("optimizer", [W, R, W, W, R, R, U]),
             tick: kernel!("tick", [W]),
             check: kernel!("check", [R, W, R, U]),
-            dense_jvp: kernel!("dense_jvp", [R, R, R, R, W, U]),
             inner_step: kernel!("inner_step", [R, R, W, U]),
             meta_grad: kernel!("meta_grad", [R, R, R, W, U]),
             conv_forward: kernel!("conv_forward", [R, R, W, U]),
@@ -173,6 +242,8 @@ impl Kernels {
             norm_jvp: kernel!("norm_jvp", [R, R, R, R, R, R, W, U]),
             combine: kernel!("combine", [R, R, W, U]),
             dropout: kernel!("dropout", [R, R, R, W, U]),
+            gemm: make("gemm", &tiles.shader(), &[R, R, R, W, U])?,
+            tiles,
         })
     }
 }
@@ -247,7 +318,7 @@ pub fn objective(
 pub struct Op {
     pipeline: wgpu::ComputePipeline,
     bind: wgpu::BindGroup,
-    groups: (u32, u32),
+    groups: (u32, u32, u32),
 }
 
 impl Op {
@@ -258,6 +329,18 @@ impl Op {
         buffers: &[&wgpu::Buffer],
         uniform: Option<&U>,
         n: usize,
+    ) -> Op {
+        let (x, y) = gpu.groups(n, 64);
+        Op::grid(gpu, pipeline, buffers, uniform, (x, y, 1))
+    }
+
+    /// `pipeline` over `buffers` then `uniform` (when given), on a grid of `groups` workgroups.
+    pub fn grid<U: bytemuck::Pod>(
+        gpu: &Gpu,
+        pipeline: &wgpu::ComputePipeline,
+        buffers: &[&wgpu::Buffer],
+        uniform: Option<&U>,
+        groups: (u32, u32, u32),
     ) -> Op {
         let uniform = uniform.map(|u| {
             gpu.device
@@ -272,7 +355,7 @@ impl Op {
         Op {
             pipeline: pipeline.clone(),
             bind: gpu.bind(pipeline, &all),
-            groups: gpu.groups(n, 64),
+            groups,
         }
     }
 }
@@ -287,7 +370,7 @@ pub fn record(gpu: &Gpu, ops: &[Op], times: usize) {
             for op in ops {
                 pass.set_pipeline(&op.pipeline);
                 pass.set_bind_group(0, &op.bind, &[]);
-                pass.dispatch_workgroups(op.groups.0, op.groups.1, 1);
+                pass.dispatch_workgroups(op.groups.0, op.groups.1, op.groups.2);
             }
         }
     }

@@ -3,7 +3,7 @@
 //! gradients, laid out `[candidate][row][feature]`; and the dispatches of a forward, a backward
 //! and a forward-mode pass over them.
 
-use super::kernels::{Dims, Image, Kernels, Op};
+use super::kernels::{Dims, Gemm, Image, Kernels, Op, Strides};
 use super::layers::{GpuLayer, ImageOp, state_len};
 use crate::gpu::{Gpu, GpuError};
 
@@ -327,6 +327,39 @@ impl<'a> Net<'a> {
         }
     }
 
+    /// A `gemm.wgsl` product for every candidate: `c = (c | bias | 0) + a b` as `g` lays them out.
+    fn gemm(&self, g: Gemm, [a, b, bias, c]: [&wgpu::Buffer; 4]) -> Op {
+        let t = self.kernels.tiles.tile;
+        let groups = (g.n.div_ceil(t), g.m.div_ceil(t), self.p as u32);
+        Op::grid(
+            self.gpu,
+            &self.kernels.gemm,
+            &[a, b, bias, c],
+            Some(&g),
+            groups,
+        )
+    }
+
+    /// A dense layer's weights (`inputs x outputs`, row-major) in every candidate's parameters,
+    /// as `B` (`transposed`: as `B^T`), and where its biases start.
+    fn weights(&self, offset: u32, inputs: u32, outputs: u32, transposed: bool) -> (Strides, u32) {
+        let (row, col) = if transposed {
+            (1, outputs)
+        } else {
+            (outputs, 1)
+        };
+        let batch = self.n_params as u32;
+        (
+            Strides {
+                off: offset,
+                batch,
+                row,
+                col,
+            },
+            offset + inputs * outputs,
+        )
+    }
+
     /// A dropout layer's `d` with its key slot; rate 0 (the identity) in evaluation.
     fn dropout_dims(&self, d: Dims, slot: Option<usize>, eval: bool) -> Dims {
         let slot = slot.expect("a dropout's key slot") as u32;
@@ -430,7 +463,36 @@ impl<'a> Net<'a> {
             let op =
                 |pipeline, buffers: &[&wgpu::Buffer]| Op::new(gpu, pipeline, buffers, Some(&d), n);
             match *layer {
-                GpuLayer::Dense { .. } => ops.push(op(&k.dense_forward, &[x, params, out])),
+                GpuLayer::Dense {
+                    inputs,
+                    outputs,
+                    offset,
+                } => {
+                    let (w, bias_off) = self.weights(offset, inputs, outputs, false);
+                    let g = Gemm {
+                        m: rows as u32,
+                        n: outputs,
+                        k: inputs,
+                        mode: 2,
+                        a: Strides {
+                            off: 0,
+                            batch: d.in_stride,
+                            row: inputs,
+                            col: 1,
+                        },
+                        b: w,
+                        c: Strides {
+                            off: 0,
+                            batch: rows as u32 * outputs,
+                            row: outputs,
+                            col: 1,
+                        },
+                        bias_off,
+                        bias_batch: self.n_params as u32,
+                        ..Gemm::default()
+                    };
+                    ops.push(self.gemm(g, [x, params, params, out]));
+                }
                 GpuLayer::Activation { .. } => ops.push(op(&k.activation_forward, &[x, out])),
                 GpuLayer::Dropout { .. } => {
                     let d = self.dropout_dims(d, slot, pass == Pass::Eval);
@@ -501,12 +563,52 @@ impl<'a> Net<'a> {
             };
             match *layer {
                 GpuLayer::Dense {
-                    inputs, outputs, ..
+                    inputs,
+                    outputs,
+                    offset,
                 } => {
-                    let n = self.p * (inputs as usize + 1) * outputs as usize;
-                    ops.push(op(&k.dense_grad_params, &[x, g_out, &self.grad], n));
+                    let r = rows as u32;
+                    let per_out = Strides {
+                        off: 0,
+                        batch: r * outputs,
+                        row: outputs,
+                        col: 1,
+                    };
+                    let (grad_w, _) = self.weights(offset, inputs, outputs, false);
+                    let dw = Gemm {
+                        m: inputs,
+                        n: outputs,
+                        k: r,
+                        a: Strides {
+                            off: 0,
+                            batch: d.in_stride,
+                            row: 1,
+                            col: inputs,
+                        },
+                        b: per_out,
+                        c: grad_w,
+                        ..Gemm::default()
+                    };
+                    ops.push(self.gemm(dw, [x, g_out, g_out, &self.grad]));
+                    let n = self.p * outputs as usize;
+                    ops.push(op(&k.dense_grad_bias, &[g_out, &self.grad], n));
                     if let Some(g_in) = g_in {
-                        ops.push(op(&k.dense_grad_input, &[g_out, params, g_in], per_input));
+                        let (w_t, _) = self.weights(offset, inputs, outputs, true);
+                        let dx = Gemm {
+                            m: r,
+                            n: inputs,
+                            k: outputs,
+                            a: per_out,
+                            b: w_t,
+                            c: Strides {
+                                off: 0,
+                                batch: r * inputs,
+                                row: inputs,
+                                col: 1,
+                            },
+                            ..Gemm::default()
+                        };
+                        ops.push(self.gemm(dx, [g_out, params, params, g_in]));
                     }
                 }
                 GpuLayer::Activation { .. } => {
@@ -622,8 +724,48 @@ impl<'a> Net<'a> {
             };
             let plain = self.dims(layer, input, output, rows);
             match *layer {
-                GpuLayer::Dense { .. } => {
-                    ops.push(op(&k.dense_jvp, &[x, t_in, params, tangent, t_out], &d))
+                GpuLayer::Dense {
+                    inputs,
+                    outputs,
+                    offset,
+                } => {
+                    // t_out = tb + x tW (+ t_in W).
+                    let r = rows as u32;
+                    let (w, bias_off) = self.weights(offset, inputs, outputs, false);
+                    let out = Strides {
+                        off: 0,
+                        batch: r * outputs,
+                        row: outputs,
+                        col: 1,
+                    };
+                    let g = Gemm {
+                        m: r,
+                        n: outputs,
+                        k: inputs,
+                        mode: 2,
+                        a: Strides {
+                            off: 0,
+                            batch: d.in_stride,
+                            row: inputs,
+                            col: 1,
+                        },
+                        b: w,
+                        c: out,
+                        bias_off,
+                        bias_batch: self.n_params as u32,
+                        ..Gemm::default()
+                    };
+                    ops.push(self.gemm(g, [x, tangent, tangent, t_out]));
+                    if !data {
+                        let a = Strides {
+                            off: 0,
+                            batch: r * inputs,
+                            row: inputs,
+                            col: 1,
+                        };
+                        let g = Gemm { mode: 1, a, ..g };
+                        ops.push(self.gemm(g, [t_in, params, params, t_out]));
+                    }
                 }
                 GpuLayer::Activation { .. } => {
                     let y = self.act(output);

@@ -399,6 +399,11 @@ fn convolutional_models_train_on_the_gpu_as_on_the_cpu() {
             "resnet",
             r#"{"dropout": 0.3, "blocks": [1, 1], "activation": "tanh"}"#,
         ),
+        // 40 channels: convolutions on the wide tiles too.
+        (
+            "resnet",
+            r#"{"width": 40, "blocks": [1], "dropout": 0.3, "activation": "tanh"}"#,
+        ),
     ];
     for (model, params) in models {
         for (cpu, gpu, moved) in cpu_and_gpu(
@@ -737,6 +742,7 @@ fn meta_gradients_on_the_gpu_equal_the_cpus() {
         ("cnn", "{}"),
         ("lenet5", "{}"),
         ("resnet", r#"{"dropout": 0.3}"#),
+        ("resnet", r#"{"width": 40, "blocks": [1]}"#),
     ] {
         meta_gradients_agree(
             "evomal-plugin-digits",

@@ -11,6 +11,8 @@ use crate::train::optim::OptimizerConfig;
 
 const DIMS: &str = include_str!("../../../shaders/train/dims.wgsl");
 const OBJECTIVE: &str = include_str!("../../../shaders/train/objective.wgsl");
+const GEMM: &str = include_str!("../../../shaders/train/gemm.wgsl");
+const CONV_GEMM: &str = include_str!("../../../shaders/train/conv_gemm.wgsl");
 
 /// The shaders' `Dims` uniform (`shaders/train/dims.wgsl`).
 #[repr(C)]
@@ -79,46 +81,64 @@ pub struct Strides {
     pub col: u32,
 }
 
-/// The GEMM's tiles for a device: the largest of 64 x 64 (16 x 16 invocations) and 32 x 32
-/// (8 x 8) whose invocations and two tiles of workgroup memory its limits allow.
+/// A product's tiling: `tile_m x tile_n` outputs per workgroup, `per_m x per_n` per invocation,
+/// over slices of `tile_k`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Tiles {
-    pub tile: u32,
+    pub tile_m: u32,
+    pub tile_n: u32,
     pub tile_k: u32,
-    pub per: u32,
+    pub per_m: u32,
+    pub per_n: u32,
 }
 
 impl Tiles {
-    pub fn for_limits(limits: &wgpu::Limits) -> Tiles {
-        [(64, 16, 4), (32, 8, 4)]
-            .into_iter()
-            .map(|(tile, tile_k, per)| Tiles { tile, tile_k, per })
-            .find(|t| {
-                let wg = t.tile / t.per;
-                wg * wg <= limits.max_compute_invocations_per_workgroup
-                    && wg
-                        <= limits
-                            .max_compute_workgroup_size_x
-                            .min(limits.max_compute_workgroup_size_y)
-                    && 2 * t.tile * t.tile_k * 4 <= limits.max_compute_workgroup_storage_size
-            })
-            .unwrap_or(Tiles {
-                tile: 8,
-                tile_k: 8,
-                per: 1,
-            })
+    const fn new(tile_m: u32, tile_n: u32, tile_k: u32, per_m: u32, per_n: u32) -> Tiles {
+        Tiles {
+            tile_m,
+            tile_n,
+            tile_k,
+            per_m,
+            per_n,
+        }
     }
 
-    /// `gemm.wgsl` with these tiles.
-    fn shader(&self) -> String {
-        let wg = self.tile / self.per;
-        include_str!("../../../shaders/train/gemm.wgsl")
-            .replace("{{tile}}", &self.tile.to_string())
-            .replace("{{tile_k}}", &self.tile_k.to_string())
-            .replace("{{per}}", &self.per.to_string())
-            .replace("{{wg}}", &wg.to_string())
-            .replace("{{tile_x_tile_k}}", &(self.tile * self.tile_k).to_string())
-            .replace("{{per_x_per}}", &(self.per * self.per).to_string())
+    /// The wide tiling (64 x 64 outputs, 4 x 4 per invocation) and the narrow one for products
+    /// of few rows (a convolution's output channels: 16 x 64, 1 x 4) the device's limits
+    /// allow, or halves of them.
+    pub fn for_limits(limits: &wgpu::Limits) -> [Tiles; 2] {
+        let fits = |t: &Tiles| {
+            let (x, y) = (t.tile_n / t.per_n, t.tile_m / t.per_m);
+            x * y <= limits.max_compute_invocations_per_workgroup
+                && x <= limits.max_compute_workgroup_size_x
+                && y <= limits.max_compute_workgroup_size_y
+                && (t.tile_m + t.tile_n) * t.tile_k * 4 <= limits.max_compute_workgroup_storage_size
+        };
+        let pick = |choices: [Tiles; 2]| {
+            choices
+                .into_iter()
+                .find(fits)
+                .unwrap_or(Tiles::new(8, 8, 8, 1, 1))
+        };
+        [
+            pick([Tiles::new(64, 64, 16, 4, 4), Tiles::new(32, 32, 8, 4, 4)]),
+            pick([Tiles::new(16, 64, 16, 1, 4), Tiles::new(8, 32, 8, 1, 4)]),
+        ]
+    }
+
+    /// `src` (`gemm.wgsl`, `conv_gemm.wgsl`) with these tiles.
+    fn shader(&self, src: &str) -> String {
+        let n = |v: u32| v.to_string();
+        src.replace("{{tile_m}}", &n(self.tile_m))
+            .replace("{{tile_n}}", &n(self.tile_n))
+            .replace("{{tile_k}}", &n(self.tile_k))
+            .replace("{{per_m}}", &n(self.per_m))
+            .replace("{{per_n}}", &n(self.per_n))
+            .replace("{{wg_x}}", &n(self.tile_n / self.per_n))
+            .replace("{{wg_y}}", &n(self.tile_m / self.per_m))
+            .replace("{{a_tile}}", &n(self.tile_m * self.tile_k))
+            .replace("{{b_tile}}", &n(self.tile_k * self.tile_n))
+            .replace("{{acc}}", &n(self.per_m * self.per_n))
     }
 }
 
@@ -183,10 +203,8 @@ pub struct Kernels {
     pub check: wgpu::ComputePipeline,
     pub inner_step: wgpu::ComputePipeline,
     pub meta_grad: wgpu::ComputePipeline,
-    pub conv_forward: wgpu::ComputePipeline,
     pub conv_grad_params: wgpu::ComputePipeline,
     pub conv_grad_input: wgpu::ComputePipeline,
-    pub conv_jvp: wgpu::ComputePipeline,
     pub pool_forward: wgpu::ComputePipeline,
     pub pool_backward: wgpu::ComputePipeline,
     pub norm_stats: wgpu::ComputePipeline,
@@ -197,8 +215,10 @@ pub struct Kernels {
     pub norm_jvp: wgpu::ComputePipeline,
     pub combine: wgpu::ComputePipeline,
     pub dropout: wgpu::ComputePipeline,
-    pub gemm: wgpu::ComputePipeline,
-    pub tiles: Tiles,
+    /// Products tiled wide and narrow (`tiles`).
+    pub gemm: [wgpu::ComputePipeline; 2],
+    pub conv_gemm: [wgpu::ComputePipeline; 2],
+    pub tiles: [Tiles; 2],
 }
 
 impl Kernels {
@@ -228,10 +248,8 @@ impl Kernels {
             check: kernel!("check", [R, W, R, U]),
             inner_step: kernel!("inner_step", [R, R, W, U]),
             meta_grad: kernel!("meta_grad", [R, R, R, W, U]),
-            conv_forward: kernel!("conv_forward", [R, R, W, U]),
             conv_grad_params: kernel!("conv_grad_params", [R, R, W, U]),
             conv_grad_input: kernel!("conv_grad_input", [R, R, W, U]),
-            conv_jvp: kernel!("conv_jvp", [R, R, R, R, W, U]),
             pool_forward: kernel!("pool_forward", [R, R, W, U]),
             pool_backward: kernel!("pool_backward", [R, R, W, U]),
             norm_stats: kernel!("norm_stats", [R, W, W, U]),
@@ -242,7 +260,14 @@ impl Kernels {
             norm_jvp: kernel!("norm_jvp", [R, R, R, R, R, R, W, U]),
             combine: kernel!("combine", [R, R, W, U]),
             dropout: kernel!("dropout", [R, R, R, W, U]),
-            gemm: make("gemm", &tiles.shader(), &[R, R, R, W, U])?,
+            gemm: [
+                make("gemm", &tiles[0].shader(GEMM), &[R, R, R, W, U])?,
+                make("gemm", &tiles[1].shader(GEMM), &[R, R, R, W, U])?,
+            ],
+            conv_gemm: [
+                make("conv_gemm", &tiles[0].shader(CONV_GEMM), &[R, R, R, W, U])?,
+                make("conv_gemm", &tiles[1].shader(CONV_GEMM), &[R, R, R, W, U])?,
+            ],
             tiles,
         })
     }

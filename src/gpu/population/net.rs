@@ -3,7 +3,7 @@
 //! gradients, laid out `[candidate][row][feature]`; and the dispatches of a forward, a backward
 //! and a forward-mode pass over them.
 
-use super::kernels::{Dims, Gemm, Image, Kernels, Op, Strides};
+use super::kernels::{Dims, Gemm, Image, Kernels, Op, Strides, Tiles};
 use super::layers::{GpuLayer, ImageOp, state_len};
 use crate::gpu::{Gpu, GpuError};
 
@@ -329,15 +329,40 @@ impl<'a> Net<'a> {
 
     /// A `gemm.wgsl` product for every candidate: `c = (c | bias | 0) + a b` as `g` lays them out.
     fn gemm(&self, g: Gemm, [a, b, bias, c]: [&wgpu::Buffer; 4]) -> Op {
-        let t = self.kernels.tiles.tile;
-        let groups = (g.n.div_ceil(t), g.m.div_ceil(t), self.p as u32);
+        let (k, t) = self.tiling(g.m);
+        let groups = (
+            g.n.div_ceil(t.tile_n),
+            g.m.div_ceil(t.tile_m),
+            self.p as u32,
+        );
         Op::grid(
             self.gpu,
-            &self.kernels.gemm,
+            &self.kernels.gemm[k],
             &[a, b, bias, c],
             Some(&g),
             groups,
         )
+    }
+
+    /// The tiling for a product of `m` rows: narrow when the wide one would leave most of its
+    /// rows empty.
+    fn tiling(&self, m: u32) -> (usize, Tiles) {
+        let k = usize::from(m <= self.kernels.tiles[0].tile_m / 2);
+        (k, self.kernels.tiles[k])
+    }
+
+    /// A convolution's implicit-GEMM product for every candidate, `d.kind` saying how it lands
+    /// in `out` (`conv_gemm.wgsl`).
+    fn conv_gemm(&self, d: &Dims, image: &Image, [x, w, bias, out]: [&wgpu::Buffer; 4]) -> Op {
+        let (k, t) = self.tiling(image.c_out);
+        let cols = d.rows * image.oh * image.ow;
+        let groups = (
+            cols.div_ceil(t.tile_n),
+            image.c_out.div_ceil(t.tile_m),
+            self.p as u32,
+        );
+        let bufs = [x, w, bias, out];
+        Op::grid(self.gpu, &self.kernels.conv_gemm[k], &bufs, Some(d), groups)
     }
 
     /// A dense layer's weights (`inputs x outputs`, row-major) in every candidate's parameters,
@@ -499,8 +524,13 @@ impl<'a> Net<'a> {
                     let bufs = [x, &self.keys, &self.counter, out];
                     ops.push(Op::new(gpu, &k.dropout, &bufs, Some(&d), n));
                 }
-                GpuLayer::Image { op: kind, .. } => match kind {
-                    ImageOp::Conv => ops.push(op(&k.conv_forward, &[x, params, out])),
+                GpuLayer::Image {
+                    op: kind, image, ..
+                } => match kind {
+                    ImageOp::Conv => {
+                        let d = Dims { kind: 2, ..d };
+                        ops.push(self.conv_gemm(&d, &image, [x, params, params, out]));
+                    }
                     ImageOp::Pool { .. } => ops.push(op(&k.pool_forward, &[x, x, out])),
                     ImageOp::Norm => {
                         let stats = &self.norms[slot.expect("a batch norm's buffers")].0;
@@ -783,7 +813,18 @@ impl<'a> Net<'a> {
                     op: kind, image, ..
                 } => match kind {
                     ImageOp::Conv => {
-                        ops.push(op(&k.conv_jvp, &[x, t_in, params, tangent, t_out], &d))
+                        // t_out = conv(x; tW) + tb (+ conv(t_in; W)).
+                        let with_bias = Dims { kind: 2, ..plain };
+                        let bufs = [x, tangent, tangent, t_out];
+                        ops.push(self.conv_gemm(&with_bias, &image, bufs));
+                        if !data {
+                            let t = Dims {
+                                kind: 1,
+                                in_stride: self.full(input, rows),
+                                ..plain
+                            };
+                            ops.push(self.conv_gemm(&t, &image, [t_in, params, params, t_out]));
+                        }
                     }
                     ImageOp::Pool { .. } => {
                         ops.push(op(&k.pool_forward, &[x, t_in, t_out], &plain))

@@ -1,43 +1,42 @@
-// Gradient of a convolution's input: din[c][r][ci][iy][ix] = sum over the outputs whose window
-// covers (iy, ix) of dout[c][r][co][oy][ox] W[co][ci][iy + pad - oy*stride][ix + pad - ox*stride].
+// Gradient of a convolution's input as an implicit matrix product (with `tiled.wgsl`):
+// din[r][ci][iy][ix] = sum over k = (co, ky, kx) of W[co][ci][ky][kx] dout[r][co][oy][ox], where
+// (oy, ox) is the output whose window puts tap (ky, kx) on (iy, ix); zero where there is none
+// (the stride skips it, or it lies outside the output).
 @group(0) @binding(0) var<storage, read> dout: array<f32>;
-@group(0) @binding(1) var<storage, read> params: array<f32>;
+@group(0) @binding(1) var<storage, read> weights: array<f32>;
 @group(0) @binding(2) var<storage, read_write> din: array<f32>;
 @group(0) @binding(3) var<uniform> d: Dims;
 
-@compute @workgroup_size(64)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
-    let i = flat(gid, groups);
-    let per = d.rows * d.a;
-    if (i >= d.p * per) {
-        return;
+fn shape() -> Shape {
+    let depth = d.c_out * d.kh * d.kw;
+    return Shape(d.c, d.rows * d.h * d.w, depth, depth);
+}
+
+fn load_a(cand: u32, ci: u32, k: u32) -> f32 {
+    let taps = d.kh * d.kw;
+    return weights[cand * d.n_params + d.offset + ((k / taps) * d.c + ci) * taps + k % taps];
+}
+
+fn load_b(cand: u32, k: u32, n: u32) -> f32 {
+    let taps = d.kh * d.kw;
+    let hw = d.h * d.w;
+    let r = n / hw;
+    let pix = n % hw;
+    let co = k / taps;
+    let ny = i32(pix / d.w + d.pad) - i32((k % taps) / d.kw);
+    let nx = i32(pix % d.w + d.pad) - i32(k % d.kw);
+    if (ny < 0 || nx < 0 || ny % i32(d.stride) != 0 || nx % i32(d.stride) != 0) {
+        return 0.0;
     }
-    let c = i / per;
-    let r = (i % per) / d.a;
-    let k = i % d.a;
-    let ci = k / (d.h * d.w);
-    let iy = (k / d.w) % d.h;
-    let ix = k % d.w;
-    let w = c * d.n_params + d.offset + ci * d.kh * d.kw;
-    let g = (c * d.rows + r) * d.b;
-    let taps = d.c * d.kh * d.kw;
-    var acc = 0.0;
-    for (var ky = 0u; ky < d.kh; ky++) {
-        let ny = i32(iy + d.pad) - i32(ky);
-        if (ny < 0 || ny % i32(d.stride) != 0 || u32(ny) / d.stride >= d.oh) {
-            continue;
-        }
-        let oy = u32(ny) / d.stride;
-        for (var kx = 0u; kx < d.kw; kx++) {
-            let nx = i32(ix + d.pad) - i32(kx);
-            if (nx < 0 || nx % i32(d.stride) != 0 || u32(nx) / d.stride >= d.ow) {
-                continue;
-            }
-            let ox = u32(nx) / d.stride;
-            for (var co = 0u; co < d.c_out; co++) {
-                acc += dout[g + (co * d.oh + oy) * d.ow + ox] * params[w + co * taps + ky * d.kw + kx];
-            }
-        }
+    let oy = u32(ny) / d.stride;
+    let ox = u32(nx) / d.stride;
+    if (oy >= d.oh || ox >= d.ow) {
+        return 0.0;
     }
-    din[i] = acc;
+    return dout[(cand * d.rows + r) * d.b + (co * d.oh + oy) * d.ow + ox];
+}
+
+fn store(cand: u32, split: u32, ci: u32, n: u32, sum: f32) {
+    let hw = d.h * d.w;
+    din[(cand * d.rows + n / hw) * d.a + ci * hw + n % hw] = sum;
 }

@@ -38,6 +38,11 @@ struct Dims {
     rate: u32,
     slot: u32,
     slots: u32,
+    // a convolution's weight gradient: the length of each chunk of its split sum, their number
+    chunk: u32,
+    splits: u32,
+    unused0: u32,
+    unused1: u32,
 }
 
 fn flat(gid: vec3<u32>, groups: vec3<u32>) -> u32 {

@@ -68,8 +68,28 @@ pub struct Gpu {
     pub queue: wgpu::Queue,
     pub info: wgpu::AdapterInfo,
     limits: wgpu::Limits,
+    /// Bytes of its largest device-local memory heap, where the driver says.
+    memory: Option<u64>,
     /// Error scopes are per device, not per thread: one creation at a time between push and pop.
     scope: std::sync::Mutex<()>,
+}
+
+/// The largest device-local memory heap of a Vulkan adapter: wgpu has no call for it.
+fn device_memory(adapter: &wgpu::Adapter) -> Option<u64> {
+    // SAFETY: the handles are only read while `adapter` (which owns them) is borrowed, and
+    // vkGetPhysicalDeviceMemoryProperties needs no more than a live instance and device.
+    unsafe {
+        let hal = adapter.as_hal::<wgpu::hal::api::Vulkan>()?;
+        let props = hal
+            .shared_instance()
+            .raw_instance()
+            .get_physical_device_memory_properties(hal.raw_physical_device());
+        props.memory_heaps[..props.memory_heap_count as usize]
+            .iter()
+            .filter(|h| h.flags.contains(ash::vk::MemoryHeapFlags::DEVICE_LOCAL))
+            .map(|h| h.size)
+            .max()
+    }
 }
 
 impl fmt::Debug for Gpu {
@@ -118,6 +138,7 @@ impl Gpu {
             device,
             queue,
             info: adapter.get_info(),
+            memory: device_memory(&adapter),
             limits,
             scope: std::sync::Mutex::new(()),
         })
@@ -163,6 +184,12 @@ impl Gpu {
     /// The limits the device was created with.
     pub fn limits(&self) -> &wgpu::Limits {
         &self.limits
+    }
+
+    /// Bytes of the device's largest device-local memory heap, where the driver says (a
+    /// software rasteriser's is the host's memory).
+    pub fn memory(&self) -> Option<u64> {
+        self.memory
     }
 
     /// The most f32s one storage binding holds on this device.

@@ -245,18 +245,23 @@ fn wgsl_equals_the_interpreter_on_random_trees() {
     );
 }
 
+/// A shipped plugin with its default data.
+fn shipped(plugin: &str) -> TaskPlugin {
+    TaskPlugin::load(&build_plugin(plugin), "{}").unwrap()
+}
+
 /// Trains each loss on the CPU ([`Task::train`]) and all of them side by side on the GPU, from
 /// the same initial parameters and batches; returns (CPU, GPU) validation metrics and the
 /// largest difference of the trained parameters relative to the largest CPU parameter.
-fn cpu_and_gpu(
-    plugin: &str,
+pub fn cpu_and_gpu(
+    p: &TaskPlugin,
     model: &str,
     params: &str,
     losses: &[&str],
     cfg: &TrainConfig,
 ) -> Vec<(f64, f64, f32)> {
-    let p = TaskPlugin::load(&build_plugin(plugin), "{}").unwrap();
-    let task = Task::new(&p);
+    let plugin = p.name();
+    let task = Task::new(p);
     let mut m = p.create_model(model, params).unwrap();
     let seed = 7;
     let mut init = vec![0.0f32; m.n_params()];
@@ -304,7 +309,7 @@ fn cpu_and_gpu(
         .collect()
 }
 
-fn sgd(steps: usize, batch: usize, lr: f32) -> TrainConfig {
+pub fn sgd(steps: usize, batch: usize, lr: f32) -> TrainConfig {
     TrainConfig {
         steps,
         batch,
@@ -332,7 +337,7 @@ fn a_population_trains_on_the_gpu_as_each_candidate_does_on_the_cpu() {
         "mul(-1, square(square(yhat)))",
     ];
     let runs = cpu_and_gpu(
-        "evomal-plugin-diabetes",
+        &shipped("evomal-plugin-diabetes"),
         "mlp",
         r#"{"hidden": [32]}"#,
         &losses,
@@ -364,7 +369,7 @@ fn classification_with_adam_matches_too() {
         ..sgd(100, 64, 1e-3)
     };
     for (cpu, gpu, _) in cpu_and_gpu(
-        "evomal-plugin-digits",
+        &shipped("evomal-plugin-digits"),
         "mlp",
         r#"{"hidden": [64]}"#,
         &losses,
@@ -407,7 +412,7 @@ fn convolutional_models_train_on_the_gpu_as_on_the_cpu() {
     ];
     for (model, params) in models {
         for (cpu, gpu, moved) in cpu_and_gpu(
-            "evomal-plugin-digits",
+            &shipped("evomal-plugin-digits"),
             model,
             params,
             &losses,
@@ -508,7 +513,10 @@ fn candidates_in_turns_train_as_they_do_side_by_side() {
         // Evaluation chunks of 256 rows; the model's values per row: input, two convolutions
         // with ReLU and max pooling, the read-out, and a gradient for each but the input.
         let per_row = 64 + 2 * (512 + 512 + 128 + 256 + 256 + 64 + 10);
-        let floats = m.n_params() * 4 + 256 * per_row;
+        // The weight gradient's partial sums: the second convolution's (16 x (8 x 9 + 1)
+        // parameters) over its 256 x 4 x 4 pixels in 4 chunks of 1024.
+        let partials = 4 * 16 * (8 * 9 + 1);
+        let floats = m.n_params() * 4 + 256 * per_row + partials;
         assert_eq!(trainer.bytes_per_candidate(&cfg), 4 * floats);
         trainer
             .train(&losses, &init, &cfg, 3, task.metric())
@@ -651,9 +659,8 @@ fn a_generation_scores_the_same_on_the_gpu_as_on_the_cpu() {
 
 /// The one-step meta-gradient on the GPU against `MetaGradient` on the CPU, candidate by
 /// candidate, at weights away from 1 and on batches of their own.
-fn meta_gradients_agree(plugin: &str, model: &str, params: &str, losses: &[&str]) {
-    let p = TaskPlugin::load(&build_plugin(plugin), "{}").unwrap();
-    let task = Task::new(&p);
+pub fn meta_gradients_agree(p: &TaskPlugin, model: &str, params: &str, losses: &[&str]) {
+    let task = Task::new(p);
     let mut m = p.create_model(model, params).unwrap();
     let cfg = LocalSearchConfig {
         lr: 0.05,
@@ -699,7 +706,8 @@ fn meta_gradients_agree(plugin: &str, model: &str, params: &str, losses: &[&str]
             .unwrap();
         let (gval, ggrad) = got[c].clone().unwrap();
         eprintln!(
-            "{plugin} {e}: validation loss cpu {val} gpu {gval}; dT/dphi cpu {grad:?} gpu {ggrad:?}"
+            "{} {e}: validation loss cpu {val} gpu {gval}; dT/dphi cpu {grad:?} gpu {ggrad:?}",
+            p.name()
         );
         assert!(
             (val - gval).abs() <= 1e-4 * val.abs().max(1.0),
@@ -719,7 +727,7 @@ fn meta_gradients_agree(plugin: &str, model: &str, params: &str, losses: &[&str]
 #[test]
 fn meta_gradients_on_the_gpu_equal_the_cpus() {
     meta_gradients_agree(
-        "evomal-plugin-diabetes",
+        &shipped("evomal-plugin-diabetes"),
         "mlp",
         r#"{"hidden": [16]}"#,
         &[
@@ -729,7 +737,7 @@ fn meta_gradients_on_the_gpu_equal_the_cpus() {
         ],
     );
     meta_gradients_agree(
-        "evomal-plugin-digits",
+        &shipped("evomal-plugin-digits"),
         "mlp",
         r#"{"hidden": [16]}"#,
         &[
@@ -745,7 +753,7 @@ fn meta_gradients_on_the_gpu_equal_the_cpus() {
         ("resnet", r#"{"width": 40, "blocks": [1]}"#),
     ] {
         meta_gradients_agree(
-            "evomal-plugin-digits",
+            &shipped("evomal-plugin-digits"),
             model,
             params,
             &[

@@ -89,28 +89,29 @@ fn cifar10_files_load_with_a_stratified_split_and_seeded_augmentation() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
-/// The GPU reads examples as stored: it refuses a task whose training passes augment them,
-/// and takes the same data set with augmentation off.
+/// The GPU crops and flips training images as the CPU does, image for image (the SDK's
+/// `CropFlip`, replayed in the gather kernel): a population trained with augmentation ends
+/// with the CPU's parameters, and the local search's meta-gradients (whose training pass
+/// augments too) agree.
 #[test]
-fn the_gpu_refuses_a_task_that_augments() {
-    use evomal::gpu::population::PopulationTrainer;
-    use evomal::train::Task;
-    let dir = cifar10("gpu", 10);
-    for augment in [true, false] {
-        let tag = format!("gpu-{augment}");
-        let p = open(
-            &tag,
-            serde_json::json!({ "data_dir": dir, "augment": augment }),
-        )
-        .unwrap();
-        assert_eq!(p.info().augments, augment as u32);
-        let m = p.create_model("lenet5", "{}").unwrap();
-        let made = PopulationTrainer::new(crate::gpu::gpu(), &Task::new(&p), &m, 2, 1);
-        match made {
-            Err(e) => assert!(augment && e.to_string().contains("augments"), "{e}"),
-            Ok(_) => assert!(!augment, "an augmenting task was taken"),
-        }
+fn the_gpu_crops_and_flips_as_the_cpu_does() {
+    use evomal_sdk::abi::AUGMENT_CROP_FLIP;
+    let dir = cifar10("gpu", 100);
+    let p = open("gpu", serde_json::json!({ "data_dir": dir })).unwrap();
+    assert_eq!(p.info().augments, AUGMENT_CROP_FLIP);
+    assert_eq!((p.info().crop_flip.pad, p.info().crop_flip.flip), (4, 1));
+    let mlp = r#"{"hidden": [16]}"#;
+    let losses = ["mul(-1, mul(y, log(yhat)))", "square(sub(y, yhat))"];
+    let cfg = crate::gpu::sgd(30, 16, 0.05);
+    for (cpu, gpu, moved) in crate::gpu::cpu_and_gpu(&p, "mlp", mlp, &losses, &cfg) {
+        assert!(moved <= 1e-4, "parameters differ by {moved:e}");
+        // 50 validation images: one may fall on the other side of a boundary.
+        assert!(
+            (cpu - gpu).abs() <= 1.0 / 50.0 + 1e-9,
+            "cpu {cpu}, gpu {gpu}"
+        );
     }
+    crate::gpu::meta_gradients_agree(&p, "mlp", mlp, &losses);
     std::fs::remove_dir_all(&dir).ok();
 }
 

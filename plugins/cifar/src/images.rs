@@ -3,8 +3,9 @@
 //! statistics, and training augmentation (a random crop of the image padded by 4 pixels, and
 //! an optional horizontal flip) drawn from each training pass's seed.
 
+use evomal_sdk::augment::CropFlip;
+use rand::SeedableRng;
 use rand::seq::SliceRandom;
-use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::formats::{IMAGE, Images};
@@ -112,33 +113,17 @@ impl Store {
 
     /// A random 32x32 crop of each image padded by 4 black pixels, then a horizontal flip
     /// with probability 1/2 when `flip`: torchvision's `RandomCrop(32, padding=4)` and
-    /// `RandomHorizontalFlip()`, on normalised images (black is `-mean / std`).
-    pub fn augment(&self, x: &mut [f32], n: usize, seed: u64) {
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let mut src = vec![0.0f32; IMAGE];
-        for img in x.chunks_exact_mut(IMAGE).take(n) {
-            let dy = rng.random_range(0..=2 * PAD) as isize - PAD as isize;
-            let dx = rng.random_range(0..=2 * PAD) as isize - PAD as isize;
-            let mirror = self.flip && rng.random_bool(0.5);
-            src.copy_from_slice(img);
-            for c in 0..3 {
-                let black = self.black(c);
-                let plane = &src[c * PLANE..(c + 1) * PLANE];
-                for r in 0..SIDE {
-                    for col in 0..SIDE {
-                        let (sr, sc) = (r as isize + dy, col as isize + dx);
-                        let v = if (0..SIDE as isize).contains(&sr)
-                            && (0..SIDE as isize).contains(&sc)
-                        {
-                            plane[sr as usize * SIDE + sc as usize]
-                        } else {
-                            black
-                        };
-                        let out_col = if mirror { SIDE - 1 - col } else { col };
-                        img[c * PLANE + r * SIDE + out_col] = v;
-                    }
-                }
-            }
+    /// `RandomHorizontalFlip()`, on normalised images (black is `-mean / std`), drawn by the
+    /// SDK.
+    pub fn crop_flip(&self) -> CropFlip {
+        let mut fill = [0.0; 4];
+        for (c, f) in fill.iter_mut().take(3).enumerate() {
+            *f = self.black(c);
+        }
+        CropFlip {
+            pad: PAD as u32,
+            flip: self.flip as u32,
+            fill,
         }
     }
 }

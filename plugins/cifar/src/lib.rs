@@ -13,6 +13,7 @@ mod images;
 
 use std::path::Path;
 
+use evomal_sdk::abi::{AUGMENT_CROP_FLIP, AUGMENT_NONE};
 use evomal_sdk::models;
 use evomal_sdk::{KIND_CLASSIFICATION, Layer, Model, Params, Sequential, Split, Task, TaskInfo};
 
@@ -97,7 +98,12 @@ impl Task for Cifar {
             input_rank: 3,
             input_shape: [3, 32, 32, 0],
             split_sizes: self.store.sizes(),
-            augments: self.augment as u32,
+            augments: if self.augment {
+                AUGMENT_CROP_FLIP
+            } else {
+                AUGMENT_NONE
+            },
+            crop_flip: self.store.crop_flip(),
         }
     }
 
@@ -143,12 +149,6 @@ impl Task for Cifar {
     ) -> Result<(), String> {
         self.store.read(split as usize, idx, x, y);
         Ok(())
-    }
-
-    fn augment(&self, x: &mut [f32], n: usize, seed: u64) {
-        if self.augment {
-            self.store.augment(x, n, seed);
-        }
     }
 }
 

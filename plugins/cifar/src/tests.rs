@@ -165,9 +165,9 @@ fn augmentation_crops_and_flips_from_its_seed() {
     let mut x = vec![0.0; 4 * IMAGE];
     s.read(0, &[0, 1, 2, 3], &mut x, &mut [0.0; 4]);
     let (mut a, mut b, mut c) = (x.clone(), x.clone(), x.clone());
-    s.augment(&mut a, 4, 1);
-    s.augment(&mut b, 4, 1);
-    s.augment(&mut c, 4, 2);
+    s.crop_flip().apply(&mut a, 4, [3, 32, 32], 1);
+    s.crop_flip().apply(&mut b, 4, [3, 32, 32], 1);
+    s.crop_flip().apply(&mut c, 4, [3, 32, 32], 2);
     assert_eq!(a, b);
     assert_ne!(a, c);
     assert_ne!(a, x);

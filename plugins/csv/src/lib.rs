@@ -127,7 +127,7 @@ impl Task for Csv {
                 .parts
                 .each_ref()
                 .map(|(x, _)| (x.len() / self.n_features) as u64),
-            augments: 0,
+            ..Default::default()
         }
     }
 

@@ -36,7 +36,7 @@ impl Task for Digits {
             input_rank: 3,
             input_shape: [1, 8, 8, 0],
             split_sizes: self.splits.sizes(),
-            augments: 0,
+            ..Default::default()
         }
     }
 

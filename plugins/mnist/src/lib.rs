@@ -44,7 +44,7 @@ impl Task for Mnist {
             input_rank: 3,
             input_shape: [1, SIDE as u32, SIDE as u32, 0],
             split_sizes: self.splits.sizes(),
-            augments: 0,
+            ..Default::default()
         }
     }
 

@@ -21,8 +21,8 @@ use std::ffi::c_void;
 /// v2: `model_layers`. v3: model instances own their parameters, state and optimiser. v4:
 /// `model_params` (a model's settings and their defaults). v5: [`LayerDesc`] carries the
 /// geometry of convolutions and pooling, state offsets, residual blocks' parts and dropout's
-/// masks, and [`TaskInfo::augments`].
-pub const ABI_VERSION: u32 = 5;
+/// masks, and [`TaskInfo::augments`]. v6: [`TaskInfo::crop_flip`], the SDK's augmentation.
+pub const ABI_VERSION: u32 = 6;
 
 /// The exported function that returns `*const PluginDecl`.
 pub const ENTRY_SYMBOL: &str = "evomal_plugin_entry";
@@ -83,9 +83,27 @@ pub struct TaskInfo {
     pub input_shape: [u32; 4],
     /// Examples in the train, validation and test splits.
     pub split_sizes: [u64; 3],
-    /// 1 when training passes transform their batches (`Task::augment`): the GPU trainer,
-    /// which reads examples as `read_batch` gives them, then refuses the task.
+    /// How training passes transform their batches: [`AUGMENT_NONE`]; [`AUGMENT_OWN`], by the
+    /// task's own `Task::augment` (the GPU trainer, which cannot replay it, refuses the task);
+    /// or [`AUGMENT_CROP_FLIP`], by the SDK's recipe in `crop_flip` (`crate::augment`).
     pub augments: u32,
+    pub crop_flip: CropFlip,
+}
+
+/// Values of [`TaskInfo::augments`].
+pub const AUGMENT_NONE: u32 = 0;
+pub const AUGMENT_OWN: u32 = 1;
+pub const AUGMENT_CROP_FLIP: u32 = 2;
+
+/// The SDK's crop-and-flip augmentation (`crate::augment`): a random crop of each image
+/// padded by `pad` pixels of `fill` (per channel, as normalised; images of at most 4
+/// channels), and with `flip` 1 a horizontal flip of half the images.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct CropFlip {
+    pub pad: u32,
+    pub flip: u32,
+    pub fill: [f32; 4],
 }
 
 /// What a created model is, from `model_info`.

@@ -185,7 +185,7 @@ impl Tabular {
             input_rank: 1,
             input_shape,
             split_sizes: self.splits.sizes(),
-            augments: 0,
+            ..Default::default()
         }
     }
 

@@ -3,13 +3,18 @@
 //! model, so a plugin author declares data and layers and gets every entry of the ABI,
 //! including the exact one-step meta-gradient's primitives.
 
-use crate::abi::{JVP_EXACT, JVP_FINITE_DIFFERENCE, ModelInfo};
+use crate::abi::{AUGMENT_CROP_FLIP, AUGMENT_OWN, JVP_EXACT, JVP_FINITE_DIFFERENCE, ModelInfo};
 use crate::abi::{LayerDesc, OptimizerDesc};
+use crate::augment::{AUGMENT_STREAM, CropFlip};
 use crate::optim::{Optimizer, OptimizerConfig};
 use crate::{Mode, Model, Split, Task, check_len, mix_seed as mix};
 
-/// The stream of a training pass's seed that augmentation draws from (layers use theirs).
-const AUGMENT_STREAM: u64 = u64::MAX;
+/// How a training pass transforms its batch (`TaskInfo::augments`).
+enum Augment {
+    None,
+    Own,
+    CropFlip(CropFlip, [usize; 3]),
+}
 
 /// A model instance of task `T`.
 pub struct ModelInstance<T: Task> {
@@ -18,6 +23,7 @@ pub struct ModelInstance<T: Task> {
     input_len: usize,
     target_width: usize,
     split_sizes: [u64; 3],
+    augment: Augment,
     params: Vec<f32>,
     state: Vec<f32>,
     grad: Vec<f32>,
@@ -80,6 +86,11 @@ impl<T: Task> ModelInstance<T> {
                 model.n_state()
             ));
         }
+        let augment = match info.augments {
+            AUGMENT_OWN => Augment::Own,
+            AUGMENT_CROP_FLIP => Augment::CropFlip(info.crop_flip, CropFlip::shape(&info)?),
+            _ => Augment::None,
+        };
         let sgd = OptimizerConfig::Sgd {
             momentum: 0.0,
             nesterov: false,
@@ -90,6 +101,7 @@ impl<T: Task> ModelInstance<T> {
             input_len,
             target_width: info.target_width as usize,
             split_sizes: info.split_sizes,
+            augment,
             params: vec![0.0; n],
             state: vec![0.0; model.n_state()],
             grad: vec![0.0; n],
@@ -157,7 +169,11 @@ impl<T: Task> ModelInstance<T> {
         self.y.resize(n * self.target_width, 0.0);
         self.task.read_batch(split, idx, &mut self.x, &mut self.y)?;
         if let (Mode::Train { seed }, Split::Train) = (mode, split) {
-            self.task.augment(&mut self.x, n, mix(seed, AUGMENT_STREAM));
+            match self.augment {
+                Augment::None => {}
+                Augment::Own => self.task.augment(&mut self.x, n, mix(seed, AUGMENT_STREAM)),
+                Augment::CropFlip(recipe, shape) => recipe.apply(&mut self.x, n, shape, seed),
+            }
         }
         self.model
             .forward(&self.params, &mut self.state, &self.x, n, mode, out)?;
@@ -307,7 +323,7 @@ mod tests {
                 input_rank: 1,
                 input_shape: [3, 0, 0, 0],
                 split_sizes: [40, 10, 10],
-                augments: 0,
+                ..TaskInfo::default()
             }
         }
         fn model_names(&self) -> Vec<&'static str> {

@@ -14,6 +14,7 @@
 //! ```
 
 pub mod abi;
+pub mod augment;
 pub mod data;
 pub mod export;
 pub mod instance;
@@ -87,9 +88,10 @@ pub trait Task: Sized + Send + Sync + 'static {
         y: &mut [f32],
     ) -> Result<(), String>;
 
-    /// Transforms a training batch `x` of `n` examples in place before a training pass (random
-    /// crops, flips, ...), drawing from `seed` only. The default changes nothing; a task that
-    /// transforms says so in [`TaskInfo::augments`].
+    /// Transforms a training batch `x` of `n` examples in place before a training pass,
+    /// drawing from `seed` only, when [`TaskInfo::augments`] is `AUGMENT_OWN`. The default
+    /// changes nothing. Random crops and flips are better asked of the SDK
+    /// (`AUGMENT_CROP_FLIP`, [`augment`]): the GPU trainer replays those.
     fn augment(&self, _x: &mut [f32], _n: usize, _seed: u64) {}
 }
 

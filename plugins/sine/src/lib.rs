@@ -71,7 +71,7 @@ impl Task for Sine {
             input_rank: 1,
             input_shape: [1, 0, 0, 0],
             split_sizes: self.splits.sizes(),
-            augments: 0,
+            ..Default::default()
         }
     }
 

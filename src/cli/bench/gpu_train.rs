@@ -72,6 +72,7 @@ pub fn bench_train_gpu(
         "together": together,
         "model_steps_per_s": many * side_by_side as f64,
         "bytes_per_candidate": trainer.bytes_per_candidate(&cfg),
+        "device_memory_bytes": gpu.memory(),
     });
     if json {
         writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?;
@@ -82,9 +83,13 @@ pub fn bench_train_gpu(
     } else {
         ""
     };
+    let memory = gpu
+        .memory()
+        .map(|b| format!(", {:.1} GiB", b as f64 / (1u64 << 30) as f64))
+        .unwrap_or_default();
     writeln!(
         out,
-        "{} / {}: {} parameters, batch {batch}, {steps} timed steps, on {}{caveat}",
+        "{} / {}: {} parameters, batch {batch}, {steps} timed steps, on {}{memory}{caveat}",
         plugin.name(),
         manifest.task.model,
         model.n_params(),

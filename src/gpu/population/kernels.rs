@@ -11,8 +11,9 @@ use crate::train::optim::OptimizerConfig;
 
 const DIMS: &str = include_str!("../../../shaders/train/dims.wgsl");
 const OBJECTIVE: &str = include_str!("../../../shaders/train/objective.wgsl");
-const GEMM: &str = include_str!("../../../shaders/train/gemm.wgsl");
-const CONV_GEMM: &str = include_str!("../../../shaders/train/conv_gemm.wgsl");
+const TILED: &str = include_str!("../../../shaders/train/tiled.wgsl");
+const SUM: &str = include_str!("../../../shaders/train/workgroup_sum.wgsl");
+const IM2COL: &str = include_str!("../../../shaders/train/im2col.wgsl");
 
 /// The shaders' `Dims` uniform (`shaders/train/dims.wgsl`).
 #[repr(C)]
@@ -27,6 +28,10 @@ pub struct Dims {
     pub n_params: u32,
     pub kind: u32,
     pub image: Image,
+    /// A convolution's weight gradient: the length of each chunk of its split sum, their number.
+    pub chunk: u32,
+    pub splits: u32,
+    pub unused: [u32; 2],
 }
 
 /// The image part of [`Dims`]: a convolution's or a pooling's shapes.
@@ -81,6 +86,9 @@ pub struct Strides {
     pub col: u32,
 }
 
+/// The tilings each product's kernel is compiled for.
+pub const TILINGS: usize = 3;
+
 /// A product's tiling: `tile_m x tile_n` outputs per workgroup, `per_m x per_n` per invocation,
 /// over slices of `tile_k`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -103,10 +111,10 @@ impl Tiles {
         }
     }
 
-    /// The wide tiling (64 x 64 outputs, 4 x 4 per invocation) and the narrow one for products
-    /// of few rows (a convolution's output channels: 16 x 64, 1 x 4) the device's limits
-    /// allow, or halves of them.
-    pub fn for_limits(limits: &wgpu::Limits) -> [Tiles; 2] {
+    /// The tilings the device's limits allow, from the widest: 64 x 64 outputs per workgroup
+    /// (4 x 4 per invocation), 16 x 64 (1 x 4) for products of few rows, 8 x 16 (1 x 1) for
+    /// small ones (a small convolution's weight gradient); or halves of them.
+    pub fn for_limits(limits: &wgpu::Limits) -> [Tiles; TILINGS] {
         let fits = |t: &Tiles| {
             let (x, y) = (t.tile_n / t.per_n, t.tile_m / t.per_m);
             x * y <= limits.max_compute_invocations_per_workgroup
@@ -123,13 +131,25 @@ impl Tiles {
         [
             pick([Tiles::new(64, 64, 16, 4, 4), Tiles::new(32, 32, 8, 4, 4)]),
             pick([Tiles::new(16, 64, 16, 1, 4), Tiles::new(8, 32, 8, 1, 4)]),
+            pick([Tiles::new(8, 16, 16, 1, 1), Tiles::new(8, 8, 8, 1, 1)]),
         ]
     }
 
-    /// `src` (`gemm.wgsl`, `conv_gemm.wgsl`) with these tiles.
+    /// A product of `m x n` outputs' cost in this tiling, in units of one multiply-add per
+    /// entry of the sum: its outputs rounded up to whole tiles, each multiply-add with its
+    /// share of the tiles' loads from memory (which count four: an index computation each).
+    fn cost(&self, m: u32, n: u32) -> f64 {
+        let padded =
+            m.next_multiple_of(self.tile_m) as f64 * n.next_multiple_of(self.tile_n) as f64;
+        let loads = (self.tile_m + self.tile_n) as f64 / (self.tile_m * self.tile_n) as f64;
+        padded * (1.0 + 4.0 * loads)
+    }
+
+    /// A product's kernel `src` (`gemm.wgsl`, `conv_*.wgsl`) with the tile loop at these sizes.
     fn shader(&self, src: &str) -> String {
         let n = |v: u32| v.to_string();
-        src.replace("{{tile_m}}", &n(self.tile_m))
+        format!("{src}\n{TILED}")
+            .replace("{{tile_m}}", &n(self.tile_m))
             .replace("{{tile_n}}", &n(self.tile_n))
             .replace("{{tile_k}}", &n(self.tile_k))
             .replace("{{per_m}}", &n(self.per_m))
@@ -203,8 +223,7 @@ pub struct Kernels {
     pub check: wgpu::ComputePipeline,
     pub inner_step: wgpu::ComputePipeline,
     pub meta_grad: wgpu::ComputePipeline,
-    pub conv_grad_params: wgpu::ComputePipeline,
-    pub conv_grad_input: wgpu::ComputePipeline,
+    pub conv_grad_reduce: wgpu::ComputePipeline,
     pub pool_forward: wgpu::ComputePipeline,
     pub pool_backward: wgpu::ComputePipeline,
     pub norm_stats: wgpu::ComputePipeline,
@@ -215,10 +234,14 @@ pub struct Kernels {
     pub norm_jvp: wgpu::ComputePipeline,
     pub combine: wgpu::ComputePipeline,
     pub dropout: wgpu::ComputePipeline,
-    /// Products tiled wide and narrow (`tiles`).
-    pub gemm: [wgpu::ComputePipeline; 2],
-    pub conv_gemm: [wgpu::ComputePipeline; 2],
-    pub tiles: [Tiles; 2],
+    /// Products, in each of the `tiles`.
+    pub gemm: [wgpu::ComputePipeline; TILINGS],
+    pub conv_gemm: [wgpu::ComputePipeline; TILINGS],
+    pub conv_grad_input: [wgpu::ComputePipeline; TILINGS],
+    pub conv_grad_weights: [wgpu::ComputePipeline; TILINGS],
+    pub tiles: [Tiles; TILINGS],
+    /// The most workgroups a dispatch has along one dimension.
+    pub max_groups: u32,
 }
 
 impl Kernels {
@@ -238,8 +261,23 @@ impl Kernels {
                 )?
             };
         }
+        // A product's kernel, with `extra` source, in every tiling.
+        macro_rules! tiled {
+            ($name:literal, $extra:expr, $bindings:expr) => {{
+                let src = format!(
+                    "{}\n{}",
+                    include_str!(concat!("../../../shaders/train/", $name, ".wgsl")),
+                    $extra
+                );
+                [
+                    make($name, &tiles[0].shader(&src), &$bindings)?,
+                    make($name, &tiles[1].shader(&src), &$bindings)?,
+                    make($name, &tiles[2].shader(&src), &$bindings)?,
+                ]
+            }};
+        }
         Ok(Kernels {
-            gather: kernel!("gather", [R, R, R, R, W, W, U]),
+            gather: kernel!("gather", [R, R, R, R, R, W, W, U]),
             dense_grad_bias: kernel!("dense_grad_bias", [R, W, U]),
             activation_forward: kernel!("activation_forward", [R, W, U]),
             activation_backward: kernel!("activation_backward", [R, R, W, U]),
@@ -248,28 +286,52 @@ impl Kernels {
             check: kernel!("check", [R, W, R, U]),
             inner_step: kernel!("inner_step", [R, R, W, U]),
             meta_grad: kernel!("meta_grad", [R, R, R, W, U]),
-            conv_grad_params: kernel!("conv_grad_params", [R, R, W, U]),
-            conv_grad_input: kernel!("conv_grad_input", [R, R, W, U]),
+            conv_grad_reduce: kernel!("conv_grad_reduce", [R, W, U]),
             pool_forward: kernel!("pool_forward", [R, R, W, U]),
             pool_backward: kernel!("pool_backward", [R, R, W, U]),
-            norm_stats: kernel!("norm_stats", [R, W, W, U]),
+            norm_stats: make(
+                "norm_stats",
+                &format!(
+                    "{}\n{SUM}",
+                    include_str!("../../../shaders/train/norm_stats.wgsl")
+                ),
+                &[R, W, W, U],
+            )?,
             norm_forward: kernel!("norm_forward", [R, R, R, W, U]),
-            norm_reduce: kernel!("norm_reduce", [R, R, R, W, U]),
+            norm_reduce: make(
+                "norm_reduce",
+                &format!(
+                    "{}\n{SUM}",
+                    include_str!("../../../shaders/train/norm_reduce.wgsl")
+                ),
+                &[R, R, R, W, U],
+            )?,
             norm_grad_params: kernel!("norm_grad_params", [R, W, U]),
             norm_grad_input: kernel!("norm_grad_input", [R, R, R, R, R, W, U]),
             norm_jvp: kernel!("norm_jvp", [R, R, R, R, R, R, W, U]),
             combine: kernel!("combine", [R, R, W, U]),
             dropout: kernel!("dropout", [R, R, R, W, U]),
-            gemm: [
-                make("gemm", &tiles[0].shader(GEMM), &[R, R, R, W, U])?,
-                make("gemm", &tiles[1].shader(GEMM), &[R, R, R, W, U])?,
-            ],
-            conv_gemm: [
-                make("conv_gemm", &tiles[0].shader(CONV_GEMM), &[R, R, R, W, U])?,
-                make("conv_gemm", &tiles[1].shader(CONV_GEMM), &[R, R, R, W, U])?,
-            ],
+            gemm: tiled!("gemm", "", [R, R, R, W, U]),
+            conv_gemm: tiled!("conv_gemm", IM2COL, [R, R, R, W, U]),
+            conv_grad_input: tiled!("conv_grad_input", "", [R, R, W, U]),
+            conv_grad_weights: tiled!("conv_grad_weights", IM2COL, [R, R, W, U]),
             tiles,
+            max_groups: gpu.limits().max_compute_workgroups_per_dimension,
         })
+    }
+}
+
+impl Kernels {
+    /// The cheapest tiling for a product of `m x n` outputs ([`Tiles::cost`]; the wider on a
+    /// tie).
+    pub fn tiling(&self, m: u32, n: u32) -> (usize, Tiles) {
+        let mut best = 0;
+        for (i, t) in self.tiles.iter().enumerate() {
+            if t.cost(m, n) < self.tiles[best].cost(m, n) {
+                best = i;
+            }
+        }
+        (best, self.tiles[best])
     }
 }
 

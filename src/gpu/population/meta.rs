@@ -61,6 +61,8 @@ pub struct GpuMetaGradient<'t> {
     /// The dropout layers whose masks the passes at theta1 draw, and their keys' buffer.
     dropout_ids: Vec<u32>,
     valid_keys: wgpu::Buffer,
+    /// The training batches' crops (`Augment::words`), when the task crops and flips.
+    crop_words: Option<wgpu::Buffer>,
     /// Host staging for the uploads.
     theta0: Vec<f32>,
     keys_t: Vec<u32>,
@@ -141,7 +143,14 @@ impl<'t> GpuMetaGradient<'t> {
         // theta0 -> the candidates' objective -> backward -> theta1 -> the validation task loss
         // -> backward (v) -> JVP at theta0 in direction v -> meta-gradients.
         let lr_eff = cfg.lr_eff();
-        let train = trainer.train.source(&idx_t, &step0);
+        // The training batches' crops: the fill, then each candidate's rows.
+        let crop_words = match trainer.augment {
+            Some(a) => Some(gpu.buffer_with("crops", &a.words((0..p).map(|_| (0, bt))))?),
+            None => None,
+        };
+        let train = trainer
+            .train
+            .source(&idx_t, &step0, trainer.crops(crop_words.as_ref()));
         let mut ops = net.forward(bt, train, &net.params, Pass::Probe);
         let full_bufs = [
             net.output(),
@@ -170,7 +179,7 @@ impl<'t> GpuMetaGradient<'t> {
         let inner = [&net.params, &net.grad, theta1];
         let inner_step = &trainer.kernels.inner_step;
         ops.push(Op::new(gpu, inner_step, &inner, Some(&step), p * n_params));
-        let valid = trainer.eval.source(&idx_v, &step0);
+        let valid = trainer.eval.source(&idx_v, &step0, None);
         ops.extend(valid_net.forward(bv, valid, theta1, Pass::Probe));
         let task_bufs = [
             valid_net.output(),
@@ -220,6 +229,7 @@ impl<'t> GpuMetaGradient<'t> {
             row_loss_v,
             meta,
             valid_keys: valid_net.keys.clone(),
+            crop_words,
             keys_t: no_keys.clone(),
             keys_v: no_keys,
             dropout_ids,
@@ -258,6 +268,13 @@ impl<'t> GpuMetaGradient<'t> {
                 mask_keys(&self.dropout_ids, pass_seed(s.init_seed, pass), &mut drawn);
                 keys[c * slots..][..slots].copy_from_slice(&drawn);
             }
+        }
+        if let (Some(a), Some(words)) = (self.trainer.augment, &self.crop_words) {
+            let seed =
+                |s: &Option<MetaStep<'_>>| s.as_ref().map_or(0, |s| pass_seed(s.init_seed, 0));
+            let passes = steps.iter().map(|s| (seed(s), bt));
+            gpu.queue
+                .write_buffer(words, 0, bytemuck::cast_slice(&a.words(passes)));
         }
         let q = &gpu.queue;
         if slots > 0 {

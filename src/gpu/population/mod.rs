@@ -17,9 +17,11 @@ mod net;
 
 pub use meta::GpuMetaGradient;
 
-use kernels::{Dims, Kernels, Op, Opt, record};
+use evomal_sdk::abi::{AUGMENT_CROP_FLIP, AUGMENT_NONE};
+use evomal_sdk::augment::CropFlip;
+use kernels::{Dims, Image, Kernels, Op, Opt, record};
 use layers::{GpuLayer, dropout_ids, gpu_layers, mask_keys, row_floats, state_len};
-use net::{Net, Pass, Source};
+use net::{Crops, Net, Pass, Source, partial_floats};
 
 use super::{Gpu, GpuError};
 use crate::expr::LossExpr;
@@ -27,6 +29,9 @@ use crate::plugin::PluginModel;
 use crate::train::objective::TaskKind;
 use crate::train::optim::lr_at;
 use crate::train::{BatchSampler, Metric, Outcome, Task, TrainConfig, TrainError, pass_seed};
+
+/// A fitness run's uploads: batch indices, learning rates, dropout mask keys and crops.
+type Schedule = (wgpu::Buffer, wgpu::Buffer, Vec<u32>, Option<wgpu::Buffer>);
 
 /// Steps recorded into one command buffer.
 const STEPS_PER_SUBMIT: usize = 50;
@@ -72,13 +77,45 @@ struct Split {
 }
 
 impl Split {
-    fn source<'b>(&'b self, idx: &'b wgpu::Buffer, counter: &'b wgpu::Buffer) -> Source<'b> {
+    /// The rows `idx[counter]` of this split, cropped and flipped by `crops`.
+    fn source<'b>(
+        &'b self,
+        idx: &'b wgpu::Buffer,
+        counter: &'b wgpu::Buffer,
+        crops: Option<Crops<'b>>,
+    ) -> Source<'b> {
         Source {
             xs: &self.xs,
             ys: &self.ys,
             idx,
             counter,
+            crops,
         }
+    }
+}
+
+/// What bounds the candidates side by side on a device, in bytes.
+struct Memory {
+    /// One storage binding, which holds all candidates' copies of a buffer.
+    binding: usize,
+    /// The device's memory, where the driver says.
+    device: Option<u64>,
+    /// The splits uploaded for the whole run.
+    data: usize,
+}
+
+impl Memory {
+    /// How many candidates fit, each with `largest` bytes in its largest buffer and `each`
+    /// bytes in all: as many as one binding holds of the largest, and as many as four fifths
+    /// of the device's memory holds beside the data (the rest is left to the driver, the
+    /// kernels and the objective's buffers).
+    fn fit(&self, largest: usize, each: usize) -> usize {
+        let by_binding = self.binding / largest.max(1);
+        let by_memory = self.device.map_or(usize::MAX, |bytes| {
+            let usable = (bytes / 5 * 4).min(usize::MAX as u64) as usize;
+            usable.saturating_sub(self.data) / each.max(1)
+        });
+        by_binding.min(by_memory)
     }
 }
 
@@ -98,6 +135,46 @@ pub struct PopulationTrainer<'g> {
     train: Split,
     eval: Split,
     eval_split: u32,
+    /// Bytes of the splits on the device.
+    data_bytes: usize,
+    /// How training batches are cropped and flipped, if they are.
+    augment: Option<Augment>,
+}
+
+/// The training split's crops and flips (`TaskInfo::crop_flip`), replayed on the device as the
+/// SDK draws them on the CPU.
+#[derive(Clone, Copy)]
+struct Augment {
+    recipe: CropFlip,
+    shape: [usize; 3],
+}
+
+impl Augment {
+    /// The words `gather.wgsl` reads: the fill per channel, then each pass's draws for its
+    /// rows, passes given as (seed, rows) in the order of the index lists.
+    fn words(&self, passes: impl IntoIterator<Item = (u64, usize)>) -> Vec<u32> {
+        let mut words: Vec<u32> = self.recipe.fill.iter().map(|f| f.to_bits()).collect();
+        for (seed, rows) in passes {
+            words.extend(
+                self.recipe
+                    .draws(seed, rows)
+                    .map(|d| d.dy | d.dx << 8 | u32::from(d.mirror) << 16),
+            );
+        }
+        words
+    }
+
+    /// The images' shape and padding, as `gather.wgsl` reads them.
+    fn image(&self) -> Image {
+        let [c, h, w] = self.shape.map(|v| v as u32);
+        Image {
+            c,
+            h,
+            w,
+            pad: self.recipe.pad,
+            ..Image::default()
+        }
+    }
 }
 
 impl<'g> PopulationTrainer<'g> {
@@ -116,14 +193,22 @@ impl<'g> PopulationTrainer<'g> {
             )
             .into());
         }
-        if task.plugin.info().augments != 0 {
-            return Err(GpuError::Unsupported(
-                "a task that augments its training batches (the GPU reads examples as stored; \
-                 turn augmentation off in [task.data], or train on the CPU)"
-                    .into(),
-            )
-            .into());
-        }
+        let info = task.plugin.info();
+        let augment = match info.augments {
+            AUGMENT_NONE => None,
+            AUGMENT_CROP_FLIP => Some(Augment {
+                recipe: info.crop_flip,
+                shape: CropFlip::shape(info).map_err(GpuError::Unsupported)?,
+            }),
+            _ => {
+                return Err(GpuError::Unsupported(
+                    "a task that transforms its training batches its own way (the GPU replays \
+                     the SDK's crops and flips only; train on the CPU)"
+                        .into(),
+                )
+                .into());
+            }
+        };
         let layers = gpu_layers(&model.layers()?)?;
         let upload = |split: u32| -> Result<Split, TrainError> {
             let n = task.split_size(split);
@@ -148,6 +233,10 @@ impl<'g> PopulationTrainer<'g> {
             target_width: task.target_width,
             n_params: model.n_params(),
             capacity,
+            augment,
+            data_bytes: 4
+                * (task.split_size(0) + task.split_size(eval_split))
+                * (task.input_len + task.target_width),
             train: upload(0)?,
             eval: upload(eval_split)?,
             eval_split,
@@ -155,17 +244,21 @@ impl<'g> PopulationTrainer<'g> {
     }
 
     /// One candidate's device memory in a fitness run with `cfg`: its parameters, their
-    /// gradient and two optimiser moments, running statistics, and every value's activations
-    /// and gradients.
+    /// gradient and two optimiser moments, running statistics, every value's activations and
+    /// gradients, and its convolutions' partial weight gradients.
     pub fn bytes_per_candidate(&self, cfg: &TrainConfig) -> usize {
         let (batch, eval_rows) = self.rows(cfg);
-        let (_, per_row) = row_floats(&self.layers, self.input_len);
-        4 * (4 * self.n_params + state_len(&self.layers) + batch.max(eval_rows) * per_row)
+        self.bytes_for_rows(batch.max(eval_rows))
+    }
+
+    fn bytes_for_rows(&self, rows: usize) -> usize {
+        let (widest, per_row) = row_floats(&self.layers, self.input_len);
+        let partials = partial_floats(&self.layers, rows * widest, rows, 1, &self.kernels);
+        4 * (4 * self.n_params + state_len(&self.layers) + rows * per_row + partials)
     }
 
     /// Candidates trained in the same dispatches in a fitness run with `cfg`: up to the
-    /// capacity, as many as one storage binding holds copies of the largest per-candidate
-    /// buffer. More train in turns.
+    /// capacity, as many as the device's memory holds (`fit`). More train in turns.
     pub fn side_by_side(&self, cfg: &TrainConfig) -> usize {
         let (batch, eval_rows) = self.rows(cfg);
         self.side_by_side_rows(batch.max(eval_rows))
@@ -173,8 +266,15 @@ impl<'g> PopulationTrainer<'g> {
 
     fn side_by_side_rows(&self, rows: usize) -> usize {
         let (widest, _) = row_floats(&self.layers, self.input_len);
-        let largest = (rows * widest).max(self.n_params).max(1);
-        (self.gpu.max_binding_floats() / largest).clamp(1, self.capacity.max(1))
+        let memory = Memory {
+            binding: 4 * self.gpu.max_binding_floats(),
+            device: self.gpu.memory(),
+            data: self.data_bytes,
+        };
+        let largest = 4 * (rows * widest).max(self.n_params);
+        memory
+            .fit(largest, self.bytes_for_rows(rows))
+            .clamp(1, self.capacity.max(1))
     }
 
     /// The batch and evaluation rows of a fitness run with `cfg`.
@@ -239,7 +339,7 @@ impl<'g> PopulationTrainer<'g> {
     ) -> Result<Run<'_>, GpuError> {
         let (gpu, p) = (self.gpu, losses.len());
         let (batch, eval_rows) = self.rows(cfg);
-        let (idx, lr, keys) = self.schedule(cfg, batch, seed)?;
+        let (idx, lr, keys, crops) = self.schedule(cfg, batch, seed)?;
         let net = Net::new(
             gpu,
             &self.kernels,
@@ -270,7 +370,7 @@ impl<'g> PopulationTrainer<'g> {
         );
         let batch_dims = net.batch_dims(batch);
 
-        let train = self.train.source(&idx, step);
+        let train = self.train.source(&idx, step, self.crops(crops.as_ref()));
         let mut ops = net.forward(batch, train, &net.params, Pass::Train);
         ops.push(Op::new(
             gpu,
@@ -329,13 +429,8 @@ impl<'g> PopulationTrainer<'g> {
     }
 
     /// Every step's batch indices (drawn as [`Task::train`] draws them) and learning rate, and
-    /// the dropout masks' keys of its pass (seeded as [`Task::train`] seeds it).
-    fn schedule(
-        &self,
-        cfg: &TrainConfig,
-        batch: usize,
-        seed: u64,
-    ) -> Result<(wgpu::Buffer, wgpu::Buffer, Vec<u32>), GpuError> {
+    /// the dropout masks' keys and the crops of its pass (seeded as [`Task::train`] seeds it).
+    fn schedule(&self, cfg: &TrainConfig, batch: usize, seed: u64) -> Result<Schedule, GpuError> {
         let mut sampler = BatchSampler::new(self.train.n, seed);
         let mut step_idx = vec![0u64; batch];
         let mut idx = Vec::with_capacity(cfg.steps * batch);
@@ -348,11 +443,24 @@ impl<'g> PopulationTrainer<'g> {
             lr.push(lr_at(cfg.lr, &cfg.milestones, cfg.gamma, step));
             mask_keys(&ids, pass_seed(seed, step), &mut keys);
         }
+        let crops = self.augment.map(|a| {
+            let words = a.words((0..cfg.steps).map(|step| (pass_seed(seed, step), batch)));
+            self.gpu.buffer_with("crops", &words)
+        });
         Ok((
             self.gpu.buffer_with("batch indices", &idx)?,
             self.gpu.buffer_with("learning rates", &lr)?,
             keys,
+            crops.transpose()?,
         ))
+    }
+
+    /// The training split's crops with `words` drawn for its passes.
+    fn crops<'b>(&self, words: Option<&'b wgpu::Buffer>) -> Option<Crops<'b>> {
+        Some(Crops {
+            words: words?,
+            image: self.augment?.image(),
+        })
     }
 
     /// `metric` of every candidate over `eval` (a split), in chunks of `rows`.
@@ -371,7 +479,12 @@ impl<'g> PopulationTrainer<'g> {
             .collect();
         let idx = gpu.buffer_with("evaluation indices", &idx)?;
         let chunk = gpu.buffer_with("evaluation chunk", &[0u32])?;
-        let ops = net.forward(rows, eval.source(&idx, &chunk), &net.params, Pass::Eval);
+        let ops = net.forward(
+            rows,
+            eval.source(&idx, &chunk, None),
+            &net.params,
+            Pass::Eval,
+        );
         let p = net.candidates();
         let mut sums = vec![0.0f64; p];
         let mut scratch = vec![0.0f32; rows * self.n_out];
@@ -389,5 +502,28 @@ impl<'g> PopulationTrainer<'g> {
             }
         }
         Ok(sums.into_iter().map(|s| s / eval.n as f64).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Memory;
+
+    #[test]
+    fn candidates_side_by_side_fit_the_binding_and_the_memory() {
+        const MIB: usize = 1 << 20;
+        let memory = |device: Option<u64>| Memory {
+            binding: 128 * MIB,
+            device,
+            data: 100 * MIB,
+        };
+        // Small models: the binding bounds them (10 MiB of 128 in the largest buffer).
+        assert_eq!(memory(None).fit(10 * MIB, 40 * MIB), 12);
+        assert_eq!(memory(Some(80 << 30)).fit(10 * MIB, 40 * MIB), 12);
+        // A large one: four fifths of 8 GiB less the data, 1 GiB each.
+        let gib = 1 << 30;
+        assert_eq!(memory(Some(8 * gib as u64)).fit(MIB, gib), 6);
+        // Nothing fits: the caller still trains one at a time.
+        assert_eq!(memory(Some(MIB as u64)).fit(MIB, gib), 0);
     }
 }

@@ -5,8 +5,8 @@
 
 mod passes;
 
-use super::kernels::{Dims, Gemm, Image, Kernels, Op, Strides, Tiles};
-use super::layers::{GpuLayer, ImageOp, state_len};
+use super::kernels::{Dims, Gemm, Image, Kernels, Op, Strides, TILINGS};
+use super::layers::{GpuLayer, ImageOp, row_floats, state_len};
 use crate::gpu::{Gpu, GpuError};
 
 /// Which statistics a forward pass normalises with (the batch-norm shaders' `kind`).
@@ -172,15 +172,28 @@ pub struct Net<'a> {
     pub state: wgpu::Buffer,
     /// dL/dparams of the last backward pass.
     pub grad: wgpu::Buffer,
+    /// Convolutions' weight gradients' partial sums (`split_sum`), at most `room` floats per
+    /// candidate.
+    partials: wgpu::Buffer,
+    room: usize,
 }
 
 /// Where a forward pass takes its rows from: a split's inputs and targets, the index lists,
-/// and the counter selecting the step's list.
+/// the counter selecting the step's list, and how the rows are cropped and flipped.
 pub struct Source<'b> {
     pub xs: &'b wgpu::Buffer,
     pub ys: &'b wgpu::Buffer,
     pub idx: &'b wgpu::Buffer,
     pub counter: &'b wgpu::Buffer,
+    pub crops: Option<Crops<'b>>,
+}
+
+/// A training split's crops and flips (`gather.wgsl`): the fill and each row's draw, laid out
+/// as the index lists, and the images' `c`, `h`, `w` and `pad`.
+#[derive(Clone, Copy)]
+pub struct Crops<'b> {
+    pub words: &'b wgpu::Buffer,
+    pub image: Image,
 }
 
 impl<'a> Net<'a> {
@@ -223,6 +236,8 @@ impl<'a> Net<'a> {
                 gpu.buffer("batch-norm sums", p * c * 2)?,
             ));
         }
+        let room = rows * row_floats(layers, input_len).0;
+        let partials = partial_floats(layers, room, rows, p, kernels);
         let n_state = state_len(layers);
         let mut state = vec![0.0f32; n_state];
         fresh_statistics(layers, &mut state);
@@ -249,6 +264,8 @@ impl<'a> Net<'a> {
             params: gpu.buffer_with("parameters", &init.repeat(p))?,
             state: gpu.buffer_with("running statistics", &state.repeat(p))?,
             grad: gpu.buffer("parameter gradients", p * init.len())?,
+            partials: gpu.buffer("partial weight gradients", p * partials.max(1))?,
+            room,
         })
     }
 
@@ -326,12 +343,13 @@ impl<'a> Net<'a> {
                 n_state: self.n_state as u32,
                 ..image
             },
+            ..Dims::default()
         }
     }
 
     /// A `gemm.wgsl` product for every candidate: `c = (c | bias | 0) + a b` as `g` lays them out.
     fn gemm(&self, g: Gemm, [a, b, bias, c]: [&wgpu::Buffer; 4]) -> Op {
-        let (k, t) = self.tiling(g.m);
+        let (k, t) = self.kernels.tiling(g.m, g.n);
         let groups = (
             g.n.div_ceil(t.tile_n),
             g.m.div_ceil(t.tile_m),
@@ -346,25 +364,81 @@ impl<'a> Net<'a> {
         )
     }
 
-    /// The tiling for a product of `m` rows: narrow when the wide one would leave most of its
-    /// rows empty.
-    fn tiling(&self, m: u32) -> (usize, Tiles) {
-        let k = usize::from(m <= self.kernels.tiles[0].tile_m / 2);
-        (k, self.kernels.tiles[k])
-    }
-
     /// A convolution's implicit-GEMM product for every candidate, `d.kind` saying how it lands
     /// in `out` (`conv_gemm.wgsl`).
     fn conv_gemm(&self, d: &Dims, image: &Image, [x, w, bias, out]: [&wgpu::Buffer; 4]) -> Op {
-        let (k, t) = self.tiling(image.c_out);
         let cols = d.rows * image.oh * image.ow;
-        let groups = (
-            cols.div_ceil(t.tile_n),
-            image.c_out.div_ceil(t.tile_m),
-            self.p as u32,
-        );
         let bufs = [x, w, bias, out];
-        Op::grid(self.gpu, &self.kernels.conv_gemm[k], &bufs, Some(d), groups)
+        self.product(&self.kernels.conv_gemm, d, (image.c_out, cols, 1), &bufs)
+    }
+
+    /// A convolution's input gradient `g_in` from its output gradient `g_out`
+    /// (`conv_grad_input.wgsl`).
+    fn conv_grad_input(&self, d: &Dims, image: &Image, bufs: [&wgpu::Buffer; 3]) -> Op {
+        let cols = d.rows * image.h * image.w;
+        self.product(&self.kernels.conv_grad_input, d, (image.c, cols, 1), &bufs)
+    }
+
+    /// A convolution's parameter gradient into `grad` from its input `x` and output gradient
+    /// `g_out`: the split product's partial sums, then their reduction.
+    fn conv_grad_params(&self, d: &Dims, image: &Image, [x, g_out]: [&wgpu::Buffer; 2]) -> [Op; 2] {
+        let (chunk, splits) = split_sum(image, d.rows as usize, self.room, self.p, self.kernels);
+        let d = Dims {
+            chunk,
+            splits,
+            ..*d
+        };
+        let cols = image.c * image.kh * image.kw + image.bias;
+        let bufs = [x, g_out, &self.partials];
+        let partials = self.product(
+            &self.kernels.conv_grad_weights,
+            &d,
+            (image.c_out, cols, splits),
+            &bufs,
+        );
+        let n = self.p * (image.c_out * cols) as usize;
+        let reduce = Op::new(
+            self.gpu,
+            &self.kernels.conv_grad_reduce,
+            &[&self.partials, &self.grad],
+            Some(&d),
+            n,
+        );
+        [partials, reduce]
+    }
+
+    /// A batch norm's reduction over each candidate's and channel's values, a workgroup each
+    /// (`norm_stats.wgsl`, `norm_reduce.wgsl`).
+    fn per_channel(
+        &self,
+        pipeline: &wgpu::ComputePipeline,
+        bufs: &[&wgpu::Buffer],
+        d: &Dims,
+    ) -> Op {
+        Op::grid(
+            self.gpu,
+            pipeline,
+            bufs,
+            Some(d),
+            (d.image.c, self.p as u32, 1),
+        )
+    }
+
+    /// A tiled product (`tiled.wgsl`) of `m x n` outputs per candidate and chunk of its sum.
+    fn product(
+        &self,
+        pipelines: &[wgpu::ComputePipeline; TILINGS],
+        d: &Dims,
+        (m, n, splits): (u32, u32, u32),
+        bufs: &[&wgpu::Buffer],
+    ) -> Op {
+        let (k, t) = self.kernels.tiling(m, n);
+        let groups = (
+            n.div_ceil(t.tile_n),
+            m.div_ceil(t.tile_m),
+            self.p as u32 * splits,
+        );
+        Op::grid(self.gpu, &pipelines[k], bufs, Some(d), groups)
     }
 
     /// A dense layer's `out = b + x W` over `rows` rows of `x`, `x_stride` floats apart per
@@ -465,6 +539,55 @@ impl<'a> Net<'a> {
             ..Dims::default()
         }
     }
+}
+
+/// The shortest chunk a convolution's weight gradient splits its sum into: long enough that a
+/// workgroup's loads outweigh writing its partial sums.
+const MIN_CHUNK: u32 = 1024;
+
+/// How a convolution's weight gradient over `rows` rows splits its sum over examples and output
+/// pixels for `p` candidates: into chunks of at least [`MIN_CHUNK`], in whole tile depths, as
+/// many as `room` floats of partial sums per candidate hold and one dispatch's workgroups
+/// allow. Returns the chunks' length and number.
+fn split_sum(image: &Image, rows: usize, room: usize, p: usize, kernels: &Kernels) -> (u32, u32) {
+    let len = (rows as u32 * image.oh * image.ow).max(1);
+    let cols = image.c * image.kh * image.kw + image.bias;
+    let (_, tiles) = kernels.tiling(image.c_out, cols);
+    let fits = (room / partial_len(image)).min(kernels.max_groups as usize / p.max(1));
+    let splits = len.div_ceil(MIN_CHUNK).min(fits as u32).max(1);
+    let chunk = len.div_ceil(splits).next_multiple_of(tiles.tile_k);
+    (chunk, len.div_ceil(chunk))
+}
+
+/// Floats per candidate of the convolutions' partial weight gradients over batches of `rows`
+/// rows with `p` candidates side by side: the most one convolution's split needs.
+pub fn partial_floats(
+    layers: &[GpuLayer],
+    room: usize,
+    rows: usize,
+    p: usize,
+    kernels: &Kernels,
+) -> usize {
+    layers
+        .iter()
+        .map(|l| match l {
+            GpuLayer::Image {
+                op: ImageOp::Conv,
+                image,
+                ..
+            } => split_sum(image, rows, room, p, kernels).1 as usize * partial_len(image),
+            GpuLayer::Residual { body, shortcut } => partial_floats(body, room, rows, p, kernels)
+                .max(partial_floats(shortcut, room, rows, p, kernels)),
+            _ => 0,
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+/// Floats of one chunk's partial sums of a convolution's parameter gradient: per output
+/// channel, its weights and bias.
+fn partial_len(image: &Image) -> usize {
+    (image.c_out * (image.c * image.kh * image.kw + image.bias)) as usize
 }
 
 /// A row-major matrix of `cols` columns per candidate, `batch` floats apart.

@@ -23,6 +23,7 @@ impl Net<'_> {
             a: input_len as u32,
             b: target_width as u32,
             kind: self.own_batches as u32,
+            image: source.crops.map(|c| c.image).unwrap_or_default(),
             ..Dims::default()
         };
         let sets = if self.own_batches { self.p } else { 1 };
@@ -31,11 +32,14 @@ impl Net<'_> {
             ys,
             idx,
             counter,
+            crops,
         } = source;
+        // Without crops the kernel reads no words: any buffer binds.
+        let words = crops.map_or(idx, |c| c.words);
         let mut ops = vec![Op::new(
             gpu,
             &k.gather,
-            &[xs, ys, idx, counter, &self.x, &self.y],
+            &[xs, ys, idx, counter, words, &self.x, &self.y],
             Some(&gather),
             sets * rows * input_len.max(target_width),
         )];
@@ -88,9 +92,8 @@ impl Net<'_> {
                             kind: pass as u32,
                             ..d
                         };
-                        let channels = self.p * d.image.c as usize;
                         let bufs = [x, &self.state, stats];
-                        ops.push(Op::new(gpu, &k.norm_stats, &bufs, Some(&sd), channels));
+                        ops.push(self.per_channel(&k.norm_stats, &bufs, &sd));
                         ops.push(op(&k.norm_forward, &[x, params, stats, out]));
                     }
                 },
@@ -202,11 +205,9 @@ impl Net<'_> {
                     op: kind, image, ..
                 } => match kind {
                     ImageOp::Conv => {
-                        let weights = image.c_out * image.c * image.kh * image.kw;
-                        let n = self.p * (weights + image.bias * image.c_out) as usize;
-                        ops.push(op(&k.conv_grad_params, &[x, g_out, &self.grad], n));
+                        ops.extend(self.conv_grad_params(&d, &image, [x, g_out]));
                         if let Some(g_in) = g_in {
-                            ops.push(op(&k.conv_grad_input, &[g_out, params, g_in], per_input));
+                            ops.push(self.conv_grad_input(&d, &image, [g_out, params, g_in]));
                         }
                     }
                     ImageOp::Pool { .. } => {
@@ -217,7 +218,7 @@ impl Net<'_> {
                     ImageOp::Norm => {
                         let (stats, red) = &self.norms[slot.expect("a batch norm's buffers")];
                         let channels = self.p * image.c as usize;
-                        ops.push(op(&k.norm_reduce, &[x, g_out, stats, red], channels));
+                        ops.push(self.per_channel(&k.norm_reduce, &[x, g_out, stats, red], &d));
                         ops.push(op(&k.norm_grad_params, &[red, &self.grad], 2 * channels));
                         if let Some(g_in) = g_in {
                             let bufs = [x, g_out, params, stats, red, g_in];
@@ -344,9 +345,8 @@ impl Net<'_> {
                     ImageOp::Norm => {
                         let (stats, red) = &self.norms[slot.expect("a batch norm's buffers")];
                         if !data {
-                            let channels = self.p * image.c as usize;
                             let bufs = [x, t_in, stats, red];
-                            ops.push(Op::new(gpu, &k.norm_reduce, &bufs, Some(&d), channels));
+                            ops.push(self.per_channel(&k.norm_reduce, &bufs, &d));
                         }
                         let bufs = [x, t_in, params, tangent, stats, red, t_out];
                         ops.push(op(&k.norm_jvp, &bufs, &d));

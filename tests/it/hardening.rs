@@ -251,6 +251,57 @@ fn a_careless_plugin_cannot_crash_the_host() {
     }
 }
 
+/// Augmentation the GPU cannot replay is left to the CPU with the reason; crops and flips of
+/// examples that are not images are refused on any device.
+#[test]
+fn augmentation_a_device_cannot_take_is_refused_with_the_reason() {
+    let cases = [
+        (
+            "own",
+            "gpu",
+            "transforms its training batches its own way (the GPU replays the SDK's crops and flips only",
+        ),
+        (
+            "crop-flip",
+            "cpu",
+            "crop-and-flip augmentation needs images of 1 to 4 channels",
+        ),
+    ];
+    for (augments, device, expect) in cases {
+        let dir = temp_dir(&format!("augments-{augments}"));
+        let manifest = fixtures_manifest(&dir, &format!("augments = {augments:?}"));
+        let out = dir.join("train.json");
+        let o = evomal(&[
+            "train",
+            manifest.to_str().unwrap(),
+            "--loss",
+            "mse",
+            "--device",
+            device,
+            "--quiet",
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert_clean_failure(&o, expect);
+        std::fs::remove_dir_all(&dir).ok();
+    }
+    // With its own augmentation the CPU trains it.
+    let dir = temp_dir("augments-own-cpu");
+    let manifest = fixtures_manifest(&dir, "augments = \"own\"");
+    let out = dir.join("train.json");
+    let args = [
+        "train",
+        manifest.to_str().unwrap(),
+        "--loss",
+        "mse",
+        "--device",
+        "cpu",
+    ];
+    let o = evomal(&[&args[..], &["--quiet", "--out", out.to_str().unwrap()]].concat());
+    assert!(o.status.success(), "{}", stderr(&o));
+    std::fs::remove_dir_all(&dir).ok();
+}
+
 #[test]
 fn broken_plugin_files_are_errors_not_signals() {
     let lib = crate::plugins::build_plugin("evomal-plugin-diabetes");

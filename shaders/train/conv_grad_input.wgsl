@@ -7,33 +7,65 @@
 @group(0) @binding(2) var<storage, read_write> din: array<f32>;
 @group(0) @binding(3) var<uniform> d: Dims;
 
+const TAPS: bool = true;
+
+// Output channel co's tap (ky, kx): where its weights for input channel 0 are, where its
+// output channel starts in an example's gradient, and the tap's row and column.
+struct Tap {
+    w_at: u32,
+    out_at: u32,
+    ky: i32,
+    kx: i32,
+}
+
+fn tap(k: u32) -> Tap {
+    let taps = d.kh * d.kw;
+    let co = k / taps;
+    let t = k % taps;
+    return Tap(co * d.c * taps + t, co * d.oh * d.ow, i32(t / d.kw), i32(t % d.kw));
+}
+
+// An input pixel: its example's output gradient, and its padded row and column.
+struct Column {
+    base: u32,
+    y: i32,
+    x: i32,
+}
+
+fn column(cand: u32, n: u32) -> Column {
+    let hw = d.h * d.w;
+    let pix = n % hw;
+    return Column((cand * d.rows + n / hw) * d.b, i32(pix / d.w + d.pad), i32(pix % d.w + d.pad));
+}
+
 fn shape() -> Shape {
     let depth = d.c_out * d.kh * d.kw;
     return Shape(d.c, d.rows * d.h * d.w, depth, depth);
 }
 
-fn load_a(cand: u32, ci: u32, k: u32) -> f32 {
-    let taps = d.kh * d.kw;
-    return weights[cand * d.n_params + d.offset + ((k / taps) * d.c + ci) * taps + k % taps];
+fn load_a(cand: u32, ci: u32, k: u32, t: Tap) -> f32 {
+    return weights[cand * d.n_params + d.offset + t.w_at + ci * d.kh * d.kw];
 }
 
-fn load_b(cand: u32, k: u32, n: u32) -> f32 {
-    let taps = d.kh * d.kw;
-    let hw = d.h * d.w;
-    let r = n / hw;
-    let pix = n % hw;
-    let co = k / taps;
-    let ny = i32(pix / d.w + d.pad) - i32((k % taps) / d.kw);
-    let nx = i32(pix % d.w + d.pad) - i32(k % d.kw);
-    if (ny < 0 || nx < 0 || ny % i32(d.stride) != 0 || nx % i32(d.stride) != 0) {
+fn load_b(col: Column, k: u32, t: Tap) -> f32 {
+    let ny = col.y - t.ky;
+    let nx = col.x - t.kx;
+    if (ny < 0 || nx < 0) {
         return 0.0;
     }
-    let oy = u32(ny) / d.stride;
-    let ox = u32(nx) / d.stride;
+    var oy = u32(ny);
+    var ox = u32(nx);
+    if (d.stride != 1u) {
+        if (oy % d.stride != 0u || ox % d.stride != 0u) {
+            return 0.0;
+        }
+        oy /= d.stride;
+        ox /= d.stride;
+    }
     if (oy >= d.oh || ox >= d.ow) {
         return 0.0;
     }
-    return dout[(cand * d.rows + r) * d.b + (co * d.oh + oy) * d.ow + ox];
+    return dout[col.base + t.out_at + oy * d.ow + ox];
 }
 
 fn store(cand: u32, split: u32, ci: u32, n: u32, sum: f32) {

@@ -33,16 +33,35 @@ struct Gemm {
 @group(0) @binding(3) var<storage, read_write> c: array<f32>;
 @group(0) @binding(4) var<uniform> g: Gemm;
 
+const TAPS: bool = false;
+
+struct Tap {
+    unused: u32,
+}
+
+fn tap(k: u32) -> Tap {
+    return Tap(0u);
+}
+
+// Where column n of B starts.
+struct Column {
+    base: u32,
+}
+
+fn column(cand: u32, n: u32) -> Column {
+    return Column(g.b_off + cand * g.b_batch + n * g.b_n);
+}
+
 fn shape() -> Shape {
     return Shape(g.m, g.n, g.k, max(g.k, 1u));
 }
 
-fn load_a(cand: u32, m: u32, k: u32) -> f32 {
+fn load_a(cand: u32, m: u32, k: u32, t: Tap) -> f32 {
     return a[g.a_off + cand * g.a_batch + m * g.a_m + k * g.a_k];
 }
 
-fn load_b(cand: u32, k: u32, n: u32) -> f32 {
-    return b[g.b_off + cand * g.b_batch + k * g.b_k + n * g.b_n];
+fn load_b(col: Column, k: u32, t: Tap) -> f32 {
+    return b[col.base + k * g.b_k];
 }
 
 fn store(cand: u32, split: u32, m: u32, n: u32, sum: f32) {

@@ -13,7 +13,6 @@ const DIMS: &str = include_str!("../../../shaders/train/dims.wgsl");
 const OBJECTIVE: &str = include_str!("../../../shaders/train/objective.wgsl");
 const TILED: &str = include_str!("../../../shaders/train/tiled.wgsl");
 const SUM: &str = include_str!("../../../shaders/train/workgroup_sum.wgsl");
-const IM2COL: &str = include_str!("../../../shaders/train/im2col.wgsl");
 
 /// The shaders' `Dims` uniform (`shaders/train/dims.wgsl`).
 #[repr(C)]
@@ -117,7 +116,11 @@ impl Tiles {
     pub fn for_limits(limits: &wgpu::Limits) -> [Tiles; TILINGS] {
         let fits = |t: &Tiles| {
             let (x, y) = (t.tile_n / t.per_n, t.tile_m / t.per_m);
-            x * y <= limits.max_compute_invocations_per_workgroup
+            // `tiled.wgsl` loads each invocation's B entries from one column, A's at one
+            // offset into the slice.
+            (x * y) % t.tile_n == 0
+                && (x * y) % t.tile_k == 0
+                && x * y <= limits.max_compute_invocations_per_workgroup
                 && x <= limits.max_compute_workgroup_size_x
                 && y <= limits.max_compute_workgroup_size_y
                 && (t.tile_m + t.tile_n) * t.tile_k * 4 <= limits.max_compute_workgroup_storage_size
@@ -261,18 +264,14 @@ impl Kernels {
                 )?
             };
         }
-        // A product's kernel, with `extra` source, in every tiling.
+        // A product's kernel in every tiling.
         macro_rules! tiled {
-            ($name:literal, $extra:expr, $bindings:expr) => {{
-                let src = format!(
-                    "{}\n{}",
-                    include_str!(concat!("../../../shaders/train/", $name, ".wgsl")),
-                    $extra
-                );
+            ($name:literal, $bindings:expr) => {{
+                let src = include_str!(concat!("../../../shaders/train/", $name, ".wgsl"));
                 [
-                    make($name, &tiles[0].shader(&src), &$bindings)?,
-                    make($name, &tiles[1].shader(&src), &$bindings)?,
-                    make($name, &tiles[2].shader(&src), &$bindings)?,
+                    make($name, &tiles[0].shader(src), &$bindings)?,
+                    make($name, &tiles[1].shader(src), &$bindings)?,
+                    make($name, &tiles[2].shader(src), &$bindings)?,
                 ]
             }};
         }
@@ -311,10 +310,10 @@ impl Kernels {
             norm_jvp: kernel!("norm_jvp", [R, R, R, R, R, R, W, U]),
             combine: kernel!("combine", [R, R, W, U]),
             dropout: kernel!("dropout", [R, R, R, W, U]),
-            gemm: tiled!("gemm", "", [R, R, R, W, U]),
-            conv_gemm: tiled!("conv_gemm", IM2COL, [R, R, R, W, U]),
-            conv_grad_input: tiled!("conv_grad_input", "", [R, R, W, U]),
-            conv_grad_weights: tiled!("conv_grad_weights", IM2COL, [R, R, W, U]),
+            gemm: tiled!("gemm", [R, R, R, W, U]),
+            conv_gemm: tiled!("conv_gemm", [R, R, R, W, U]),
+            conv_grad_input: tiled!("conv_grad_input", [R, R, W, U]),
+            conv_grad_weights: tiled!("conv_grad_weights", [R, R, W, U]),
             tiles,
             max_groups: gpu.limits().max_compute_workgroups_per_dimension,
         })

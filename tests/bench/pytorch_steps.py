@@ -19,8 +19,7 @@ same dispatches, per model-step) with PyTorch on CUDA, one model:
     python3 tests/bench/pytorch_steps.py --device cuda [--side-by-side 25]
 
 The CIFAR models read a synthetic CIFAR-10 (random images in the binary format) that this
-script writes to a temporary folder (without augmentation on the GPU, which reads examples as
-stored).
+script writes to a temporary folder, cropped and flipped on the CPU and on the GPU alike.
 """
 
 import argparse
@@ -187,7 +186,7 @@ def cuda_rows(args, tmp):
         manifest = MODELS[name][2]
         if manifest is None:
             data = data or synthetic_cifar(tmp)
-            manifest = cifar_manifest(tmp, name, augment=False)
+            manifest = cifar_manifest(tmp, name)
         ours = evomal_gpu(manifest, args.steps, args.side_by_side)
         theirs = torch_steps_per_s(name, 1, args.steps, "cuda")
         one, many = ours["steps_per_s"], ours["model_steps_per_s"]

@@ -255,11 +255,23 @@ impl Kernels {
             gpu.pipeline(label, &module, "main", bindings)
         };
         let tiles = Tiles::for_limits(gpu.limits());
+        // A kernel, with the source of a shared helper appended where it takes one.
         macro_rules! kernel {
             ($name:literal, $bindings:expr) => {
                 make(
                     $name,
                     include_str!(concat!("../../../shaders/train/", $name, ".wgsl")),
+                    &$bindings,
+                )?
+            };
+            ($name:literal, $bindings:expr, $helper:expr) => {
+                make(
+                    $name,
+                    &format!(
+                        "{}\n{}",
+                        include_str!(concat!("../../../shaders/train/", $name, ".wgsl")),
+                        $helper
+                    ),
                     &$bindings,
                 )?
             };
@@ -288,23 +300,9 @@ impl Kernels {
             conv_grad_reduce: kernel!("conv_grad_reduce", [R, W, U]),
             pool_forward: kernel!("pool_forward", [R, R, W, U]),
             pool_backward: kernel!("pool_backward", [R, R, W, U]),
-            norm_stats: make(
-                "norm_stats",
-                &format!(
-                    "{}\n{SUM}",
-                    include_str!("../../../shaders/train/norm_stats.wgsl")
-                ),
-                &[R, W, W, U],
-            )?,
+            norm_stats: kernel!("norm_stats", [R, W, W, U], SUM),
             norm_forward: kernel!("norm_forward", [R, R, R, W, U]),
-            norm_reduce: make(
-                "norm_reduce",
-                &format!(
-                    "{}\n{SUM}",
-                    include_str!("../../../shaders/train/norm_reduce.wgsl")
-                ),
-                &[R, R, R, W, U],
-            )?,
+            norm_reduce: kernel!("norm_reduce", [R, R, R, W, U], SUM),
             norm_grad_params: kernel!("norm_grad_params", [R, W, U]),
             norm_grad_input: kernel!("norm_grad_input", [R, R, R, R, R, W, U]),
             norm_jvp: kernel!("norm_jvp", [R, R, R, R, R, R, W, U]),
@@ -318,9 +316,7 @@ impl Kernels {
             max_groups: gpu.limits().max_compute_workgroups_per_dimension,
         })
     }
-}
 
-impl Kernels {
     /// The cheapest tiling for a product of `m x n` outputs ([`Tiles::cost`]; the wider on a
     /// tie).
     pub fn tiling(&self, m: u32, n: u32) -> (usize, Tiles) {

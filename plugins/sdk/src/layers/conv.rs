@@ -7,7 +7,7 @@
 //! its own buffers, so no layer holds more than a chunk's columns per thread.
 
 use super::columns::{col2im, im2col};
-use super::{Geom, Mat, Sgemm, gemm, gemm_on, par};
+use super::{Geom, Mat, Sgemm, gemm, gemm_on, par, winograd};
 
 /// The geometry of one convolution over a batch.
 #[derive(Clone, Copy, Debug)]
@@ -26,7 +26,7 @@ pub(super) struct Shape {
 const COLS_BUDGET: usize = 1 << 22;
 
 #[cfg(not(test))]
-fn cols_budget() -> usize {
+pub(super) fn cols_budget() -> usize {
     COLS_BUDGET
 }
 
@@ -37,8 +37,25 @@ thread_local! {
 }
 
 #[cfg(test)]
-fn cols_budget() -> usize {
+pub(super) fn cols_budget() -> usize {
     TEST_COLS_BUDGET.get()
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Tests turn Winograd's algorithm off to compare it with im2col on the same layers.
+    pub(super) static TEST_WINOGRAD: std::cell::Cell<bool> = const { std::cell::Cell::new(true) };
+}
+
+impl Shape {
+    /// Whether this convolution runs by Winograd's algorithm rather than im2col.
+    fn winograd(&self) -> bool {
+        #[cfg(test)]
+        if !TEST_WINOGRAD.get() {
+            return false;
+        }
+        winograd::applies(self)
+    }
 }
 
 impl Shape {
@@ -94,6 +111,7 @@ impl Shape {
 pub(super) struct Workspace {
     main: Buffers,
     workers: Vec<Buffers>,
+    winograd: winograd::Buffers,
 }
 
 #[derive(Default)]
@@ -201,6 +219,10 @@ pub(super) fn forward(
     let (w, b) = split_params(p, s);
     let (ckk, howo, c_out, len) = (s.ckk(), s.howo(), s.c_out, s.geom.len());
     keep.clear();
+    if s.winograd() {
+        winograd::forward(w, b, x, s, &mut ws.winograd, out);
+        return;
+    }
     if s.single_chunk() {
         let mat = &mut ws.main.mat;
         im2col(x, s, s.batch, keep);
@@ -293,6 +315,14 @@ fn backward_chunk(
     }
 }
 
+/// `gb[co] += ` the sum of the output gradient `g` over channel `co`'s pixels.
+fn bias_grads(g: &[f32], s: Shape, gb: &mut [f32]) {
+    let howo = s.howo();
+    for (k, plane) in g[..s.batch * s.c_out * howo].chunks_exact(howo).enumerate() {
+        gb[k % s.c_out] += plane.iter().sum::<f32>();
+    }
+}
+
 /// Parameter gradient into `grad` (overwritten) and, when asked, the input gradient; `kept`
 /// is what the forward pass kept.
 #[allow(clippy::too_many_arguments)]
@@ -309,6 +339,14 @@ pub(super) fn backward(
     let (howo, c_out, len) = (s.howo(), s.c_out, s.geom.len());
     let (w, _) = split_params(p, s);
     grad.fill(0.0);
+    if s.winograd() {
+        let (gw, gb) = grad.split_at_mut(s.n_weights());
+        winograd::backward(w, x, g, s, &mut ws.winograd, gw, g_in);
+        if s.bias {
+            bias_grads(g, s, gb);
+        }
+        return;
+    }
     if s.single_chunk() {
         let Buffers { mat, cols2, wt, .. } = &mut ws.main;
         backward_chunk(
@@ -365,6 +403,10 @@ pub(super) fn jvp(
     let (ckk, howo, c_out, len) = (s.ckk(), s.howo(), s.c_out, s.geom.len());
     let (w, _) = split_params(p, s);
     let (tw, tb) = split_params(tp, s);
+    if s.winograd() {
+        winograd::jvp(w, tw, tb, x, t_in, s, &mut ws.winograd, t_out);
+        return;
+    }
     // One chunk: `cols` its columns, `t_cols` a buffer for its tangent's.
     let chunk = |cols: &[f32],
                  t_cols: &mut Vec<f32>,

@@ -36,6 +36,14 @@ impl<'a> Mat<'a> {
         }
     }
 
+    /// A `rows x cols` matrix whose rows start `row_stride` floats apart.
+    pub(crate) fn strided(data: &'a [f32], rows: usize, cols: usize, row_stride: usize) -> Mat<'a> {
+        Mat {
+            row_stride,
+            ..Mat::new(data, rows, cols)
+        }
+    }
+
     /// The transpose, without moving data.
     pub(crate) fn t(self) -> Mat<'a> {
         Mat {

@@ -2,7 +2,8 @@
 //! passes, stacked by [`Sequential`] over one flat parameter vector and one flat state vector
 //! (BatchNorm's running statistics). Activations are row-major `[batch][features]`, spatial ones
 //! `[batch][channel][row][column]`. Dense layers multiply with `matrixmultiply`'s GEMM,
-//! convolutions with `gemm`'s, one GEMM per chunk of the batch (im2col); the layers' threads
+//! convolutions with `gemm`'s, one GEMM per chunk of the batch (im2col), or 16 of them for
+//! size-keeping 3 x 3 kernels (Winograd's F(2 x 2, 3 x 3), `winograd`); the layers' threads
 //! (one pool, `par`) split the products and every element-wise pass.
 
 mod builder;
@@ -16,6 +17,7 @@ mod pool;
 mod sequential;
 #[cfg(test)]
 mod tests;
+mod winograd;
 
 pub use builder::Builder;
 pub(crate) use gemm::{Mat, Sgemm, gemm, gemm_on};

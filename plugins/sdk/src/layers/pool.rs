@@ -33,17 +33,25 @@ pub(super) fn max_pool(x: &[f32], g: Geom, size: usize, argmax: &mut Vec<u32>, o
     par::for_parts2(out, argmax, per, |p0, out, argmax| {
         let planes = p0..p0 + out.len() / per;
         if size == 2 {
-            // The common case, unrolled as in `avg_pool` (the same first maximum on ties).
-            windows(planes, g, 2, |o, at| {
-                let mut best = at;
-                for i in [at + 1, at + g.w, at + g.w + 1] {
-                    if x[i] > x[best] {
-                        best = i;
+            // The common case, row by row without branches (the same first maximum on ties).
+            let (ho, wo) = (g.h / 2, g.w / 2);
+            let rows = out.chunks_exact_mut(wo).zip(argmax.chunks_exact_mut(wo));
+            for (r, (out, argmax)) in rows.enumerate() {
+                let (plane, oi) = (planes.start + r / ho, r % ho);
+                let top = plane * g.h * g.w + 2 * oi * g.w;
+                let (upper, lower) = (&x[top..][..2 * wo], &x[top + g.w..][..2 * wo]);
+                let pairs = upper.chunks_exact(2).zip(lower.chunks_exact(2));
+                for (oj, ((o, am), (u, l))) in out.iter_mut().zip(argmax).zip(pairs).enumerate() {
+                    let (mut v, mut k) = (u[0], 0);
+                    for (cand, at) in [(u[1], 1), (l[0], g.w), (l[1], g.w + 1)] {
+                        let more = cand > v;
+                        v = if more { cand } else { v };
+                        k = if more { at } else { k };
                     }
+                    *o = v;
+                    *am = (top + 2 * oj + k) as u32;
                 }
-                out[o] = x[best];
-                argmax[o] = best as u32;
-            });
+            }
             return;
         }
         windows(planes, g, size, |o, at| {

@@ -489,6 +489,64 @@ fn convolutions_in_many_chunks_match_one_chunk() {
     super::conv::TEST_COLS_BUDGET.set(1 << 22);
 }
 
+/// Size-keeping 3 x 3 convolutions run by Winograd's algorithm: on odd image sizes and in
+/// chunks, the same outputs, gradients and JVPs as im2col to f32 rounding, and exact
+/// derivatives.
+#[test]
+fn winograd_convolutions_match_im2col() {
+    let model = || {
+        Builder::new(3, 7, 5)
+            .conv(4, 3, 1)
+            .tanh()
+            .conv2d(5, 3, 1, 1, false)
+            .sigmoid()
+            .conv(2, 3, 1)
+            .flatten()
+            .dense(3)
+            .build()
+            .unwrap()
+    };
+    let run = |winograd: bool, budget: usize| {
+        super::conv::TEST_WINOGRAD.set(winograd);
+        super::conv::TEST_COLS_BUDGET.set(budget);
+        let mut m = model();
+        let mut rng = ChaCha8Rng::seed_from_u64(9);
+        let p = random(&mut rng, m.n_params());
+        let x = random(&mut rng, BATCH * 105);
+        let r = random(&mut rng, BATCH * 3);
+        let v = random(&mut rng, m.n_params());
+        let mode = Mode::Train { seed: 1 };
+        let mut out = vec![0.0; BATCH * 3];
+        m.forward(&p, &mut [], &x, BATCH, mode, &mut out).unwrap();
+        let mut grad = vec![0.0; m.n_params()];
+        m.backward(&p, &r, &mut grad).unwrap();
+        let mut jv = vec![0.0; BATCH * 3];
+        m.jvp(&p, &[], &x, BATCH, mode, &v, &mut jv).unwrap();
+        [out, grad, jv]
+    };
+    let im2col = run(false, 1 << 22);
+    // 16 x 5 channels x 4 x 3 tiles: 960 transformed floats per example, so 2 per chunk.
+    for budget in [1 << 22, 2_000] {
+        let winograd = run(true, budget);
+        for (name, a, b) in ["outputs", "gradient", "jvp"]
+            .iter()
+            .zip(&im2col)
+            .zip(&winograd)
+            .map(|((n, a), b)| (n, a, b))
+        {
+            for (i, (x, y)) in a.iter().zip(b).enumerate() {
+                assert!(
+                    (x - y).abs() <= 2e-5 * (1.0 + x.abs()),
+                    "{name}[{i}] (budget {budget}): im2col {x} vs winograd {y}"
+                );
+            }
+        }
+    }
+    super::conv::TEST_COLS_BUDGET.set(2_000);
+    check_derivatives("winograd in chunks", model(), 105, Mode::Eval, false);
+    super::conv::TEST_COLS_BUDGET.set(1 << 22);
+}
+
 /// Every element-wise pass split across the threads gives the serial pass's values bit for
 /// bit, and the derivatives stay exact.
 #[test]

@@ -3,6 +3,7 @@
 //! with the host.
 
 use crate::abi::{OPTIMIZER_ADAM, OPTIMIZER_SGD, OptimizerDesc};
+use crate::layers::{for_parts2, for_parts3};
 
 /// Which optimiser, with its settings.
 #[derive(Clone, Debug, PartialEq)]
@@ -139,16 +140,18 @@ impl Optimizer {
                 weight_decay,
             } => {
                 let first = self.t == 1;
-                for ((p, &g), b) in params.iter_mut().zip(grad).zip(&mut self.m) {
-                    let g = g + weight_decay * *p;
-                    let d = if momentum == 0.0 {
-                        g
-                    } else {
-                        *b = if first { g } else { momentum * *b + g };
-                        if nesterov { g + momentum * *b } else { *b }
-                    };
-                    *p -= lr * d;
-                }
+                for_parts2(params, &mut self.m, 1, |at, params, m| {
+                    for ((p, &g), b) in params.iter_mut().zip(&grad[at..]).zip(m) {
+                        let g = g + weight_decay * *p;
+                        let d = if momentum == 0.0 {
+                            g
+                        } else {
+                            *b = if first { g } else { momentum * *b + g };
+                            if nesterov { g + momentum * *b } else { *b }
+                        };
+                        *p -= lr * d;
+                    }
+                });
             }
             OptimizerConfig::Adam {
                 beta1,
@@ -158,17 +161,15 @@ impl Optimizer {
             } => {
                 let c1 = 1.0 - beta1.powi(self.t as i32);
                 let c2 = 1.0 - beta2.powi(self.t as i32);
-                for (((p, &g), m), v) in params
-                    .iter_mut()
-                    .zip(grad)
-                    .zip(&mut self.m)
-                    .zip(&mut self.v)
-                {
-                    let g = g + weight_decay * *p;
-                    *m = beta1 * *m + (1.0 - beta1) * g;
-                    *v = beta2 * *v + (1.0 - beta2) * g * g;
-                    *p -= lr * (*m / c1) / ((*v / c2).sqrt() + eps);
-                }
+                for_parts3(params, &mut self.m, &mut self.v, |at, params, m, v| {
+                    let moments = m.iter_mut().zip(v);
+                    for ((p, &g), (m, v)) in params.iter_mut().zip(&grad[at..]).zip(moments) {
+                        let g = g + weight_decay * *p;
+                        *m = beta1 * *m + (1.0 - beta1) * g;
+                        *v = beta2 * *v + (1.0 - beta2) * g * g;
+                        *p -= lr * (*m / c1) / ((*v / c2).sqrt() + eps);
+                    }
+                });
             }
         }
     }

@@ -317,10 +317,13 @@ fn backward_chunk(
 
 /// `gb[co] += ` the sum of the output gradient `g` over channel `co`'s pixels.
 fn bias_grads(g: &[f32], s: Shape, gb: &mut [f32]) {
-    let howo = s.howo();
-    for (k, plane) in g[..s.batch * s.c_out * howo].chunks_exact(howo).enumerate() {
-        gb[k % s.c_out] += plane.iter().sum::<f32>();
-    }
+    let (howo, c_out) = (s.howo(), s.c_out);
+    let sums = par::map_collect(c_out, s.batch * c_out * howo, |co| {
+        (0..s.batch)
+            .map(|e| g[(e * c_out + co) * howo..][..howo].iter().sum::<f32>())
+            .sum::<f32>()
+    });
+    gb.iter_mut().zip(sums).for_each(|(a, b)| *a += b);
 }
 
 /// Parameter gradient into `grad` (overwritten) and, when asked, the input gradient; `kept`

@@ -21,7 +21,7 @@ mod winograd;
 
 pub use builder::Builder;
 pub(crate) use gemm::{Mat, Sgemm, gemm, gemm_on};
-pub(crate) use par::{map, zip_map};
+pub(crate) use par::{for_parts2, for_parts3, map, zip_map};
 pub use sequential::Sequential;
 
 use rand::Rng;

@@ -55,9 +55,23 @@ pub(crate) fn pool() -> &'static rayon::ThreadPool {
 /// thread (on the calling thread when `out` is small). `unit` is the length that must not be
 /// split, e.g. one example's features.
 pub(crate) fn for_parts<T: Send>(out: &mut [T], unit: usize, f: impl Fn(usize, &mut [T]) + Sync) {
+    split(out, unit, par_min(), f)
+}
+
+/// [`for_parts`] for units that are each a lot of work whatever their length (a matrix
+/// product's output): split whenever there are two or more.
+pub(crate) fn for_heavy_parts<T: Send>(
+    out: &mut [T],
+    unit: usize,
+    f: impl Fn(usize, &mut [T]) + Sync,
+) {
+    split(out, unit, 0, f)
+}
+
+fn split<T: Send>(out: &mut [T], unit: usize, min_len: usize, f: impl Fn(usize, &mut [T]) + Sync) {
     let units = out.len() / unit.max(1);
     let threads = threads().min(units);
-    if threads <= 1 || out.len() < par_min() {
+    if threads <= 1 || out.len() < min_len {
         f(0, out);
         return;
     }
@@ -89,6 +103,32 @@ pub(crate) fn for_parts2<A: Send, B: Send>(
             .zip(b.par_chunks_mut(per))
             .enumerate()
             .for_each(|(i, (a, b))| f(i * per / unit, a, b))
+    });
+}
+
+/// [`for_parts`] over three arrays of the same length cut at the same places.
+pub(crate) fn for_parts3<A: Send, B: Send, C: Send>(
+    a: &mut [A],
+    b: &mut [B],
+    c: &mut [C],
+    f: impl Fn(usize, &mut [A], &mut [B], &mut [C]) + Sync,
+) {
+    assert!(
+        a.len() == b.len() && b.len() == c.len(),
+        "arrays cut together have one length"
+    );
+    let threads = threads().min(a.len());
+    if threads <= 1 || a.len() < par_min() {
+        f(0, a, b, c);
+        return;
+    }
+    let per = a.len().div_ceil(threads);
+    pool().install(|| {
+        a.par_chunks_mut(per)
+            .zip(b.par_chunks_mut(per))
+            .zip(c.par_chunks_mut(per))
+            .enumerate()
+            .for_each(|(i, ((a, b), c))| f(i * per, a, b, c))
     });
 }
 

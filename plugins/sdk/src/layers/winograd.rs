@@ -48,6 +48,15 @@ fn with_scratch<R>(a: usize, b: usize, f: impl FnOnce(&mut [f32], &mut [f32]) ->
     })
 }
 
+/// The first `len` floats of `buf`, grown (never shrunk) to hold them: the layers share the
+/// buffers, and refilling a shrunk vector's tail with zeros at every layer would cost a pass.
+fn room(buf: &mut Vec<f32>, len: usize) -> &mut [f32] {
+    if buf.len() < len {
+        buf.resize(len, 0.0);
+    }
+    &mut buf[..len]
+}
+
 /// Whether `s` is a convolution this module computes.
 pub(super) fn applies(s: &Shape) -> bool {
     s.k == 3 && s.stride == 1 && s.pad == 1
@@ -88,8 +97,7 @@ fn gt4(a: f32, b: f32, c: f32, d: f32) -> [f32; 3] {
 
 /// `G g G^T` of every 3 x 3 kernel `w[co][ci]`, into `u[co][16][ci]`.
 fn kernels(w: &[f32], c_out: usize, c_in: usize, u: &mut Vec<f32>) {
-    u.resize(c_out * 16 * c_in, 0.0);
-    par::for_parts(u, 16 * c_in, |co0, part| {
+    par::for_parts(room(u, c_out * 16 * c_in), 16 * c_in, |co0, part| {
         for (k, dst) in part.chunks_exact_mut(16 * c_in).enumerate() {
             let co = co0 + k;
             for ci in 0..c_in {
@@ -129,15 +137,14 @@ fn kernel_grads(du: &[f32], c_out: usize, c_in: usize, dw: &mut [f32]) {
 
 /// The input gradient's kernel: `w[co][ci][i][j]` as `[ci][co][2 - i][2 - j]`.
 fn flip(w: &[f32], c_out: usize, c_in: usize, out: &mut Vec<f32>) {
-    out.resize(c_out * c_in * 9, 0.0);
-    for ci in 0..c_in {
-        for co in 0..c_out {
-            let (src, dst) = (&w[(co * c_in + ci) * 9..][..9], (ci * c_out + co) * 9);
-            for (k, &v) in src.iter().enumerate() {
-                out[dst + 8 - k] = v;
+    par::for_parts(room(out, c_out * c_in * 9), c_out * 9, |ci0, part| {
+        for (k, dst) in part.chunks_exact_mut(c_out * 9).enumerate() {
+            for (co, dst) in dst.chunks_exact_mut(9).enumerate() {
+                let src = &w[(co * c_in + ci0 + k) * 9..][..9];
+                dst.iter_mut().rev().zip(src).for_each(|(d, &v)| *d = v);
             }
         }
-    }
+    });
 }
 
 /// Channel `ch` of `src` (`n` examples of `c` planes `h x w`) as `[rows][cols][n]`: the
@@ -200,8 +207,7 @@ fn a4([a, b]: [&[f32]; 2], out: &mut [f32], at: [usize; 4]) {
 fn inputs(x: &[f32], s: &Shape, c: usize, n: usize, v: &mut Vec<f32>) {
     let (th, tw) = tiles(s);
     let (cols, count) = (2 * tw + 2, n * th * tw);
-    v.resize(c * 16 * count, 0.0);
-    par::for_parts(v, 16 * count, |c0, part| {
+    par::for_parts(room(v, c * 16 * count), 16 * count, |c0, part| {
         with_scratch((2 * th + 2) * cols * n, 16 * n, |blk, tmp| {
             for (k, dst) in part.chunks_exact_mut(16 * count).enumerate() {
                 block(x, s, (c, c0 + k, n), 1, cols, blk);
@@ -238,7 +244,7 @@ fn products(
     m: &mut [f32],
 ) {
     let each = rows * count;
-    par::for_parts(&mut m[..16 * each], each, |xi0, part| {
+    par::for_heavy_parts(&mut m[..16 * each], each, |xi0, part| {
         for (k, m) in part.chunks_exact_mut(each).enumerate() {
             let xi = xi0 + k;
             let a = Mat::strided(&u[xi * inner..], rows, inner, 16 * inner);
@@ -312,8 +318,7 @@ fn two(rows: &mut [f32], len: usize, a: usize, b: usize) -> [&mut [f32]; 2] {
 fn output_grads(g: &[f32], s: &Shape, c: usize, n: usize, dm: &mut Vec<f32>) {
     let (th, tw) = tiles(s);
     let (cols, count) = (2 * tw, n * th * tw);
-    dm.resize(c * 16 * count, 0.0);
-    par::for_parts(dm, 16 * count, |c0, part| {
+    par::for_parts(room(dm, c * 16 * count), 16 * count, |c0, part| {
         with_scratch(2 * th * cols * n, 8 * n, |blk, tmp| {
             for (k, dst) in part.chunks_exact_mut(16 * count).enumerate() {
                 block(g, s, (c, c0 + k, n), 0, cols, blk);
@@ -340,7 +345,7 @@ fn output_grads(g: &[f32], s: &Shape, c: usize, n: usize, dm: &mut Vec<f32>) {
 fn weight_products(v: &[f32], dm: &[f32], s: &Shape, count: usize, beta: f32, du: &mut [f32]) {
     let (c_in, c_out) = (s.geom.c, s.c_out);
     let each = c_in * c_out;
-    par::for_parts(&mut du[..16 * each], each, |xi0, part| {
+    par::for_heavy_parts(&mut du[..16 * each], each, |xi0, part| {
         for (k, du) in part.chunks_exact_mut(each).enumerate() {
             let xi = xi0 + k;
             let a = Mat::strided(&v[xi * count..], c_in, count, 16 * count);
@@ -366,8 +371,7 @@ fn convolve(
     let (th, tw) = tiles(s);
     let count = n * th * tw;
     inputs(x, s, c_in, n, v);
-    m.resize(16 * c_out * count, 0.0);
-    products(u, v, c_out, c_in, count, 0.0, m);
+    products(u, v, c_out, c_in, count, 0.0, room(m, 16 * c_out * count));
     outputs(m, s, c_out, n, bias, out);
 }
 
@@ -413,7 +417,7 @@ pub(super) fn backward(
         flip(w, c_out, c_in, &mut ws.flipped);
         kernels(&ws.flipped, c_in, c_out, &mut ws.u);
     }
-    ws.du.resize(16 * c_in * c_out, 0.0);
+    room(&mut ws.du, 16 * c_in * c_out);
     for (i, (b0, n)) in chunks(&s).enumerate() {
         let count = n * th * tw;
         let (x, g) = (
@@ -468,8 +472,7 @@ pub(super) fn jvp(
             u, u2, v, v2, m, ..
         } = ws;
         inputs(&x[b0 * len..(b0 + n) * len], &s, c_in, n, v);
-        m.resize(16 * c_out * count, 0.0);
-        products(u, v, c_out, c_in, count, 0.0, m);
+        products(u, v, c_out, c_in, count, 0.0, room(m, 16 * c_out * count));
         if let Some(t_in) = t_in {
             inputs(&t_in[b0 * len..(b0 + n) * len], &s, c_in, n, v2);
             products(u2, v2, c_out, c_in, count, 1.0, m);

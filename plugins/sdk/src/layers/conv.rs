@@ -218,12 +218,14 @@ pub(super) fn forward(
 ) {
     let (w, b) = split_params(p, s);
     let (ckk, howo, c_out, len) = (s.ckk(), s.howo(), s.c_out, s.geom.len());
-    keep.clear();
     if s.winograd() {
+        keep.clear();
         winograd::forward(w, b, x, s, &mut ws.winograd, out);
         return;
     }
     if s.single_chunk() {
+        // Not cleared first: im2col writes every entry, and a kept matrix of the same size
+        // needs no refill with zeros.
         let mat = &mut ws.main.mat;
         im2col(x, s, s.batch, keep);
         mat.resize(c_out * s.batch * howo, 0.0);
@@ -232,6 +234,7 @@ pub(super) fn forward(
         scatter(mat, s, s.batch, b, out);
         return;
     }
+    keep.clear();
     for_chunks(s, ws, Some(out), c_out * howo, |buf, b0, n, part| {
         im2col(&x[b0 * len..(b0 + n) * len], s, n, &mut buf.cols);
         buf.mat.resize(c_out * n * howo, 0.0);
@@ -297,9 +300,10 @@ fn backward_chunk(
     );
     add_transposed(buf_wt, ckk, c_out, gw);
     if s.bias {
-        for (a, row) in gb.iter_mut().zip(buf_mat.chunks_exact(n * howo)) {
-            *a += row.iter().sum::<f32>();
-        }
+        let sums = par::map_collect(c_out, c_out * n * howo, |co| {
+            buf_mat[co * n * howo..][..n * howo].iter().sum::<f32>()
+        });
+        gb.iter_mut().zip(sums).for_each(|(a, b)| *a += b);
     }
     if let Some(g_in) = g_in {
         buf_cols.resize(ckk * n * howo, 0.0);

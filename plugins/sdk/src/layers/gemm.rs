@@ -1,6 +1,8 @@
 //! The matrix product every layer uses: a single-threaded SGEMM from a crate, with large
 //! products split by columns across the layers' threads.
 
+use std::ops::Range;
+
 use super::par;
 
 /// Which crate multiplies. The two agree to f32 rounding, not bit for bit.
@@ -67,7 +69,7 @@ impl<'a> Mat<'a> {
 const PARALLEL_MIN_MACS: usize = 1 << 22;
 
 /// `c = a b + beta c`, `c` row-major `a.rows x b.cols`. Large products split `c`'s columns
-/// into one block per thread.
+/// (or, when there are few, its rows) into one block per thread.
 pub(crate) fn gemm(lib: Sgemm, a: Mat<'_>, b: Mat<'_>, beta: f32, c: &mut [f32]) {
     gemm_on(lib, par::threads(), a, b, beta, c)
 }
@@ -87,26 +89,30 @@ pub(crate) fn gemm_on(
         "matrix views exceed their buffers"
     );
     let (m, k, n) = (a.rows, a.cols, b.cols);
-    let threads = threads.min(n / 64).max(1);
     let c_ptr = SendPtr(c.as_mut_ptr());
-    let block = |start: usize, end: usize| {
+    // Rows `rows` and columns `cols` of C.
+    let block = |rows: Range<usize>, cols: Range<usize>| {
         // SAFETY: the asserts above keep every index sgemm touches inside `a.data`, `b.data`
-        // and `c` (columns `start..end` of B and C are inside them); `c` is borrowed mutably for
-        // this call, so it aliases neither input, and blocks cover disjoint columns of C.
+        // and `c` (rows `rows` of A and C, columns `cols` of B and C are inside them); `c` is
+        // borrowed mutably for this call, so it aliases neither input, and blocks cover
+        // disjoint parts of C.
         unsafe {
-            let (c, b_data) = (c_ptr.at(start), b.data.as_ptr().add(start * b.col_stride));
+            let c = c_ptr.at(rows.start * n + cols.start);
+            let a_data = a.data.as_ptr().add(rows.start * a.row_stride);
+            let b_data = b.data.as_ptr().add(cols.start * b.col_stride);
             let (a_rs, a_cs) = (a.row_stride as isize, a.col_stride as isize);
             let (b_rs, b_cs) = (b.row_stride as isize, b.col_stride as isize);
+            let (m, n_block) = (rows.len(), cols.len());
             match lib {
                 Sgemm::Gemm => gemm::gemm(
                     m,
-                    end - start,
+                    n_block,
                     k,
                     c,
                     1,
                     n as isize,
                     beta != 0.0,
-                    a.data.as_ptr(),
+                    a_data,
                     a_cs,
                     a_rs,
                     b_data,
@@ -120,52 +126,61 @@ pub(crate) fn gemm_on(
                     gemm::Parallelism::None,
                 ),
                 Sgemm::Matrixmultiply => matrixmultiply::sgemm(
-                    m,
-                    k,
-                    end - start,
-                    1.0,
-                    a.data.as_ptr(),
-                    a_rs,
-                    a_cs,
-                    b_data,
-                    b_rs,
-                    b_cs,
-                    beta,
-                    c,
-                    n as isize,
-                    1,
+                    m, k, n_block, 1.0, a_data, a_rs, a_cs, b_data, b_rs, b_cs, beta, c,
+                    n as isize, 1,
                 ),
             }
         }
     };
-    if threads == 1 || m * k * n < PARALLEL_MIN_MACS {
-        block(0, n);
+    let threads = threads.max(1);
+    // Columns split into blocks of at least 64; a product too narrow for that (a weight
+    // gradient with few output channels, a small dense layer) splits its rows instead. Either
+    // way every entry of C is one thread's whole sum.
+    let split = if threads == 1 || m * k * n < PARALLEL_MIN_MACS {
+        None
+    } else if n / 64 >= 2 {
+        Some((false, threads.min(n / 64)))
+    } else if m / 8 >= 2 {
+        Some((true, threads.min(m / 8)))
+    } else {
+        None
+    };
+    let Some((by_rows, parts)) = split else {
+        block(0..m, 0..n);
         return;
-    }
-    let chunk = n.div_ceil(threads);
-    par::pool().scope(|scope| {
-        for start in (chunk..n).step_by(chunk) {
-            let end = (start + chunk).min(n);
-            scope.spawn(move |_| block(start, end));
+    };
+    let len = if by_rows { m } else { n };
+    let chunk = len.div_ceil(parts);
+    let part = |start: usize| {
+        let range = start..(start + chunk).min(len);
+        if by_rows {
+            block(range, 0..n)
+        } else {
+            block(0..m, range)
         }
-        block(0, chunk.min(n));
+    };
+    par::pool().scope(|scope| {
+        for start in (chunk..len).step_by(chunk) {
+            scope.spawn(move |_| part(start));
+        }
+        part(0);
     });
 }
 
-/// A pointer into C that threads may share: each writes only its own columns.
+/// A pointer into C that threads may share: each writes only its own block.
 #[derive(Clone, Copy)]
 struct SendPtr(*mut f32);
 
-// SAFETY: the threads of one `gemm` call write disjoint columns through it, and the scope ends
+// SAFETY: the threads of one `gemm` call write disjoint blocks through it, and the scope ends
 // before the borrow of C does.
 unsafe impl Send for SendPtr {}
 unsafe impl Sync for SendPtr {}
 
 impl SendPtr {
     /// # Safety
-    /// `col` must lie within the row-major matrix the pointer addresses.
-    unsafe fn at(self, col: usize) -> *mut f32 {
+    /// `offset` must lie within the matrix the pointer addresses.
+    unsafe fn at(self, offset: usize) -> *mut f32 {
         // SAFETY: guaranteed by the caller.
-        unsafe { self.0.add(col) }
+        unsafe { self.0.add(offset) }
     }
 }

@@ -56,9 +56,7 @@ impl Shape {
         }
         winograd::applies(self)
     }
-}
 
-impl Shape {
     pub(super) fn out_hw(&self) -> (usize, usize) {
         let Geom { h, w, .. } = self.geom;
         (

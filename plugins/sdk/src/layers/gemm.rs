@@ -1,5 +1,5 @@
 //! The matrix product every layer uses: a single-threaded SGEMM from a crate, with large
-//! products split by columns across the layers' threads.
+//! products split by columns (or rows) across the layers' threads.
 
 use std::ops::Range;
 

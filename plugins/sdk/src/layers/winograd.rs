@@ -205,25 +205,43 @@ fn a4([a, b]: [&[f32]; 2], out: &mut [f32], at: [usize; 4]) {
 /// `B^T d B` of every input tile of `x` (`n` examples of `c` planes `h x w`), into
 /// `v[c][16][t]`; the image is read through a zero border.
 fn inputs(x: &[f32], s: &Shape, c: usize, n: usize, v: &mut Vec<f32>) {
+    tile_transforms::<4>(x, s, (c, n), 1, v, bt);
+}
+
+/// Every tile of `src` (`n` examples of `c` planes `h x w`): its `N x N` entries from the
+/// image placed `border` in from a zero surround, through `f` down each column and then along
+/// each row (`N` entries in, four out), into `out[c][16][t]`.
+fn tile_transforms<const N: usize>(
+    src: &[f32],
+    s: &Shape,
+    (c, n): (usize, usize),
+    border: usize,
+    out: &mut Vec<f32>,
+    f: impl Fn([&[f32]; N], &mut [f32], [usize; 4]) + Sync,
+) {
     let (th, tw) = tiles(s);
-    let (cols, count) = (2 * tw + 2, n * th * tw);
-    par::for_parts(room(v, c * 16 * count), 16 * count, |c0, part| {
-        with_scratch((2 * th + 2) * cols * n, 16 * n, |blk, tmp| {
+    let (cols, count) = (2 * tw + 2 * border, n * th * tw);
+    let rows = 2 * th + 2 * border;
+    par::for_parts(room(out, c * 16 * count), 16 * count, |c0, part| {
+        with_scratch(rows * cols * n, 4 * N * n, |blk, tmp| {
             for (k, dst) in part.chunks_exact_mut(16 * count).enumerate() {
-                block(x, s, (c, c0 + k, n), 1, cols, blk);
+                block(src, s, (c, c0 + k, n), border, cols, blk);
                 for tile in 0..th * tw {
                     let (ty, tx) = (tile / tw, tile % tw);
                     let d =
                         |i: usize, j: usize| &blk[((2 * ty + i) * cols + 2 * tx + j) * n..][..n];
-                    // B^T down each column into tmp[i][j], then along each row into v.
-                    for j in 0..4 {
-                        let col = [d(0, j), d(1, j), d(2, j), d(3, j)];
-                        bt(col, tmp, [0, 4, 8, 12].map(|i| (i + j) * n));
+                    // Down each column into tmp[i][j], then along each row into `out`.
+                    for j in 0..N {
+                        let at = [0, 1, 2, 3].map(|i| (N * i + j) * n);
+                        f(std::array::from_fn(|i| d(i, j)), tmp, at);
                     }
                     for i in 0..4 {
-                        let t = |j: usize| &tmp[(4 * i + j) * n..][..n];
-                        let at = [0, 1, 2, 3].map(|j| (4 * i + j) * count + tile * n);
-                        bt([t(0), t(1), t(2), t(3)], dst, at);
+                        let row = std::array::from_fn(|j| &tmp[(N * i + j) * n..][..n]);
+                        f(
+                            row,
+                            dst,
+                            [0, 1, 2, 3].map(|j| (4 * i + j) * count + tile * n),
+                        );
                     }
                 }
             }
@@ -316,29 +334,7 @@ fn two(rows: &mut [f32], len: usize, a: usize, b: usize) -> [&mut [f32]; 2] {
 /// The adjoint of [`outputs`] (without bias): `A dY A^T` of every tile of the output
 /// gradient `g` (zero past the image), into `dm[c][16][t]`.
 fn output_grads(g: &[f32], s: &Shape, c: usize, n: usize, dm: &mut Vec<f32>) {
-    let (th, tw) = tiles(s);
-    let (cols, count) = (2 * tw, n * th * tw);
-    par::for_parts(room(dm, c * 16 * count), 16 * count, |c0, part| {
-        with_scratch(2 * th * cols * n, 8 * n, |blk, tmp| {
-            for (k, dst) in part.chunks_exact_mut(16 * count).enumerate() {
-                block(g, s, (c, c0 + k, n), 0, cols, blk);
-                for tile in 0..th * tw {
-                    let (ty, tx) = (tile / tw, tile % tw);
-                    let d =
-                        |i: usize, j: usize| &blk[((2 * ty + i) * cols + 2 * tx + j) * n..][..n];
-                    // A down each of the two columns into tmp[i][j], then along each row.
-                    for j in 0..2 {
-                        a4([d(0, j), d(1, j)], tmp, [0, 2, 4, 6].map(|i| (i + j) * n));
-                    }
-                    for i in 0..4 {
-                        let t = |j: usize| &tmp[(2 * i + j) * n..][..n];
-                        let at = [0, 1, 2, 3].map(|j| (4 * i + j) * count + tile * n);
-                        a4([t(0), t(1)], dst, at);
-                    }
-                }
-            }
-        });
-    });
+    tile_transforms::<2>(g, s, (c, n), 0, dm, a4);
 }
 
 /// `du[xi] += v[xi] dm[xi]^T` (`[c_in, count] x [count, c_out]`), `beta` 0 to start afresh.

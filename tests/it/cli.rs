@@ -162,6 +162,81 @@ fn bench_runs_and_reports_json() {
 }
 
 #[test]
+fn bench_fitness_projects_a_search_from_two_short_timings() {
+    crate::plugins::build_plugin("evomal-plugin-diabetes");
+    let o = Command::new(env!("CARGO_BIN_EXE_evomal"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args([
+            "bench",
+            "fitness",
+            "tests/data/tiny.toml",
+            "--device",
+            "cpu",
+        ])
+        .args(["--candidates", "2", "--project", "--json"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    // tiny.toml: 10 meta steps, 300 fitness steps, 3 generations.
+    let timed: Vec<(u64, u64)> = v["cpu"]["timings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            let steps = |k: &str| t[k].as_u64().unwrap();
+            (steps("meta_steps"), steps("fitness_steps"))
+        })
+        .collect();
+    assert_eq!(timed, [(1, 2), (3, 6)]);
+    let p = &v["cpu"]["projected"];
+    let f = |k: &str| p[k].as_f64().unwrap();
+    assert!(f("local_search_s") > 0.0 && f("fitness_s") > 0.0, "{p}");
+    assert!((f("generation_s") - f("local_search_s") - f("fitness_s")).abs() < 1e-9);
+    assert!((f("search_s") - 3.0 * f("generation_s")).abs() < 1e-9);
+    assert!(v["gpu"].is_null());
+
+    let o = evomal(&[
+        "bench",
+        "fitness",
+        "tests/data/tiny.toml",
+        "--device",
+        "cpu",
+        "--gpu-only",
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("--gpu-only needs a GPU"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn bench_fitness_projects_the_gpu_alone() {
+    crate::plugins::build_plugin("evomal-plugin-diabetes");
+    let o = Command::new(env!("CARGO_BIN_EXE_evomal"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args([
+            "bench",
+            "fitness",
+            "tests/data/tiny.toml",
+            "--device",
+            "gpu",
+            "--gpu-only",
+        ])
+        .args(["--candidates", "2", "--project", "--json"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(v["cpu"].is_null());
+    assert_eq!(v["gpu"]["timings"].as_array().unwrap().len(), 2);
+    let generation = v["gpu"]["projected"]["generation_s"].as_f64().unwrap();
+    assert!(generation > 0.0, "{v}");
+}
+
+#[test]
 fn the_gpu_probe_prints_no_error_lines() {
     crate::plugins::build_plugin("evomal-plugin-diabetes");
     let dir = std::env::temp_dir().join(format!("evomal-probe-{}", std::process::id()));

@@ -3,10 +3,11 @@
 //! per worker, as the search runs them) and side by side on the GPU.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Context;
+use clap::Args;
 use evomal::backend::KernelKind;
 use evomal::backend::jit;
 use evomal::expr::LossExpr;
@@ -20,22 +21,13 @@ use evomal::train::{Task, TrainConfig, TrainError};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
+
 use serde_json::json;
 
-/// Seconds spent in each phase, and the fitness values.
-struct Timing {
-    local_s: f64,
-    fitness_s: f64,
-    fitness: Vec<f64>,
-}
-
-impl Timing {
-    fn rate(&self, n: usize) -> f64 {
-        n as f64 / (self.local_s + self.fitness_s)
-    }
-}
+use super::projection::{Report, Steps, Timing};
 
 /// What both devices evaluate.
+#[derive(Clone)]
 struct Bench<'a> {
     task: &'a Task<'a>,
     losses: Vec<LossExpr>,
@@ -45,21 +37,36 @@ struct Bench<'a> {
     seed: u64,
 }
 
+#[derive(Args)]
+pub struct FitnessArgs {
+    manifest: PathBuf,
+    /// Candidates (default: the manifest's population).
+    #[arg(long)]
+    candidates: Option<usize>,
+    /// `gpu` takes any adapter (software ones too); `cpu` measures the CPU only.
+    #[arg(long, value_enum, default_value_t = DeviceChoice::Gpu)]
+    device: DeviceChoice,
+    /// Time the GPU alone (with `--device gpu|auto`).
+    #[arg(long)]
+    gpu_only: bool,
+    /// Time 1/125 and 3/125 of the manifest's meta and fitness steps instead of all of them,
+    /// and project a generation and the whole search at the manifest's settings (for models
+    /// whose full evaluation takes hours).
+    #[arg(long)]
+    project: bool,
+    #[arg(long)]
+    json: bool,
+}
+
 /// Evaluates the search's initial population (its seed; `candidates` of them) with the
 /// manifest's `[local_search]` and `[fitness]` settings on the CPU and, when a device is
 /// chosen, on the GPU.
-pub fn bench_fitness(
-    manifest: &Path,
-    candidates: Option<usize>,
-    device: DeviceChoice,
-    json: bool,
-    out: &mut dyn Write,
-) -> anyhow::Result<()> {
-    let manifest = Manifest::load(manifest)?;
+pub fn bench_fitness(args: &FitnessArgs, out: &mut dyn Write) -> anyhow::Result<()> {
+    let manifest = Manifest::load(&args.manifest)?;
     let plugin = TaskPlugin::open(&manifest.plugin(), &manifest.data_json())?;
     let task = Task::new(&plugin);
     let mut gp_cfg = manifest.gp_config();
-    gp_cfg.population = candidates.unwrap_or(gp_cfg.population);
+    gp_cfg.population = args.candidates.unwrap_or(gp_cfg.population);
     let seed = manifest.search.seed;
     let losses = gp::initial_population(&mut ChaCha8Rng::seed_from_u64(seed), &gp_cfg);
     let bench = Bench {
@@ -71,46 +78,48 @@ pub fn bench_fitness(
         fitness: manifest.fitness_config(),
         seed,
     };
+    let full = bench.steps();
+    let settings = if args.project {
+        Steps::short(full).to_vec()
+    } else {
+        vec![full]
+    };
     let make_model = || plugin.create_model(&manifest.task.model, &manifest.params_json());
     let mut model = make_model()?;
-    let cpu = bench.on_cpu(&make_model)?;
-    let threads = rayon::current_num_threads();
-    let gpu = Gpu::choose(device)?;
-    let on_gpu = match &gpu {
-        None => None,
-        Some(gpu) => Some(bench.on_gpu(gpu, &mut model)?),
-    };
-    let n = bench.losses.len();
-    let agree = on_gpu.as_ref().map(|g| {
-        cpu.fitness
-            .iter()
-            .zip(&g.fitness)
-            .filter(|(a, b)| {
-                (*a - *b).abs() <= 1e-3 * a.abs() || (a.is_infinite() && b.is_infinite())
-            })
-            .count()
-    });
-    let software = gpu.as_ref().is_some_and(Gpu::is_software);
-    let timing = |t: &Timing| json!({"local_search_s": t.local_s, "fitness_s": t.fitness_s, "evals_per_s": t.rate(n)});
-    if json {
-        let v = json!({
-            "task": plugin.name(), "model": manifest.task.model, "candidates": n,
-            "meta_steps": bench.local.as_ref().map(|l| l.meta_steps),
-            "fitness_steps": bench.fitness.steps, "batch": bench.fitness.batch,
-            "n_params": model.n_params(),
-            "cpu": {"threads": threads, "timing": timing(&cpu)},
-            "gpu": on_gpu.as_ref().map(|g| json!({"device": gpu.as_ref().map(Gpu::describe),
-                "software": software, "timing": timing(g)})),
-            "agreeing_within_1e-3": agree,
-        });
-        writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
-        return Ok(());
+    let gpu = Gpu::choose(args.device)?;
+    if args.gpu_only && gpu.is_none() {
+        anyhow::bail!("--gpu-only needs a GPU: pass --device gpu, or auto with an adapter");
     }
-    writeln!(
-        out,
-        "{} / {}: {n} candidate losses, each {}{} fitness steps of batch {}, {} parameters",
+    let mut cpu = Vec::new();
+    let mut on_gpu = Vec::new();
+    for &steps in &settings {
+        let b = bench.with_steps(steps);
+        if !args.gpu_only {
+            cpu.push((steps, b.on_cpu(&make_model)?));
+        }
+        if let Some(gpu) = &gpu {
+            // A device's first run pays once for what later runs reuse (the driver compiles
+            // and caches pipelines): that would bend the line a projection fits.
+            if args.project && on_gpu.is_empty() {
+                b.on_gpu(gpu, &mut model)?;
+            }
+            on_gpu.push((steps, b.on_gpu(gpu, &mut model)?));
+        }
+    }
+    let report = Report {
+        n: bench.losses.len(),
+        threads: rayon::current_num_threads(),
+        full,
+        generations: gp_cfg.generations,
+        gpu: gpu.as_ref(),
+        cpu,
+        on_gpu,
+    };
+    let intro = format!(
+        "{} / {}: {} candidate losses, each {}{} fitness steps of batch {}, {} parameters",
         plugin.name(),
         manifest.task.model,
+        report.n,
         bench.local.as_ref().map_or(String::new(), |l| format!(
             "{} meta steps, then ",
             l.meta_steps
@@ -118,36 +127,39 @@ pub fn bench_fitness(
         bench.fitness.steps,
         bench.fitness.batch,
         model.n_params()
-    )?;
-    let line = |name: &str, t: &Timing| {
-        format!(
-            "  {name}: {:>8.2} evaluations/s (local search {:.2} s, fitness {:.2} s)",
-            t.rate(n),
-            t.local_s,
-            t.fitness_s
-        )
-    };
-    writeln!(out, "{}", line(&format!("cpu, {threads} threads"), &cpu))?;
-    if let (Some(g), Some(gpu), Some(agree)) = (&on_gpu, &gpu, agree) {
-        let caveat = if software {
-            " — a software rasteriser, not a GPU figure"
-        } else {
-            ""
-        };
-        writeln!(
-            out,
-            "{}{caveat}",
-            line(&format!("gpu, {}", gpu.describe()), g)
-        )?;
-        writeln!(
-            out,
-            "  {agree} of {n} fitness values agree within 1e-3 (the others train chaotically)"
-        )?;
+    );
+    if args.json {
+        let mut v = report.json();
+        v["task"] = json!(plugin.name());
+        v["model"] = json!(manifest.task.model);
+        v["batch"] = json!(bench.fitness.batch);
+        v["n_params"] = json!(model.n_params());
+        writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
+    } else {
+        writeln!(out, "{intro}")?;
+        report.text(out)?;
     }
     Ok(())
 }
 
 impl Bench<'_> {
+    fn steps(&self) -> Steps {
+        Steps {
+            meta: self.local.as_ref().map_or(0, |l| l.meta_steps),
+            fitness: self.fitness.steps,
+        }
+    }
+
+    /// This bench with `steps` in place of the manifest's.
+    fn with_steps(&self, steps: Steps) -> Self {
+        let mut b = self.clone();
+        if let Some(l) = &mut b.local {
+            l.meta_steps = steps.meta;
+        }
+        b.fitness.steps = steps.fitness;
+        b
+    }
+
     fn init(&self, model: &mut PluginModel) -> Result<Vec<f32>, PluginError> {
         let mut init = vec![0.0f32; model.n_params()];
         model.initial_params(self.seed, &mut init)?;

@@ -27,6 +27,7 @@ use super::parse_expr;
 
 mod fitness;
 mod gpu_train;
+mod projection;
 
 /// Squared error (no libm calls), cross-entropy-like, and a fixed height-8 tree drawn by
 /// `random_tree(Grow, 0..=10)`.
@@ -63,17 +64,7 @@ pub enum BenchCommand {
     },
     /// Candidate fitness evaluations per second: the search's initial population trained with
     /// the manifest's `[fitness]` settings, on all CPU cores and side by side on the GPU.
-    Fitness {
-        manifest: PathBuf,
-        /// Candidates (default: the manifest's population).
-        #[arg(long)]
-        candidates: Option<usize>,
-        /// `gpu` takes any adapter (software ones too); `cpu` measures the CPU only.
-        #[arg(long, value_enum, default_value_t = DeviceChoice::Gpu)]
-        device: DeviceChoice,
-        #[arg(long)]
-        json: bool,
-    },
+    Fitness(fitness::FitnessArgs),
     /// Elements/second of the loss kernels (interpreter vs JIT) and compile time per candidate.
     Loss {
         /// Batch size.
@@ -95,12 +86,7 @@ pub enum BenchCommand {
 
 pub fn run(cmd: BenchCommand, out: &mut dyn Write) -> anyhow::Result<()> {
     match cmd {
-        BenchCommand::Fitness {
-            manifest,
-            candidates,
-            device,
-            json,
-        } => fitness::bench_fitness(&manifest, candidates, device, json, out),
+        BenchCommand::Fitness(args) => fitness::bench_fitness(&args, out),
         BenchCommand::Loss {
             elements,
             expr,

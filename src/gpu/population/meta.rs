@@ -143,9 +143,9 @@ impl<'t> GpuMetaGradient<'t> {
         // theta0 -> the candidates' objective -> backward -> theta1 -> the validation task loss
         // -> backward (v) -> JVP at theta0 in direction v -> meta-gradients.
         let lr_eff = cfg.lr_eff();
-        // The training batches' crops: the fill, then each candidate's rows.
+        // The training batches' crops: the fill, then each candidate's rows, written per call.
         let crop_words = match trainer.augment {
-            Some(a) => Some(gpu.buffer_with("crops", &a.words((0..p).map(|_| (0, bt))))?),
+            Some(a) => Some(gpu.buffer("crops", a.words_len(p * bt))?),
             None => None,
         };
         let train = trainer

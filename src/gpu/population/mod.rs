@@ -164,6 +164,11 @@ impl Augment {
         words
     }
 
+    /// How many words `words` gives for passes of `rows` rows in all.
+    fn words_len(&self, rows: usize) -> usize {
+        self.recipe.fill.len() + rows
+    }
+
     /// The images' shape and padding, as `gather.wgsl` reads them.
     fn image(&self) -> Image {
         let [c, h, w] = self.shape.map(|v| v as u32);

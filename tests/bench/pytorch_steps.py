@@ -34,6 +34,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from cifar_data import synthetic_cifar
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 EVOMAL = os.path.join(ROOT, "target", "release", "evomal")
 
@@ -128,18 +130,6 @@ def torch_steps_per_s(name, threads, steps, device="cpu"):
         step()
     sync()
     return steps / (time.perf_counter() - t)
-
-
-def synthetic_cifar(folder, images_per_file=1280):
-    bin_dir = os.path.join(folder, "cifar-10-batches-bin")
-    os.makedirs(bin_dir, exist_ok=True)
-    rng = __import__("random").Random(0)
-    names = [f"data_batch_{i}.bin" for i in range(1, 6)] + ["test_batch.bin"]
-    for name in names:
-        with open(os.path.join(bin_dir, name), "wb") as f:
-            for _ in range(images_per_file):
-                f.write(bytes([rng.randrange(10)]) + os.urandom(3072))
-    return folder
 
 
 def cifar_manifest(folder, model, augment=True):

@@ -222,11 +222,12 @@ impl Report<'_> {
             };
             writeln!(
                 out,
-                "  {}: {} per meta step, {} per fitness step; a generation of {n} candidates \
+                "  {}: {} per meta step, {} per fitness step; a generation of {n} {} \
                  {} ({} each); {} generations {}",
                 name.as_deref().unwrap_or_default(),
                 seconds(p.meta_step_s),
                 seconds(p.fitness_step_s),
+                if n == 1 { "candidate" } else { "candidates" },
                 seconds(p.generation_s()),
                 seconds(p.generation_s() / n as f64),
                 self.generations,

@@ -237,6 +237,70 @@ fn bench_fitness_projects_the_gpu_alone() {
 }
 
 #[test]
+fn bench_train_profiles_each_gpu_kernel_of_a_step() {
+    crate::plugins::build_plugin("evomal-plugin-digits");
+    let o = Command::new(env!("CARGO_BIN_EXE_evomal"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args([
+            "bench",
+            "train",
+            "tasks/digits-cnn.toml",
+            "--device",
+            "gpu",
+            "--steps",
+            "2",
+        ])
+        .args(["--side-by-side", "2", "--profile", "--json"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let rows = v["profile"].as_array().unwrap();
+    let dispatches = |kernel: &str| {
+        rows.iter()
+            .find(|r| r["kernel"] == kernel)
+            .map_or(0, |r| r["dispatches"].as_u64().unwrap())
+    };
+    // Once a step: the batch, the losses, the check, the update, the step counter.
+    for kernel in [
+        "gather",
+        "objective (the losses)",
+        "check",
+        "optimizer",
+        "tick",
+    ] {
+        assert_eq!(dispatches(kernel), 1, "{kernel} in {rows:?}");
+    }
+    // digits-cnn: two convolutions, both forward, the second one's input gradient too.
+    let convs: u64 = rows
+        .iter()
+        .filter(|r| r["kernel"].as_str().unwrap().starts_with("conv_gemm "))
+        .map(|r| r["dispatches"].as_u64().unwrap())
+        .sum();
+    assert_eq!(convs, 2, "{rows:?}");
+    let seconds: Vec<f64> = rows
+        .iter()
+        .map(|r| r["seconds"].as_f64().unwrap())
+        .collect();
+    assert!(
+        seconds.windows(2).all(|w| w[0] >= w[1]),
+        "most expensive first"
+    );
+    assert!(
+        seconds[0] > 0.0 && seconds.iter().all(|&s| s >= 0.0),
+        "{seconds:?}"
+    );
+
+    let o = evomal(&["bench", "train", "tasks/digits-cnn.toml", "--profile"]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("--profile times GPU kernels"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
 fn the_gpu_probe_prints_no_error_lines() {
     crate::plugins::build_plugin("evomal-plugin-diabetes");
     let dir = std::env::temp_dir().join(format!("evomal-probe-{}", std::process::id()));

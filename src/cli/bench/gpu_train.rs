@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use evomal::gpu::Gpu;
-use evomal::gpu::population::PopulationTrainer;
+use evomal::gpu::population::{KernelTime, PopulationTrainer};
 use evomal::manifest::Manifest;
 use evomal::plugin::TaskPlugin;
 use evomal::train::{Task, TrainConfig};
@@ -40,14 +40,28 @@ fn steps_per_second(
     Ok(steps as f64 / (long - short).max(f64::MIN_POSITIVE))
 }
 
+/// What `bench train --device gpu` runs.
+pub struct Runs {
+    /// Steps timed per measurement.
+    pub steps: usize,
+    /// Models in the side-by-side measurement.
+    pub side_by_side: usize,
+    /// Whether to time each kernel in a step of those models.
+    pub profile: bool,
+}
+
 pub fn bench_train_gpu(
     gpu: &Gpu,
     manifest: &Path,
-    steps: usize,
-    side_by_side: usize,
+    runs: Runs,
     json: bool,
     out: &mut dyn Write,
 ) -> anyhow::Result<()> {
+    let Runs {
+        steps,
+        side_by_side,
+        profile,
+    } = runs;
     let manifest = Manifest::load(manifest)?;
     let plugin = TaskPlugin::open(&manifest.plugin(), &manifest.data_json())?;
     let task = Task::new(&plugin);
@@ -60,7 +74,18 @@ pub fn bench_train_gpu(
     let one = steps_per_second(&trainer, &task, &init, &cfg, 1, steps)?;
     let many = steps_per_second(&trainer, &task, &init, &cfg, side_by_side, steps)?;
     let together = trainer.side_by_side(&cfg);
-    let report = json!({
+    let kernels = match profile {
+        true => {
+            let losses = vec![task.kind.baseline(); side_by_side.clamp(1, together)];
+            let cfg = TrainConfig {
+                steps: 3,
+                ..cfg.clone()
+            };
+            trainer.profile_step(&losses, &init, &cfg)?
+        }
+        false => Vec::new(),
+    };
+    let mut report = json!({
         "task": plugin.name(),
         "model": manifest.task.model,
         "n_params": model.n_params(),
@@ -74,6 +99,12 @@ pub fn bench_train_gpu(
         "bytes_per_candidate": trainer.bytes_per_candidate(&cfg),
         "device_memory_bytes": gpu.memory(),
     });
+    if profile {
+        report["profile"] = kernels
+            .iter()
+            .map(|k| json!({"kernel": k.kernel, "dispatches": k.dispatches, "seconds": k.seconds}))
+            .collect();
+    }
     if json {
         writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?;
         return Ok(());
@@ -102,5 +133,38 @@ pub fn bench_train_gpu(
         many * side_by_side as f64,
         trainer.bytes_per_candidate(&cfg) as f64 / (1 << 20) as f64
     )?;
+    if profile {
+        write_profile(&kernels, side_by_side.clamp(1, together), out)?;
+    }
     Ok(())
+}
+
+/// The kernels' times in one step, most expensive first, with their shares.
+fn write_profile(
+    kernels: &[KernelTime],
+    models: usize,
+    out: &mut dyn Write,
+) -> std::io::Result<()> {
+    let total: f64 = kernels.iter().map(|k| k.seconds).sum();
+    let dispatches: usize = kernels.iter().map(|k| k.dispatches).sum();
+    writeln!(
+        out,
+        "  one step of {models} side by side, by kernel (each dispatch timed in a pass of its own):"
+    )?;
+    for k in kernels {
+        writeln!(
+            out,
+            "    {:<28} {:>5} dispatches {:>10.3} ms {:>5.1} %",
+            k.kernel,
+            k.dispatches,
+            k.seconds * 1e3,
+            100.0 * k.seconds / total.max(f64::MIN_POSITIVE)
+        )?;
+    }
+    writeln!(
+        out,
+        "    {:<28} {dispatches:>5} dispatches {:>10.3} ms",
+        "all",
+        total * 1e3
+    )
 }

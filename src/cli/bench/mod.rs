@@ -56,6 +56,10 @@ pub enum BenchCommand {
         /// Models trained side by side in the GPU measurement.
         #[arg(long, default_value_t = 25)]
         side_by_side: usize,
+        /// Also time each GPU kernel in one step of the models side by side (timestamp
+        /// queries; `--device gpu|auto`).
+        #[arg(long)]
+        profile: bool,
         #[arg(long)]
         json: bool,
         /// Internal: measure in this process and print one JSON line.
@@ -102,14 +106,24 @@ pub fn run(cmd: BenchCommand, out: &mut dyn Write) -> anyhow::Result<()> {
             steps,
             device,
             side_by_side,
+            profile,
             json,
             worker: false,
         } if device != DeviceChoice::Cpu => match Gpu::choose(device)? {
             Some(gpu) => {
-                gpu_train::bench_train_gpu(&gpu, &manifest, steps, side_by_side, json, out)
+                let runs = gpu_train::Runs {
+                    steps,
+                    side_by_side,
+                    profile,
+                };
+                gpu_train::bench_train_gpu(&gpu, &manifest, runs, json, out)
             }
+            None if profile => bail!("--profile times GPU kernels, and no GPU is used"),
             None => bench_train(&manifest, steps, json, out),
         },
+        BenchCommand::Train { profile: true, .. } => {
+            bail!("--profile times GPU kernels: use it with --device gpu")
+        }
         BenchCommand::Train {
             manifest,
             steps,

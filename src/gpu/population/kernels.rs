@@ -245,14 +245,21 @@ pub struct Kernels {
     pub tiles: [Tiles; TILINGS],
     /// The most workgroups a dispatch has along one dimension.
     pub max_groups: u32,
+    /// Each pipeline above with its name, for profiles.
+    names: Vec<(wgpu::ComputePipeline, String)>,
 }
 
 impl Kernels {
     pub fn new(gpu: &Gpu) -> Result<Kernels, GpuError> {
         use Binding::{Read as R, Uniform as U, Write as W};
+        let names = std::cell::RefCell::new(Vec::new());
         let make = |label: &str, src: &str, bindings: &[Binding]| {
             let module = gpu.module(label, &with_helpers(src))?;
-            gpu.pipeline(label, &module, "main", bindings)
+            let pipeline = gpu.pipeline(label, &module, "main", bindings)?;
+            names
+                .borrow_mut()
+                .push((pipeline.clone(), label.to_string()));
+            Ok::<_, GpuError>(pipeline)
         };
         let tiles = Tiles::for_limits(gpu.limits());
         // A kernel, with the source of a shared helper appended where it takes one.
@@ -280,10 +287,11 @@ impl Kernels {
         macro_rules! tiled {
             ($name:literal, $bindings:expr) => {{
                 let src = include_str!(concat!("../../../shaders/train/", $name, ".wgsl"));
+                let label = |t: &Tiles| format!("{} {}x{}", $name, t.tile_m, t.tile_n);
                 [
-                    make($name, &tiles[0].shader(src), &$bindings)?,
-                    make($name, &tiles[1].shader(src), &$bindings)?,
-                    make($name, &tiles[2].shader(src), &$bindings)?,
+                    make(&label(&tiles[0]), &tiles[0].shader(src), &$bindings)?,
+                    make(&label(&tiles[1]), &tiles[1].shader(src), &$bindings)?,
+                    make(&label(&tiles[2]), &tiles[2].shader(src), &$bindings)?,
                 ]
             }};
         }
@@ -314,7 +322,17 @@ impl Kernels {
             conv_grad_weights: tiled!("conv_grad_weights", [R, R, W, U]),
             tiles,
             max_groups: gpu.limits().max_compute_workgroups_per_dimension,
+            names: names.into_inner(),
         })
+    }
+
+    /// The name of `pipeline`: one of these kernels, or else a run's loss objective (the only
+    /// pipelines made elsewhere).
+    pub fn name(&self, pipeline: &wgpu::ComputePipeline) -> &str {
+        self.names
+            .iter()
+            .find(|(p, _)| p == pipeline)
+            .map_or("objective (the losses)", |(_, name)| name)
     }
 
     /// The cheapest tiling for a product of `m x n` outputs ([`Tiles::cost`]; the wider on a
@@ -440,6 +458,16 @@ impl Op {
             groups,
         }
     }
+
+    pub fn pipeline(&self) -> &wgpu::ComputePipeline {
+        &self.pipeline
+    }
+
+    pub fn dispatch(&self, pass: &mut wgpu::ComputePass<'_>) {
+        pass.set_pipeline(&self.pipeline);
+        pass.set_bind_group(0, &self.bind, &[]);
+        pass.dispatch_workgroups(self.groups.0, self.groups.1, self.groups.2);
+    }
 }
 
 /// Submits `ops`, in order, `times` times in one command buffer. wgpu orders the dispatches
@@ -450,9 +478,7 @@ pub fn record(gpu: &Gpu, ops: &[Op], times: usize) {
         let mut pass = enc.begin_compute_pass(&Default::default());
         for _ in 0..times {
             for op in ops {
-                pass.set_pipeline(&op.pipeline);
-                pass.set_bind_group(0, &op.bind, &[]);
-                pass.dispatch_workgroups(op.groups.0, op.groups.1, op.groups.2);
+                op.dispatch(&mut pass);
             }
         }
     }

@@ -14,8 +14,10 @@ mod layers;
 mod meta;
 mod meta_test;
 mod net;
+mod profile;
 
 pub use meta::GpuMetaGradient;
+pub use profile::KernelTime;
 
 use evomal_sdk::abi::{AUGMENT_CROP_FLIP, AUGMENT_NONE};
 use evomal_sdk::augment::CropFlip;
@@ -306,6 +308,20 @@ impl<'g> PopulationTrainer<'g> {
             runs.extend(self.train_together(part, init, cfg, seed, metric)?);
         }
         Ok(runs)
+    }
+
+    /// Where the time of one training step of `losses.len()` models side by side goes, per
+    /// kernel: the step after `cfg.steps - 1` steps of `cfg` (so that every buffer is warm).
+    pub fn profile_step(
+        &self,
+        losses: &[LossExpr],
+        init: &[f32],
+        cfg: &TrainConfig,
+    ) -> Result<Vec<KernelTime>, GpuError> {
+        assert!(cfg.steps >= 1, "a step to profile");
+        let mut run = self.prepare(losses, init, cfg, 1)?;
+        run.advance(self.gpu, cfg.steps - 1);
+        profile::profile(self.gpu, &self.kernels, &run.ops)
     }
 
     fn train_together(

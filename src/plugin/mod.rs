@@ -210,36 +210,7 @@ impl TaskPlugin {
                 known: self.models.join(", "),
             });
         }
-        let d = self.inner.decl();
-        let mut handle: ModelHandle = std::ptr::null_mut();
-        self.inner.call(|err| {
-            // SAFETY: both strings are valid for their lengths; `handle` is an out-pointer.
-            unsafe {
-                (d.create_model)(
-                    name.as_ptr(),
-                    name.len(),
-                    params_json.as_ptr(),
-                    params_json.len(),
-                    0,
-                    &mut handle,
-                    err,
-                )
-            }
-        })?;
-        // Owned from here on, so an error below still releases the handle.
-        let mut model = PluginModel {
-            plugin: Arc::clone(&self.inner),
-            handle,
-            info: ModelInfo::default(),
-            targets: TargetRule::of(&self.info),
-            announced_fd: false,
-        };
-        let mut info = ModelInfo::default();
-        // SAFETY: `handle` is live; `info` is an out-pointer.
-        self.inner
-            .call(|err| unsafe { (d.model_info)(handle, &mut info, err) })?;
-        model.info = info;
-        Ok(model)
+        new_model(&self.inner, name, params_json, TargetRule::of(&self.info))
     }
 
     /// The settings model `name` reads from `[task.params]`, with their defaults (a JSON
@@ -326,11 +297,54 @@ fn model_names(inner: &Loaded) -> Result<Vec<String>, PluginError> {
     }
 }
 
+/// Creates model `name` of `plugin` with `params_json`, initialised from seed 0.
+fn new_model(
+    plugin: &Arc<Loaded>,
+    name: &str,
+    params_json: &str,
+    targets: TargetRule,
+) -> Result<PluginModel, PluginError> {
+    let d = plugin.decl();
+    let mut handle: ModelHandle = std::ptr::null_mut();
+    plugin.call(|err| {
+        // SAFETY: both strings are valid for their lengths; `handle` is an out-pointer.
+        unsafe {
+            (d.create_model)(
+                name.as_ptr(),
+                name.len(),
+                params_json.as_ptr(),
+                params_json.len(),
+                0,
+                &mut handle,
+                err,
+            )
+        }
+    })?;
+    // Owned from here on, so an error below still releases the handle.
+    let mut model = PluginModel {
+        plugin: Arc::clone(plugin),
+        handle,
+        info: ModelInfo::default(),
+        name: name.to_string(),
+        params_json: params_json.to_string(),
+        targets,
+        announced_fd: false,
+    };
+    let mut info = ModelInfo::default();
+    // SAFETY: `handle` is live; `info` is an out-pointer.
+    plugin.call(|err| unsafe { (d.model_info)(handle, &mut info, err) })?;
+    model.info = info;
+    Ok(model)
+}
+
 /// A model instance in a plugin (since ABI v3): it owns its parameters, state and optimiser, and
 /// reads its own inputs; released through the plugin when dropped.
 pub struct PluginModel {
     plugin: Arc<Loaded>,
     handle: ModelHandle,
+    /// What it was created as, for [`PluginModel::sibling`].
+    name: String,
+    params_json: String,
     info: ModelInfo,
     /// What the task's targets must be; checked on every batch that returns them.
     targets: TargetRule,
@@ -353,6 +367,12 @@ pub enum JvpMethod {
 unsafe impl Send for PluginModel {}
 
 impl PluginModel {
+    /// Another instance of this model (the same plugin, name and settings), initialised from
+    /// seed 0: for hosts that use several at once.
+    pub fn sibling(&self) -> Result<PluginModel, PluginError> {
+        new_model(&self.plugin, &self.name, &self.params_json, self.targets)
+    }
+
     pub fn n_params(&self) -> usize {
         self.info.n_params as usize
     }

@@ -13,6 +13,7 @@ use crate::plugin::PluginModel;
 use crate::search::local::{LocalSearchConfig, LocalSearchResult, MetaStep, MetaWalk};
 use crate::train::objective::TaskKind;
 use crate::train::{TrainError, pass_seed};
+use rayon::prelude::*;
 
 /// The `Meta` uniform of `shaders/train/meta_grad.wgsl`.
 #[repr(C)]
@@ -36,6 +37,9 @@ struct InnerStep {
     weight_decay: f32,
     pad: u32,
 }
+
+/// A candidate's initialisation to draw: the seed, and where its theta0 goes.
+type InitJob<'a> = (u64, &'a mut [f32]);
 
 /// One candidate's validation task loss after the unrolled step, and dT/dphi.
 pub type MetaValue = (f32, Vec<f32>);
@@ -63,6 +67,9 @@ pub struct GpuMetaGradient<'t> {
     valid_keys: wgpu::Buffer,
     /// The training batches' crops (`Augment::words`), when the task crops and flips.
     crop_words: Option<wgpu::Buffer>,
+    /// Further instances of the model, so that each meta step's initialisations are drawn on
+    /// every core (created as needed).
+    init_models: Vec<PluginModel>,
     /// Host staging for the uploads.
     theta0: Vec<f32>,
     keys_t: Vec<u32>,
@@ -233,6 +240,7 @@ impl<'t> GpuMetaGradient<'t> {
             keys_t: no_keys.clone(),
             keys_v: no_keys,
             dropout_ids,
+            init_models: Vec::new(),
             theta0: vec![0.0; p * n_params],
             train_idx: vec![0; p * bt],
             valid_idx: vec![0; p * bv],
@@ -253,7 +261,8 @@ impl<'t> GpuMetaGradient<'t> {
             self.losses.len(),
             "one step (or none) per candidate"
         );
-        let (gpu, n_params) = (self.trainer.gpu, self.trainer.n_params);
+        self.initialise(model, steps)?;
+        let gpu = self.trainer.gpu;
         let (bt, bv, k, stride) = (self.bt, self.bv, self.k, self.stride);
         let slots = self.dropout_ids.len() * 8;
         for (c, s) in steps.iter().enumerate() {
@@ -261,7 +270,6 @@ impl<'t> GpuMetaGradient<'t> {
             fill_u32(&mut self.train_idx[c * bt..][..bt], s.train);
             fill_u32(&mut self.valid_idx[c * bv..][..bv], s.valid);
             self.phis[c * stride..][..s.phi.len()].copy_from_slice(s.phi);
-            model.initial_params(s.init_seed, &mut self.theta0[c * n_params..][..n_params])?;
             // The passes' seeds, as `MetaGradient::compute` gives them.
             for (pass, keys) in [&mut self.keys_t, &mut self.keys_v].into_iter().enumerate() {
                 let mut drawn = Vec::with_capacity(slots);
@@ -302,6 +310,39 @@ impl<'t> GpuMetaGradient<'t> {
                 })
             })
             .collect())
+    }
+
+    /// theta0 of every candidate with a step: `model`'s `init` from the step's seed, on all
+    /// cores, one model instance each (a ResNet-18's takes about 0.4 s: one after another,
+    /// a population's would keep the device waiting at every meta step).
+    fn initialise(
+        &mut self,
+        model: &mut PluginModel,
+        steps: &[Option<MetaStep<'_>>],
+    ) -> Result<(), TrainError> {
+        let jobs: Vec<InitJob<'_>> = self
+            .theta0
+            .chunks_mut(self.trainer.n_params)
+            .zip(steps)
+            .filter_map(|(theta0, s)| Some((s.as_ref()?.init_seed, theta0)))
+            .collect();
+        let workers = rayon::current_num_threads().min(jobs.len()).max(1);
+        while self.init_models.len() + 1 < workers {
+            self.init_models.push(model.sibling()?);
+        }
+        let mut groups: Vec<(&mut PluginModel, Vec<InitJob<'_>>)> = std::iter::once(model)
+            .chain(&mut self.init_models)
+            .take(workers)
+            .map(|m| (m, Vec::new()))
+            .collect();
+        for (i, job) in jobs.into_iter().enumerate() {
+            groups[i % workers].1.push(job);
+        }
+        groups.into_par_iter().try_for_each(|(model, jobs)| {
+            jobs.into_iter()
+                .try_for_each(|(seed, theta0)| model.initial_params(seed, theta0))
+        })?;
+        Ok(())
     }
 }
 

@@ -17,6 +17,20 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+/// `evomal ARGS --json` (`args` split at spaces) from the repository root, with `plugin`
+/// built: its report.
+fn report(plugin: &str, args: &str) -> serde_json::Value {
+    crate::plugins::build_plugin(plugin);
+    let o = Command::new(env!("CARGO_BIN_EXE_evomal"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(args.split(' '))
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
 #[test]
 fn loss_show_prints_canonical_infix_and_shape() {
     let o = evomal(&["loss", "show", "mul(mul(log(yhat), y), -1)"]);
@@ -163,21 +177,11 @@ fn bench_runs_and_reports_json() {
 
 #[test]
 fn bench_fitness_projects_a_search_from_two_short_timings() {
-    crate::plugins::build_plugin("evomal-plugin-diabetes");
-    let o = Command::new(env!("CARGO_BIN_EXE_evomal"))
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args([
-            "bench",
-            "fitness",
-            "tests/data/tiny.toml",
-            "--device",
-            "cpu",
-        ])
-        .args(["--candidates", "2", "--project", "--json"])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", stderr(&o));
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let fitness = "bench fitness tests/data/tiny.toml --device cpu";
+    let v = report(
+        "evomal-plugin-diabetes",
+        &format!("{fitness} --candidates 2 --project"),
+    );
     // tiny.toml: 10 meta steps, 300 fitness steps, 3 generations.
     let timed: Vec<(u64, u64)> = v["cpu"]["timings"]
         .as_array()
@@ -196,14 +200,11 @@ fn bench_fitness_projects_a_search_from_two_short_timings() {
     assert!((f("search_s") - 3.0 * f("generation_s")).abs() < 1e-9);
     assert!(v["gpu"].is_null());
 
-    let o = evomal(&[
-        "bench",
-        "fitness",
-        "tests/data/tiny.toml",
-        "--device",
-        "cpu",
-        "--gpu-only",
-    ]);
+    let o = evomal(
+        &format!("{fitness} --gpu-only")
+            .split(' ')
+            .collect::<Vec<_>>(),
+    );
     assert!(!o.status.success());
     assert!(
         stderr(&o).contains("--gpu-only needs a GPU"),
@@ -214,22 +215,10 @@ fn bench_fitness_projects_a_search_from_two_short_timings() {
 
 #[test]
 fn bench_fitness_projects_the_gpu_alone() {
-    crate::plugins::build_plugin("evomal-plugin-diabetes");
-    let o = Command::new(env!("CARGO_BIN_EXE_evomal"))
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args([
-            "bench",
-            "fitness",
-            "tests/data/tiny.toml",
-            "--device",
-            "gpu",
-            "--gpu-only",
-        ])
-        .args(["--candidates", "2", "--project", "--json"])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", stderr(&o));
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let v = report(
+        "evomal-plugin-diabetes",
+        "bench fitness tests/data/tiny.toml --device gpu --gpu-only --candidates 2 --project",
+    );
     assert!(v["cpu"].is_null());
     assert_eq!(v["gpu"]["timings"].as_array().unwrap().len(), 2);
     let generation = v["gpu"]["projected"]["generation_s"].as_f64().unwrap();
@@ -238,23 +227,10 @@ fn bench_fitness_projects_the_gpu_alone() {
 
 #[test]
 fn bench_train_profiles_each_gpu_kernel_of_a_step() {
-    crate::plugins::build_plugin("evomal-plugin-digits");
-    let o = Command::new(env!("CARGO_BIN_EXE_evomal"))
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args([
-            "bench",
-            "train",
-            "tasks/digits-cnn.toml",
-            "--device",
-            "gpu",
-            "--steps",
-            "2",
-        ])
-        .args(["--side-by-side", "2", "--profile", "--json"])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", stderr(&o));
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let v = report(
+        "evomal-plugin-digits",
+        "bench train tasks/digits-cnn.toml --device gpu --steps 2 --side-by-side 2 --profile",
+    );
     let rows = v["profile"].as_array().unwrap();
     let dispatches = |kernel: &str| {
         rows.iter()

@@ -21,7 +21,6 @@ use evomal::train::{Task, TrainConfig, TrainError};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
-
 use serde_json::json;
 
 use super::projection::{Report, Steps, Timing};

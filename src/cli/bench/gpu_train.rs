@@ -74,16 +74,15 @@ pub fn bench_train_gpu(
     let one = steps_per_second(&trainer, &task, &init, &cfg, 1, steps)?;
     let many = steps_per_second(&trainer, &task, &init, &cfg, side_by_side, steps)?;
     let together = trainer.side_by_side(&cfg);
-    let kernels = match profile {
-        true => {
-            let losses = vec![task.kind.baseline(); side_by_side.clamp(1, together)];
-            let cfg = TrainConfig {
-                steps: 3,
-                ..cfg.clone()
-            };
-            trainer.profile_step(&losses, &init, &cfg)?
-        }
-        false => Vec::new(),
+    let kernels = if profile {
+        let losses = vec![task.kind.baseline(); side_by_side.clamp(1, together)];
+        let cfg = TrainConfig {
+            steps: 3,
+            ..cfg.clone()
+        };
+        trainer.profile_step(&losses, &init, &cfg)?
+    } else {
+        Vec::new()
     };
     let mut report = json!({
         "task": plugin.name(),

@@ -53,7 +53,7 @@ fn extrapolate(steps: [usize; 2], seconds: [f64; 2], target: usize) -> (f64, f64
 
 /// One device's generation at the manifest's settings, projected from two short timings.
 #[derive(Debug)]
-pub(super) struct Projected {
+struct Projected {
     meta_step_s: f64,
     fitness_step_s: f64,
     local_s: f64,

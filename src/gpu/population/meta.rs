@@ -3,6 +3,10 @@
 //! batches and base-model initialisation. The host keeps each candidate's [`MetaWalk`] (its
 //! random draws and meta-Adam), so the walks are the CPU's, step for step.
 
+use std::sync::PoisonError;
+
+use rayon::prelude::*;
+
 use super::PopulationTrainer;
 use super::kernels::{self, Op, record};
 use super::layers::{dropout_ids, mask_keys};
@@ -13,7 +17,6 @@ use crate::plugin::PluginModel;
 use crate::search::local::{LocalSearchConfig, LocalSearchResult, MetaStep, MetaWalk};
 use crate::train::objective::TaskKind;
 use crate::train::{TrainError, pass_seed};
-use rayon::prelude::*;
 
 /// The `Meta` uniform of `shaders/train/meta_grad.wgsl`.
 #[repr(C)]
@@ -67,9 +70,6 @@ pub struct GpuMetaGradient<'t> {
     valid_keys: wgpu::Buffer,
     /// The training batches' crops (`Augment::words`), when the task crops and flips.
     crop_words: Option<wgpu::Buffer>,
-    /// Further instances of the model, so that each meta step's initialisations are drawn on
-    /// every core (created as needed).
-    init_models: Vec<PluginModel>,
     /// Host staging for the uploads.
     theta0: Vec<f32>,
     keys_t: Vec<u32>,
@@ -240,7 +240,6 @@ impl<'t> GpuMetaGradient<'t> {
             keys_t: no_keys.clone(),
             keys_v: no_keys,
             dropout_ids,
-            init_models: Vec::new(),
             theta0: vec![0.0; p * n_params],
             train_idx: vec![0; p * bt],
             valid_idx: vec![0; p * bv],
@@ -327,11 +326,16 @@ impl<'t> GpuMetaGradient<'t> {
             .filter_map(|(theta0, s)| Some((s.as_ref()?.init_seed, theta0)))
             .collect();
         let workers = rayon::current_num_threads().min(jobs.len()).max(1);
-        while self.init_models.len() + 1 < workers {
-            self.init_models.push(model.sibling()?);
+        let mut spare = self
+            .trainer
+            .spare_models
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        while spare.len() + 1 < workers {
+            spare.push(model.sibling()?);
         }
         let mut groups: Vec<(&mut PluginModel, Vec<InitJob<'_>>)> = std::iter::once(model)
-            .chain(&mut self.init_models)
+            .chain(spare.iter_mut())
             .take(workers)
             .map(|m| (m, Vec::new()))
             .collect();

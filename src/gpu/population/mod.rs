@@ -19,6 +19,8 @@ mod profile;
 pub use meta::GpuMetaGradient;
 pub use profile::KernelTime;
 
+use std::sync::Mutex;
+
 use evomal_sdk::abi::{AUGMENT_CROP_FLIP, AUGMENT_NONE};
 use evomal_sdk::augment::CropFlip;
 use kernels::{Dims, Image, Kernels, Op, Opt, record};
@@ -141,6 +143,9 @@ pub struct PopulationTrainer<'g> {
     data_bytes: usize,
     /// How training batches are cropped and flipped, if they are.
     augment: Option<Augment>,
+    /// Further instances of the model, kept for the trainer's life, on which the local
+    /// searches draw their initialisations on every core (made as needed).
+    spare_models: Mutex<Vec<PluginModel>>,
 }
 
 /// The training split's crops and flips (`TaskInfo::crop_flip`), replayed on the device as the
@@ -247,6 +252,7 @@ impl<'g> PopulationTrainer<'g> {
             train: upload(0)?,
             eval: upload(eval_split)?,
             eval_split,
+            spare_models: Mutex::new(Vec::new()),
         })
     }
 

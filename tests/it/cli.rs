@@ -17,10 +17,8 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-/// `evomal ARGS --json` (`args` split at spaces) from the repository root, with `plugin`
-/// built: its report.
-fn report(plugin: &str, args: &str) -> serde_json::Value {
-    crate::plugins::build_plugin(plugin);
+/// `evomal ARGS --json` (`args` split at spaces) from the repository root: its report.
+fn report(args: &str) -> serde_json::Value {
     let o = Command::new(env!("CARGO_BIN_EXE_evomal"))
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .args(args.split(' '))
@@ -29,6 +27,13 @@ fn report(plugin: &str, args: &str) -> serde_json::Value {
         .unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
     serde_json::from_slice(&o.stdout).unwrap()
+}
+
+/// `evomal ARGS` (split at spaces) fails, and its error says `says`.
+fn refused(args: &str, says: &str) {
+    let o = evomal(&args.split(' ').collect::<Vec<_>>());
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains(says), "{}", stderr(&o));
 }
 
 #[test]
@@ -152,20 +157,7 @@ fn bad_input_is_a_clear_error_and_a_failure_exit() {
 
 #[test]
 fn bench_runs_and_reports_json() {
-    let args = [
-        "bench",
-        "loss",
-        "--json",
-        "--elements",
-        "2000",
-        "--compile-trees",
-        "20",
-        "--expr",
-        "square(sub(y, yhat))",
-    ];
-    let o = evomal(&args);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let v = report("bench loss --elements 2000 --compile-trees 20 --expr square(sub(y,yhat))");
     let rows = v["kernels"].as_array().unwrap();
     assert_eq!(rows.len(), 2);
     assert!(
@@ -178,10 +170,8 @@ fn bench_runs_and_reports_json() {
 #[test]
 fn bench_fitness_projects_a_search_from_two_short_timings() {
     let fitness = "bench fitness tests/data/tiny.toml --device cpu";
-    let v = report(
-        "evomal-plugin-diabetes",
-        &format!("{fitness} --candidates 2 --project"),
-    );
+    crate::plugins::build_plugin("evomal-plugin-diabetes");
+    let v = report(&format!("{fitness} --candidates 2 --project"));
     // tiny.toml: 10 meta steps, 300 fitness steps, 3 generations.
     let timed: Vec<(u64, u64)> = v["cpu"]["timings"]
         .as_array()
@@ -200,23 +190,13 @@ fn bench_fitness_projects_a_search_from_two_short_timings() {
     assert!((f("search_s") - 3.0 * f("generation_s")).abs() < 1e-9);
     assert!(v["gpu"].is_null());
 
-    let o = evomal(
-        &format!("{fitness} --gpu-only")
-            .split(' ')
-            .collect::<Vec<_>>(),
-    );
-    assert!(!o.status.success());
-    assert!(
-        stderr(&o).contains("--gpu-only needs a GPU"),
-        "{}",
-        stderr(&o)
-    );
+    refused(&format!("{fitness} --gpu-only"), "--gpu-only needs a GPU");
 }
 
 #[test]
 fn bench_fitness_projects_the_gpu_alone() {
+    crate::plugins::build_plugin("evomal-plugin-diabetes");
     let v = report(
-        "evomal-plugin-diabetes",
         "bench fitness tests/data/tiny.toml --device gpu --gpu-only --candidates 2 --project",
     );
     assert!(v["cpu"].is_null());
@@ -227,8 +207,8 @@ fn bench_fitness_projects_the_gpu_alone() {
 
 #[test]
 fn bench_train_profiles_each_gpu_kernel_of_a_step() {
+    crate::plugins::build_plugin("evomal-plugin-digits");
     let v = report(
-        "evomal-plugin-digits",
         "bench train tasks/digits-cnn.toml --device gpu --steps 2 --side-by-side 2 --profile",
     );
     let rows = v["profile"].as_array().unwrap();
@@ -267,12 +247,9 @@ fn bench_train_profiles_each_gpu_kernel_of_a_step() {
         "{seconds:?}"
     );
 
-    let o = evomal(&["bench", "train", "tasks/digits-cnn.toml", "--profile"]);
-    assert!(!o.status.success());
-    assert!(
-        stderr(&o).contains("--profile times GPU kernels"),
-        "{}",
-        stderr(&o)
+    refused(
+        "bench train tasks/digits-cnn.toml --profile",
+        "--profile times GPU kernels",
     );
 }
 

@@ -74,8 +74,10 @@ pub fn bench_train_gpu(
     let one = steps_per_second(&trainer, &task, &init, &cfg, 1, steps)?;
     let many = steps_per_second(&trainer, &task, &init, &cfg, side_by_side, steps)?;
     let together = trainer.side_by_side(&cfg);
+    // A step of as many models as the side-by-side measurement trained in one dispatch.
+    let profiled = side_by_side.clamp(1, together);
     let kernels = if profile {
-        let losses = vec![task.kind.baseline(); side_by_side.clamp(1, together)];
+        let losses = vec![task.kind.baseline(); profiled];
         let cfg = TrainConfig {
             steps: 3,
             ..cfg.clone()
@@ -133,7 +135,7 @@ pub fn bench_train_gpu(
         trainer.bytes_per_candidate(&cfg) as f64 / (1 << 20) as f64
     )?;
     if profile {
-        write_profile(&kernels, side_by_side.clamp(1, together), out)?;
+        write_profile(&kernels, profiled, out)?;
     }
     Ok(())
 }

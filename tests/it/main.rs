@@ -9,6 +9,7 @@ mod export;
 mod filters;
 mod fuzz;
 mod gpu;
+mod gpu_loss;
 mod hardening;
 mod images;
 mod local_search;

@@ -41,8 +41,9 @@ struct Dims {
     // a convolution's weight gradient: the length of each chunk of its split sum, their number
     chunk: u32,
     splits: u32,
-    unused0: u32,
-    unused1: u32,
+    // gather: the split's inputs are byte codes, after each feature's 256 values
+    coded: u32,
+    unused: u32,
 }
 
 fn flat(gid: vec3<u32>, groups: vec3<u32>) -> u32 {

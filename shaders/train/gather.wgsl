@@ -4,8 +4,10 @@
 // `[candidate][row][feature]`). With `pad` > 0 the images (`c x h x w`) are cropped and
 // flipped on the way (the SDK's `CropFlip`): `crops` holds the padding's value per channel (4
 // words, f32 bits), then a word per row laid out as `idx`: the crop's offsets dy and dx in the
-// padded image (bits 0-7, 8-15) and whether the image is mirrored (bit 16).
-@group(0) @binding(0) var<storage, read> xs: array<f32>;
+// padded image (bits 0-7, 8-15) and whether the image is mirrored (bit 16). With `coded` the
+// split's inputs are bytes: 256 words per feature (its values' f32 bits), then the codes, four
+// to a word, lowest byte first.
+@group(0) @binding(0) var<storage, read> xs: array<u32>;
 @group(0) @binding(1) var<storage, read> ys: array<f32>;
 @group(0) @binding(2) var<storage, read> idx: array<u32>;
 // counter[0]: the step (or chunk) being run
@@ -14,6 +16,15 @@
 @group(0) @binding(5) var<storage, read_write> xb: array<f32>;
 @group(0) @binding(6) var<storage, read_write> yb: array<f32>;
 @group(0) @binding(7) var<uniform> d: Dims;
+
+// Input `i` of the split (row * a + feature).
+fn input(i: u32) -> f32 {
+    if (d.coded == 0u) {
+        return bitcast<f32>(xs[i]);
+    }
+    let code = (xs[d.a * 256u + i / 4u] >> (i % 4u * 8u)) & 0xffu;
+    return bitcast<f32>(xs[i % d.a * 256u + code]);
+}
 
 // Feature `f` of the example at `row`, cropped and flipped as `word` says.
 fn cropped(row: u32, f: u32, word: u32) -> f32 {
@@ -28,7 +39,7 @@ fn cropped(row: u32, f: u32, word: u32) -> f32 {
     if (sy < 0 || sy >= i32(d.h) || sx < 0 || sx >= i32(d.w)) {
         return bitcast<f32>(crops[ch]);
     }
-    return xs[row * d.a + ch * hw + u32(sy) * d.w + u32(sx)];
+    return input(row * d.a + ch * hw + u32(sy) * d.w + u32(sx));
 }
 
 @compute @workgroup_size(64)
@@ -40,7 +51,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
         let r = i / d.a;
         let row = idx[base + r];
         if (d.pad == 0u) {
-            xb[i] = xs[row * d.a + i % d.a];
+            xb[i] = input(row * d.a + i % d.a);
         } else {
             xb[i] = cropped(row, i % d.a, crops[4u + base + r]);
         }

@@ -98,6 +98,7 @@ pub fn bench_train_gpu(
         "together": together,
         "model_steps_per_s": many * side_by_side as f64,
         "bytes_per_candidate": trainer.bytes_per_candidate(&cfg),
+        "data_bytes": trainer.data_bytes(),
         "device_memory_bytes": gpu.memory(),
     });
     if profile {
@@ -121,11 +122,13 @@ pub fn bench_train_gpu(
         .unwrap_or_default();
     writeln!(
         out,
-        "{} / {}: {} parameters, batch {batch}, {steps} timed steps, on {}{memory}{caveat}",
+        "{} / {}: {} parameters, batch {batch}, {steps} timed steps, on {}{memory}{caveat}; \
+         {:.1} MiB of data on the device",
         plugin.name(),
         manifest.task.model,
         model.n_params(),
-        gpu.describe()
+        gpu.describe(),
+        trainer.data_bytes() as f64 / (1 << 20) as f64
     )?;
     writeln!(out, "  one model:       {one:>10.3} steps/s")?;
     writeln!(

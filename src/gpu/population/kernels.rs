@@ -30,7 +30,9 @@ pub struct Dims {
     /// A convolution's weight gradient: the length of each chunk of its split sum, their number.
     pub chunk: u32,
     pub splits: u32,
-    pub unused: [u32; 2],
+    /// The gather's inputs are byte codes (`split.rs`).
+    pub coded: u32,
+    pub unused: u32,
 }
 
 /// The image part of [`Dims`]: a convolution's or a pooling's shapes.

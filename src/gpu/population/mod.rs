@@ -15,6 +15,7 @@ mod meta;
 mod meta_test;
 mod net;
 mod profile;
+mod split;
 
 pub use meta::GpuMetaGradient;
 pub use profile::KernelTime;
@@ -25,7 +26,8 @@ use evomal_sdk::abi::{AUGMENT_CROP_FLIP, AUGMENT_NONE};
 use evomal_sdk::augment::CropFlip;
 use kernels::{Dims, Image, Kernels, Op, Opt, record};
 use layers::{GpuLayer, dropout_ids, gpu_layers, mask_keys, row_floats, state_len};
-use net::{Crops, Net, Pass, Source, partial_floats};
+use net::{Crops, Net, Pass, partial_floats};
+use split::Split;
 
 use super::{Gpu, GpuError};
 use crate::expr::LossExpr;
@@ -72,32 +74,6 @@ impl Run<'_> {
     }
 }
 
-/// A split's examples on the device, and its targets on the host (for the metric).
-struct Split {
-    n: usize,
-    xs: wgpu::Buffer,
-    ys: wgpu::Buffer,
-    targets: Vec<f32>,
-}
-
-impl Split {
-    /// The rows `idx[counter]` of this split, cropped and flipped by `crops`.
-    fn source<'b>(
-        &'b self,
-        idx: &'b wgpu::Buffer,
-        counter: &'b wgpu::Buffer,
-        crops: Option<Crops<'b>>,
-    ) -> Source<'b> {
-        Source {
-            xs: &self.xs,
-            ys: &self.ys,
-            idx,
-            counter,
-            crops,
-        }
-    }
-}
-
 /// What bounds the candidates side by side on a device, in bytes.
 struct Memory {
     /// One storage binding, which holds all candidates' copies of a buffer.
@@ -139,8 +115,6 @@ pub struct PopulationTrainer<'g> {
     train: Split,
     eval: Split,
     eval_split: u32,
-    /// Bytes of the splits on the device.
-    data_bytes: usize,
     /// How training batches are cropped and flipped, if they are.
     augment: Option<Augment>,
     /// Further instances of the model, kept for the trainer's life, on which the local
@@ -222,19 +196,10 @@ impl<'g> PopulationTrainer<'g> {
             }
         };
         let layers = gpu_layers(&model.layers()?)?;
-        let upload = |split: u32| -> Result<Split, TrainError> {
-            let n = task.split_size(split);
-            let idx: Vec<u64> = (0..n as u64).collect();
-            let mut x = vec![0.0f32; n * task.input_len];
-            let mut y = vec![0.0f32; n * task.target_width];
-            task.plugin.read_batch(split, &idx, &mut x, &mut y)?;
-            Ok(Split {
-                n,
-                xs: gpu.buffer_with("split inputs", &x)?,
-                ys: gpu.buffer_with("split targets", &y)?,
-                targets: y,
-            })
-        };
+        let (train, eval) = (
+            Split::upload(gpu, task, 0)?,
+            Split::upload(gpu, task, eval_split)?,
+        );
         Ok(PopulationTrainer {
             gpu,
             kernels: Kernels::new(gpu)?,
@@ -246,14 +211,16 @@ impl<'g> PopulationTrainer<'g> {
             n_params: model.n_params(),
             capacity,
             augment,
-            data_bytes: 4
-                * (task.split_size(0) + task.split_size(eval_split))
-                * (task.input_len + task.target_width),
-            train: upload(0)?,
-            eval: upload(eval_split)?,
+            train,
+            eval,
             eval_split,
             spare_models: Mutex::new(Vec::new()),
         })
+    }
+
+    /// Bytes of the training and evaluation splits on the device.
+    pub fn data_bytes(&self) -> usize {
+        self.train.bytes + self.eval.bytes
     }
 
     /// One candidate's device memory in a fitness run with `cfg`: its parameters, their
@@ -282,7 +249,7 @@ impl<'g> PopulationTrainer<'g> {
         let memory = Memory {
             binding: 4 * self.gpu.max_binding_floats(),
             device: self.gpu.memory(),
-            data: self.data_bytes,
+            data: self.data_bytes(),
         };
         let largest = 4 * (rows * widest).max(self.n_params);
         memory

@@ -178,11 +178,13 @@ pub struct Net<'a> {
     room: usize,
 }
 
-/// Where a forward pass takes its rows from: a split's inputs and targets, the index lists,
-/// the counter selecting the step's list, and how the rows are cropped and flipped.
+/// Where a forward pass takes its rows from: a split's inputs (byte codes where `coded`) and
+/// targets, the index lists, the counter selecting the step's list, and how the rows are
+/// cropped and flipped.
 pub struct Source<'b> {
     pub xs: &'b wgpu::Buffer,
     pub ys: &'b wgpu::Buffer,
+    pub coded: bool,
     pub idx: &'b wgpu::Buffer,
     pub counter: &'b wgpu::Buffer,
     pub crops: Option<Crops<'b>>,

@@ -24,12 +24,14 @@ impl Net<'_> {
             b: target_width as u32,
             kind: self.own_batches as u32,
             image: source.crops.map(|c| c.image).unwrap_or_default(),
+            coded: source.coded as u32,
             ..Dims::default()
         };
         let sets = if self.own_batches { self.p } else { 1 };
         let Source {
             xs,
             ys,
+            coded: _,
             idx,
             counter,
             crops,

@@ -297,3 +297,83 @@ fn plugin_info_lists_models_with_their_settings_and_defaults() {
         assert!(text.contains(line), "missing `{line}` in:\n{text}");
     }
 }
+
+/// `tests/bench/gpu_figures.py` summarises the reports of the commands it runs (the real ones,
+/// on small tasks here) against the GPU targets, and never runs a stage whose file is there.
+#[test]
+fn the_gpu_figures_script_summarises_the_bench_reports() {
+    crate::plugins::build_plugin("evomal-plugin-digits");
+    let out = std::env::temp_dir().join(format!("evomal-gpu-figures-{}", std::process::id()));
+    std::fs::create_dir_all(&out).unwrap();
+    let write = |stage: &str, v: &serde_json::Value| {
+        std::fs::write(out.join(format!("{stage}.json")), v.to_string()).unwrap()
+    };
+    let script = |args: &[&str]| {
+        let o = Command::new("python3")
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/bench/gpu_figures.py"
+            ))
+            .arg("--out")
+            .arg(&out)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+        stdout(&o)
+    };
+    let fitness = "bench fitness tasks/digits-mlp.toml --project --candidates";
+    let gpu = report(&format!("{fitness} 3 --device gpu --gpu-only"));
+    write("gpu", &gpu);
+    assert!(
+        script(&["--summary-only"]).contains("Not yet run: steps, cpu, profile."),
+        "only the GPU projection is there"
+    );
+
+    let cpu = report(&format!("{fitness} 2 --device cpu"));
+    write("cpu", &cpu);
+    let profiled = report(
+        "bench train tasks/digits-cnn.toml --device gpu --steps 2 --side-by-side 2 --profile",
+    );
+    write("profile", &serde_json::json!({ "cnn": profiled }));
+    // As pytorch_steps.py --device cuda writes its figures (there is no CUDA here).
+    let row = serde_json::json!({
+        "model": "lenet5", "batch": 128, "device": "a GPU", "torch_device": "a CUDA GPU",
+        "evomal_steps_per_s": 50.0, "side_by_side": 25, "evomal_model_steps_per_s": 200.0,
+        "pytorch_steps_per_s": 100.0, "ratio": 0.5, "ratio_side_by_side": 2.0,
+        "mib_per_model": 1.5,
+    });
+    write(
+        "steps",
+        &serde_json::json!({ "torch": "2.x", "rows": [row] }),
+    );
+    let text = script(&[]);
+    for stage in ["steps", "gpu", "cpu", "profile"] {
+        assert!(
+            text.contains(&format!("{stage}.json is there; skipped")),
+            "{text}"
+        );
+    }
+    let per_s = |r: &serde_json::Value, device: &str| {
+        r["candidates"].as_f64().unwrap() / r[device]["projected"]["generation_s"].as_f64().unwrap()
+    };
+    let ratio = per_s(&gpu, "gpu") / per_s(&cpu, "cpu");
+    let met = if ratio >= 10.0 { "meets" } else { "below" };
+    for line in [
+        format!("{ratio:.2}x; target at least 10x ({met})"),
+        "| lenet5 | 50.00 | 200.00 | 100.00 | 0.50 (below) | 2.00 (meets) | 1.5 |".into(),
+        "(a software rasteriser: not a GPU figure)".into(),
+        "One step of 2 cnn models side by side".into(),
+    ] {
+        assert!(text.contains(&line), "{line} in {text}");
+    }
+    assert!(!text.contains("Not yet run"), "{text}");
+    assert_eq!(
+        std::fs::read_to_string(out.join("summary.md")).unwrap(),
+        text.lines()
+            .filter(|l| !l.ends_with("skipped"))
+            .map(|l| format!("{l}\n"))
+            .collect::<String>()
+    );
+    std::fs::remove_dir_all(&out).ok();
+}

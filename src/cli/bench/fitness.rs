@@ -89,6 +89,15 @@ pub fn bench_fitness(args: &FitnessArgs, out: &mut dyn Write) -> anyhow::Result<
     if args.gpu_only && gpu.is_none() {
         anyhow::bail!("--gpu-only needs a GPU: pass --device gpu, or auto with an adapter");
     }
+    // Set up once, as a search does (data upload, kernels, the local search's spare model
+    // instances): not timed.
+    let trainer = match &gpu {
+        Some(gpu) => Some(
+            PopulationTrainer::new(gpu, &task, &model, bench.losses.len(), 1)
+                .context("setting up the GPU trainer")?,
+        ),
+        None => None,
+    };
     let mut cpu = Vec::new();
     let mut on_gpu = Vec::new();
     for &steps in &settings {
@@ -96,13 +105,14 @@ pub fn bench_fitness(args: &FitnessArgs, out: &mut dyn Write) -> anyhow::Result<
         if !args.gpu_only {
             cpu.push((steps, b.on_cpu(&make_model)?));
         }
-        if let Some(gpu) = &gpu {
+        if let Some(trainer) = &trainer {
             // A device's first run pays once for what later runs reuse (the driver compiles
-            // and caches pipelines): that would bend the line a projection fits.
+            // and caches pipelines, the trainer makes its spare model instances): that would
+            // bend the line a projection fits.
             if args.project && on_gpu.is_empty() {
-                b.on_gpu(gpu, &mut model)?;
+                b.on_gpu(trainer, &mut model)?;
             }
-            on_gpu.push((steps, b.on_gpu(gpu, &mut model)?));
+            on_gpu.push((steps, b.on_gpu(trainer, &mut model)?));
         }
     }
     let report = Report {
@@ -203,11 +213,11 @@ impl Bench<'_> {
         })
     }
 
-    /// The trainer's one-off setup (data upload, kernels) is not timed.
-    fn on_gpu(&self, gpu: &Gpu, model: &mut PluginModel) -> anyhow::Result<Timing> {
-        let n = self.losses.len();
-        let trainer = PopulationTrainer::new(gpu, self.task, model, n, 1)
-            .context("setting up the GPU trainer")?;
+    fn on_gpu(
+        &self,
+        trainer: &PopulationTrainer<'_>,
+        model: &mut PluginModel,
+    ) -> anyhow::Result<Timing> {
         let started = Instant::now();
         let learned: Vec<LossExpr> = match &self.local {
             None => self.losses.clone(),

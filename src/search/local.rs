@@ -364,6 +364,10 @@ pub struct MetaStep<'w> {
     pub train: &'w [u64],
     pub valid: &'w [u64],
     pub init_seed: u64,
+    /// The next step's `init_seed`, if the walk has a next step (and does not diverge now).
+    /// It does not depend on this step's result, so the GPU path draws the next
+    /// initialisations on the host while the device computes this step.
+    pub next_init_seed: Option<u64>,
 }
 
 /// One candidate's local search without the meta-gradient itself: its random draws (initial
@@ -444,11 +448,14 @@ impl MetaWalk {
         self.steps_left -= 1;
         self.train_sampler.next(&mut self.train_idx);
         self.valid_sampler.next(&mut self.valid_idx);
+        let init_seed = self.rng.random();
+        let next_init_seed = (self.steps_left > 0).then(|| self.rng.clone().random());
         Some(MetaStep {
             phi: &self.phi,
             train: &self.train_idx,
             valid: &self.valid_idx,
-            init_seed: self.rng.random(),
+            init_seed,
+            next_init_seed,
         })
     }
 
@@ -477,5 +484,33 @@ impl MetaWalk {
             diverged: self.diverged,
             used_fd_jvp,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_step_knows_the_next_steps_seed() {
+        let cfg = LocalSearchConfig {
+            meta_steps: 4,
+            ..LocalSearchConfig::default()
+        };
+        let loss: LossExpr = "square(sub(y, yhat))".parse().unwrap();
+        let mut walk = MetaWalk::new(100, 50, &loss, &cfg, 7);
+        let mut announced = None;
+        let mut steps = 0;
+        while let Some(step) = walk.next_step() {
+            if steps > 0 {
+                assert_eq!(announced, Some(step.init_seed), "step {steps}");
+            }
+            announced = step.next_init_seed;
+            steps += 1;
+            let grad = vec![0.1; loss.len()];
+            walk.take(1.0, &grad);
+        }
+        assert_eq!(steps, 4);
+        assert_eq!(announced, None, "the last step has no next");
     }
 }

@@ -126,6 +126,16 @@ def summary_search(gpu, cpu):
             f"{gpu['gpu']['device']}{software}:",
             f"- {projected['meta_step_s']:.3f} s per meta step, "
             f"{projected['fitness_step_s']:.3f} s per fitness step (all {n} at once)",
+        ]
+        host = gpu["gpu"]["timings"][-1].get("meta_host")
+        if host:
+            init, wait = (host[k] / host["device_steps"] for k in ("init_s", "wait_s"))
+            pace = "the host" if init > wait else "the device"
+            lines.append(
+                f"- per meta step the host drew base-model initialisations for {init:.3g} s "
+                f"(the next step's while the device works) and waited {wait:.3g} s for the "
+                f"device: {pace} sets the pace")
+        lines += [
             f"- a generation of {n}: {duration(projected['generation_s'])}; "
             f"{duration(projected['generation_s'] / n)} per fully evaluated candidate",
             f"- the search, {gpu['generations']} generations of {n}: "

@@ -179,6 +179,7 @@ fn bench_fitness_projects_a_search_from_two_short_timings() {
         .iter()
         .map(|t| {
             let steps = |k: &str| t[k].as_u64().unwrap();
+            assert!(t["meta_host"].is_null(), "the GPU's alone: {t}");
             (steps("meta_steps"), steps("fitness_steps"))
         })
         .collect();
@@ -200,7 +201,15 @@ fn bench_fitness_projects_the_gpu_alone() {
         "bench fitness tests/data/tiny.toml --device gpu --gpu-only --candidates 2 --project",
     );
     assert!(v["cpu"].is_null());
-    assert_eq!(v["gpu"]["timings"].as_array().unwrap().len(), 2);
+    let timings = v["gpu"]["timings"].as_array().unwrap();
+    assert_eq!(timings.len(), 2);
+    for t in timings {
+        // Both candidates side by side: one device step per meta step.
+        let host = &t["meta_host"];
+        assert_eq!(host["device_steps"], t["meta_steps"], "{t}");
+        assert!(host["init_s"].as_f64().unwrap() > 0.0, "{t}");
+        assert!(host["wait_s"].as_f64().unwrap() > 0.0, "{t}");
+    }
     let generation = v["gpu"]["projected"]["generation_s"].as_f64().unwrap();
     assert!(generation > 0.0, "{v}");
 }
@@ -359,7 +368,14 @@ fn the_gpu_figures_script_summarises_the_bench_reports() {
     };
     let ratio = per_s(&gpu, "gpu") / per_s(&cpu, "cpu");
     let met = if ratio >= 10.0 { "meets" } else { "below" };
+    let host = &gpu["gpu"]["timings"][1]["meta_host"];
+    let pace = match host["init_s"].as_f64().unwrap() > host["wait_s"].as_f64().unwrap() {
+        true => "the host sets the pace",
+        false => "the device sets the pace",
+    };
     for line in [
+        "- per meta step the host drew base-model initialisations for ".into(),
+        format!("s for the device: {pace}"),
         format!("{ratio:.2}x; target at least 10x ({met})"),
         "| lenet5 | 50.00 | 200.00 | 100.00 | 0.50 (below) | 2.00 (meets) | 1.5 |".into(),
         "(a software rasteriser: not a GPU figure)".into(),

@@ -484,6 +484,7 @@ pub fn meta_gradients_agree(p: &TaskPlugin, model: &str, params: &str, losses: &
                 train: &train[c],
                 valid: &valid[c],
                 init_seed: 11 + c as u64,
+                next_init_seed: None,
             })
         })
         .collect();
@@ -551,6 +552,55 @@ fn meta_gradients_on_the_gpu_equal_the_cpus() {
             ],
         );
     }
+}
+
+/// The next step's initialisations are drawn while the device computes the current one; a
+/// draw serves only the step whose seed it was drawn from (a walk that diverges leaves its
+/// draw unused, and its slot may later go to another seed).
+#[test]
+fn initialisations_drawn_ahead_serve_only_their_own_seed() {
+    let p = shipped("evomal-plugin-diabetes");
+    let task = Task::new(&p);
+    let mut m = p.create_model("mlp", r#"{"hidden": [16]}"#).unwrap();
+    let cfg = LocalSearchConfig {
+        batch: 16,
+        ..LocalSearchConfig::default()
+    };
+    let losses: Vec<LossExpr> = ["square(sub(y, yhat))", "abs(sub(y, yhat))"]
+        .iter()
+        .map(|l| l.parse().unwrap())
+        .collect();
+    let phi = [1.0f32; 4];
+    let batch: Vec<u64> = (0..16).collect();
+    let steps = |seeds: [u64; 2], next: [Option<u64>; 2]| -> Vec<Option<MetaStep<'_>>> {
+        (0..2)
+            .map(|c| {
+                Some(MetaStep {
+                    phi: &phi[..losses[c].len()],
+                    train: &batch,
+                    valid: &batch,
+                    init_seed: seeds[c],
+                    next_init_seed: next[c],
+                })
+            })
+            .collect()
+    };
+    let trainer = PopulationTrainer::new(gpu(), &task, &m, 2, 1).unwrap();
+    let fresh = GpuMetaGradient::new(&trainer, &losses, &cfg)
+        .unwrap()
+        .compute(&mut m, &steps([5, 6], [None; 2]))
+        .unwrap();
+    let mut ahead = GpuMetaGradient::new(&trainer, &losses, &cfg).unwrap();
+    ahead
+        .compute(&mut m, &steps([1, 2], [Some(5), Some(99)]))
+        .unwrap();
+    let got = ahead.compute(&mut m, &steps([5, 6], [None; 2])).unwrap();
+    assert_eq!(got, fresh, "drawn ahead for candidate 0; not for 1");
+    let other = GpuMetaGradient::new(&trainer, &losses, &cfg)
+        .unwrap()
+        .compute(&mut m, &steps([5, 99], [None; 2]))
+        .unwrap();
+    assert_ne!(got[1], other[1], "the seeds' initialisations differ");
 }
 
 /// Whole local searches: the same walks (traces and learned weights) on both.

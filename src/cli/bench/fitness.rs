@@ -210,6 +210,7 @@ impl Bench<'_> {
             local_s,
             fitness_s: started.elapsed().as_secs_f64(),
             fitness,
+            meta_host: None,
         })
     }
 
@@ -218,6 +219,7 @@ impl Bench<'_> {
         trainer: &PopulationTrainer<'_>,
         model: &mut PluginModel,
     ) -> anyhow::Result<Timing> {
+        trainer.take_meta_host_time();
         let started = Instant::now();
         let learned: Vec<LossExpr> = match &self.local {
             None => self.losses.clone(),
@@ -228,6 +230,7 @@ impl Bench<'_> {
                 .collect(),
         };
         let local_s = started.elapsed().as_secs_f64();
+        let meta_host = Some(trainer.take_meta_host_time()).filter(|h| h.steps > 0);
         let init = self.init(model)?;
         let started = Instant::now();
         let runs = trainer.train(
@@ -241,6 +244,7 @@ impl Bench<'_> {
             local_s,
             fitness_s: started.elapsed().as_secs_f64(),
             fitness: runs.into_iter().map(|r| r.metric).collect(),
+            meta_host,
         })
     }
 }

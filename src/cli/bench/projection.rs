@@ -4,6 +4,7 @@
 use std::io::Write;
 
 use evomal::gpu::Gpu;
+use evomal::gpu::population::MetaHostTime;
 use serde_json::json;
 
 /// Seconds spent in each phase, and the fitness values.
@@ -11,6 +12,8 @@ pub(super) struct Timing {
     pub(super) local_s: f64,
     pub(super) fitness_s: f64,
     pub(super) fitness: Vec<f64>,
+    /// The GPU local search's host time, where it took meta steps.
+    pub(super) meta_host: Option<MetaHostTime>,
 }
 
 impl Timing {
@@ -142,8 +145,14 @@ impl Report<'_> {
     pub(super) fn json(&self) -> serde_json::Value {
         let n = self.n;
         let timing = |(s, t): &(Steps, Timing)| {
-            json!({"meta_steps": s.meta, "fitness_steps": s.fitness, "local_search_s": t.local_s,
-                "fitness_s": t.fitness_s, "evals_per_s": t.rate(n)})
+            let mut v = json!({"meta_steps": s.meta, "fitness_steps": s.fitness,
+                "local_search_s": t.local_s, "fitness_s": t.fitness_s,
+                "evals_per_s": t.rate(n)});
+            if let Some(h) = t.meta_host {
+                v["meta_host"] = json!({"device_steps": h.steps, "init_s": h.init_s,
+                    "wait_s": h.wait_s});
+            }
+            v
         };
         let projection = |timed: &[(Steps, Timing)]| {
             self.projected(timed).map(|p| {
@@ -194,6 +203,15 @@ impl Report<'_> {
                     t.local_s,
                     t.fitness_s
                 )?;
+                if let Some(h) = t.meta_host {
+                    writeln!(
+                        out,
+                        "    local search, per meta step on the device: {} drawing \
+                         initialisations on the host, {} waiting for the device",
+                        seconds(h.init_s / h.steps as f64),
+                        seconds(h.wait_s / h.steps as f64)
+                    )?;
+                }
             }
         }
         if self.software() {
@@ -271,6 +289,7 @@ mod tests {
             local_s,
             fitness_s,
             fitness: Vec::new(),
+            meta_host: None,
         };
         let (a, b) = (timing(37.0, 92.0), timing(91.0, 131.0));
         let steps = Steps::short(Steps {

@@ -4,6 +4,7 @@
 //! random draws and meta-Adam), so the walks are the CPU's, step for step.
 
 use std::sync::PoisonError;
+use std::time::Instant;
 
 use rayon::prelude::*;
 
@@ -47,6 +48,16 @@ type InitJob<'a> = (u64, &'a mut [f32]);
 /// One candidate's validation task loss after the unrolled step, and dT/dphi.
 pub type MetaValue = (f32, Vec<f32>);
 
+/// Where the host's time went in meta steps: drawing base-model initialisations (those of the
+/// next step overlap the device's work), and waiting for the device's results. Little waiting
+/// and much drawing means the host, not the device, sets the pace.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct MetaHostTime {
+    pub steps: usize,
+    pub init_s: f64,
+    pub wait_s: f64,
+}
+
 /// The meta-gradients of a population of candidate losses, prepared once (buffers, shaders,
 /// the recorded passes) and computed per meta step.
 pub struct GpuMetaGradient<'t> {
@@ -72,6 +83,10 @@ pub struct GpuMetaGradient<'t> {
     crop_words: Option<wgpu::Buffer>,
     /// Host staging for the uploads.
     theta0: Vec<f32>,
+    /// The next step's initialisations, drawn while the device computes this one, and per
+    /// candidate the seed they were drawn from.
+    theta0_next: Vec<f32>,
+    next_seeds: Vec<Option<u64>>,
     keys_t: Vec<u32>,
     keys_v: Vec<u32>,
     train_idx: Vec<u32>,
@@ -241,6 +256,8 @@ impl<'t> GpuMetaGradient<'t> {
             keys_v: no_keys,
             dropout_ids,
             theta0: vec![0.0; p * n_params],
+            theta0_next: vec![0.0; p * n_params],
+            next_seeds: vec![None; p],
             train_idx: vec![0; p * bt],
             valid_idx: vec![0; p * bv],
             phis: vec![0.0; p * stride],
@@ -249,7 +266,8 @@ impl<'t> GpuMetaGradient<'t> {
 
     /// For each candidate with a step: the validation task loss after the unrolled step and
     /// dT/dphi (one per node; the root's is 0), as `MetaGradient::compute` returns them. The
-    /// base-model initialisations come from `model`'s `init`.
+    /// base-model initialisations come from `model`'s `init`; those of the steps' next steps
+    /// are drawn while the device computes these, and used when they come.
     pub fn compute(
         &mut self,
         model: &mut PluginModel,
@@ -260,7 +278,21 @@ impl<'t> GpuMetaGradient<'t> {
             self.losses.len(),
             "one step (or none) per candidate"
         );
-        self.initialise(model, steps)?;
+        let n_params = self.trainer.n_params;
+        std::mem::swap(&mut self.theta0, &mut self.theta0_next);
+        let drawn = std::mem::replace(&mut self.next_seeds, vec![None; steps.len()]);
+        let missing = self
+            .theta0
+            .chunks_mut(n_params)
+            .zip(steps.iter().zip(drawn))
+            .filter_map(|(theta0, (s, drawn))| {
+                let seed = s.as_ref()?.init_seed;
+                (drawn != Some(seed)).then_some((seed, theta0))
+            })
+            .collect();
+        let started = Instant::now();
+        initialise(self.trainer, model, missing)?;
+        let mut init_s = started.elapsed().as_secs_f64();
         let gpu = self.trainer.gpu;
         let (bt, bv, k, stride) = (self.bt, self.bv, self.k, self.stride);
         let slots = self.dropout_ids.len() * 8;
@@ -293,9 +325,34 @@ impl<'t> GpuMetaGradient<'t> {
         q.write_buffer(&self.idx_v, 0, bytemuck::cast_slice(&self.valid_idx));
         q.write_buffer(&self.weights, 0, bytemuck::cast_slice(&self.phis));
         record(gpu, &self.ops, 1);
+        // The uploads above are staged, so theta0_next is free. A walk that diverges in this
+        // step wastes its draw.
+        let ahead = self
+            .theta0_next
+            .chunks_mut(n_params)
+            .zip(steps)
+            .filter_map(|(theta0, s)| Some((s.as_ref()?.next_init_seed?, theta0)))
+            .collect();
+        let started = Instant::now();
+        initialise(self.trainer, model, ahead)?;
+        init_s += started.elapsed().as_secs_f64();
+        self.next_seeds = steps
+            .iter()
+            .map(|s| s.as_ref().and_then(|s| s.next_init_seed))
+            .collect();
         let p = self.losses.len();
+        let started = Instant::now();
         let row_losses = gpu.read(&self.row_loss_v, p * bv)?;
         let meta = gpu.read(&self.meta, p * k)?;
+        let mut host = self
+            .trainer
+            .meta_host
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        host.steps += 1;
+        host.init_s += init_s;
+        host.wait_s += started.elapsed().as_secs_f64();
+        drop(host);
         Ok(steps
             .iter()
             .zip(&self.losses)
@@ -310,47 +367,18 @@ impl<'t> GpuMetaGradient<'t> {
             })
             .collect())
     }
-
-    /// theta0 of every candidate with a step: `model`'s `init` from the step's seed, on all
-    /// cores, one model instance each (a ResNet-18's takes about 0.4 s: one after another,
-    /// a population's would keep the device waiting at every meta step).
-    fn initialise(
-        &mut self,
-        model: &mut PluginModel,
-        steps: &[Option<MetaStep<'_>>],
-    ) -> Result<(), TrainError> {
-        let jobs: Vec<InitJob<'_>> = self
-            .theta0
-            .chunks_mut(self.trainer.n_params)
-            .zip(steps)
-            .filter_map(|(theta0, s)| Some((s.as_ref()?.init_seed, theta0)))
-            .collect();
-        let workers = rayon::current_num_threads().min(jobs.len()).max(1);
-        let mut spare = self
-            .trainer
-            .spare_models
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        while spare.len() + 1 < workers {
-            spare.push(model.sibling()?);
-        }
-        let mut groups: Vec<(&mut PluginModel, Vec<InitJob<'_>>)> = std::iter::once(model)
-            .chain(spare.iter_mut())
-            .take(workers)
-            .map(|m| (m, Vec::new()))
-            .collect();
-        for (i, job) in jobs.into_iter().enumerate() {
-            groups[i % workers].1.push(job);
-        }
-        groups.into_par_iter().try_for_each(|(model, jobs)| {
-            jobs.into_iter()
-                .try_for_each(|(seed, theta0)| model.initial_params(seed, theta0))
-        })?;
-        Ok(())
-    }
 }
 
 impl PopulationTrainer<'_> {
+    /// The host's time in the meta steps since the last call.
+    pub fn take_meta_host_time(&self) -> MetaHostTime {
+        let mut host = self
+            .meta_host
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        std::mem::take(&mut host)
+    }
+
     /// Tunes the weights of every loss in `losses` (unweighted candidates) as
     /// [`crate::search::local::local_search`] does, candidate `c` drawing from `seeds[c]`;
     /// `model` provides the base-model initialisations. The JVP is always exact here.
@@ -404,6 +432,40 @@ impl PopulationTrainer<'_> {
             .map(|(w, e)| w.finish(e, false))
             .collect())
     }
+}
+
+/// The initialisations `jobs` from `model`'s `init`, on all cores, one model instance each (a
+/// ResNet-18's takes about 0.4 s: one after another, a population's would keep the device
+/// waiting at every meta step).
+fn initialise(
+    trainer: &PopulationTrainer<'_>,
+    model: &mut PluginModel,
+    jobs: Vec<InitJob<'_>>,
+) -> Result<(), TrainError> {
+    if jobs.is_empty() {
+        return Ok(());
+    }
+    let workers = rayon::current_num_threads().min(jobs.len()).max(1);
+    let mut spare = trainer
+        .spare_models
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    while spare.len() + 1 < workers {
+        spare.push(model.sibling()?);
+    }
+    let mut groups: Vec<(&mut PluginModel, Vec<InitJob<'_>>)> = std::iter::once(model)
+        .chain(spare.iter_mut())
+        .take(workers)
+        .map(|m| (m, Vec::new()))
+        .collect();
+    for (i, job) in jobs.into_iter().enumerate() {
+        groups[i % workers].1.push(job);
+    }
+    groups.into_par_iter().try_for_each(|(model, jobs)| {
+        jobs.into_iter()
+            .try_for_each(|(seed, theta0)| model.initial_params(seed, theta0))
+    })?;
+    Ok(())
 }
 
 fn fill_u32(out: &mut [u32], idx: &[u64]) {

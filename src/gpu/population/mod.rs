@@ -17,7 +17,7 @@ mod net;
 mod profile;
 mod split;
 
-pub use meta::GpuMetaGradient;
+pub use meta::{GpuMetaGradient, MetaHostTime};
 pub use profile::KernelTime;
 
 use std::sync::Mutex;
@@ -120,6 +120,7 @@ pub struct PopulationTrainer<'g> {
     /// Further instances of the model, kept for the trainer's life, on which the local
     /// searches draw their initialisations on every core (made as needed).
     spare_models: Mutex<Vec<PluginModel>>,
+    meta_host: Mutex<MetaHostTime>,
 }
 
 /// The training split's crops and flips (`TaskInfo::crop_flip`), replayed on the device as the
@@ -215,6 +216,7 @@ impl<'g> PopulationTrainer<'g> {
             eval,
             eval_split,
             spare_models: Mutex::new(Vec::new()),
+            meta_host: Mutex::new(MetaHostTime::default()),
         })
     }
 

@@ -9,6 +9,9 @@
 // sum shared among workgroups), which chunk: `store` then receives that chunk's partial sum.
 // The sizes are chosen per adapter and product (`kernels::Tiles`); the invocations divide
 // TILE_N and TILE_K, so each loads B from one column and A at one offset into the slice.
+// An invocation's PER_M x PER_N outputs are WG_Y rows and WG_X columns apart, not adjacent:
+// neighbouring invocations then read neighbouring words of the tiles (no shared-memory bank
+// conflicts on hardware GPUs) and store neighbouring outputs.
 struct Shape {
     m: u32,
     n: u32,
@@ -22,7 +25,8 @@ const TILE_K: u32 = {{tile_k}}u;
 const PER_M: u32 = {{per_m}}u;
 const PER_N: u32 = {{per_n}}u;
 const WG_X: u32 = TILE_N / PER_N;
-const THREADS: u32 = WG_X * (TILE_M / PER_M);
+const WG_Y: u32 = TILE_M / PER_M;
+const THREADS: u32 = WG_X * WG_Y;
 
 var<workgroup> a_tile: array<f32, {{a_tile}}>;
 var<workgroup> b_tile: array<f32, {{b_tile}}>;
@@ -69,18 +73,18 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
         workgroupBarrier();
         for (var kk = 0u; kk < TILE_K; kk++) {
             for (var i = 0u; i < PER_M; i++) {
-                let av = a_tile[(lid.y * PER_M + i) * TILE_K + kk];
+                let av = a_tile[(lid.y + i * WG_Y) * TILE_K + kk];
                 for (var j = 0u; j < PER_N; j++) {
-                    acc[i * PER_N + j] += av * b_tile[kk * TILE_N + lid.x * PER_N + j];
+                    acc[i * PER_N + j] += av * b_tile[kk * TILE_N + lid.x + j * WG_X];
                 }
             }
         }
         workgroupBarrier();
     }
     for (var i = 0u; i < PER_M; i++) {
-        let m = row0 + lid.y * PER_M + i;
+        let m = row0 + lid.y + i * WG_Y;
         for (var j = 0u; j < PER_N; j++) {
-            let n = col0 + lid.x * PER_N + j;
+            let n = col0 + lid.x + j * WG_X;
             if (m < s.m && n < s.n) {
                 store(cand, split, m, n, acc[i * PER_N + j]);
             }

@@ -4,81 +4,172 @@ r"""Every GPU figure of evomal in one run: the GPU trainer against PyTorch CUDA 
 On a machine with an NVIDIA GPU, a CUDA build of PyTorch and evomal built in release mode:
 
     python3 tests/bench/gpu_figures.py --out gpu-figures [--side-by-side 25] [--steps 100] \
-        [--stages steps,gpu,cpu,profile] [--summary-only]
+        [--stages steps,gpu,profile,cpu] [--deadline-s S] [--summary-only]
 
-Each stage writes OUT/STAGE.json and is skipped when that file is there, so a run that was cut
-short goes on where it stopped (`--stages` runs some; `--summary-only` runs none):
+Each stage writes OUT/STAGE.json and is skipped when that file is there; `steps` and `profile`
+also keep each model's figures in OUT/STAGE.partial.json as they come. So a run that was cut
+short, by `--deadline-s` or by anything else, goes on where it stopped when run again with the
+same OUT (`--stages` runs some; `--summary-only` runs none). The stages, in this order:
 
   steps    steps/s at batch 128 of LeNet-5, MLP(1000, 1000), ResNet-18 and VGG-11 on the GPU, one
            model and N side by side, against PyTorch CUDA (`pytorch_steps.py --device cuda`)
   gpu      the ResNet-18 reference search with N candidates side by side on the GPU, projected
            from short timings (`search_projection.py -- --device gpu --gpu-only`)
-  cpu      the same on all CPU cores, one candidate per core
   profile  where one step of N ResNet-18s and of N VGG-11s side by side spends its time, per
            kernel (`evomal bench train --device gpu --profile`)
+  cpu      the ResNet-18 search on all CPU cores, one candidate per core: the longest stage
 
-Then it writes OUT/summary.md and prints it: the figures against the targets (per model-step at
-least 0.8x PyTorch; side by side at least 10x all CPU cores in evaluations per second), the
-seconds per fully evaluated ResNet-18 candidate and the projected time of the 25 x 50 search.
-The `summary` functions read only the JSON files and need nothing beyond the standard library.
+`--deadline-s S` starts nothing after S seconds and stops a command still running then (with
+everything it started), for machines lent by the minute: the run then exits with status 3 and
+says so. Either way it writes OUT/summary.md and prints it: the figures so far against the
+targets (per model-step at least 0.8x PyTorch; side by side at least 10x all CPU cores in
+evaluations per second), the seconds per fully evaluated ResNet-18 candidate, the projected time
+of the 25 x 50 search, and what is not yet run. The `summary` functions read only the JSON files
+and need nothing beyond the standard library.
 """
 
 import argparse
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
-EVOMAL = os.path.join(ROOT, "target", "release", "evomal")
-STAGES = ["steps", "gpu", "cpu", "profile"]
-PROFILED = ["resnet18", "vgg11"]
+STAGES = ["steps", "gpu", "profile", "cpu"]
+MODELS = "lenet5,mlp,resnet18,vgg11"
+PROFILED = "resnet18,vgg11"
+DEADLINE_STATUS = 3
+
+sys.path.insert(0, HERE)
+from cifar_data import cifar_manifest, synthetic_cifar  # noqa: E402
 
 
-def run(cmd, stdout=None):
-    print("$ " + " ".join(cmd), flush=True)
-    done = subprocess.run(cmd, cwd=ROOT, stdout=stdout, text=True)
-    if done.returncode != 0:
-        sys.exit(f"failed ({done.returncode}): {' '.join(cmd)}")
-    return done.stdout
+class Deadline(Exception):
+    """The run's deadline came before `command` finished or started."""
 
 
-def stage_steps(path, n, steps):
-    run([sys.executable, os.path.join(HERE, "pytorch_steps.py"), "--device", "cuda",
-         "--side-by-side", str(n), "--steps", str(steps), "--json", path])
+class Run:
+    """What every stage needs: the options, the time left and a scratch folder."""
+
+    def __init__(self, args, scratch):
+        self.args = args
+        self.scratch = scratch
+        self.end = None if args.deadline_s is None else time.monotonic() + args.deadline_s
+        self.cifar = None
+
+    def command(self, cmd, capture=False):
+        """Runs `cmd` from the repository root in a process group of its own, so that at the
+        deadline its children (evomal under a benchmark script) stop with it."""
+        left = None if self.end is None else self.end - time.monotonic()
+        if left is not None and left <= 0:
+            raise Deadline(" ".join(cmd))
+        print("$ " + " ".join(cmd), flush=True)
+        child = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE if capture else None,
+                                 text=True, start_new_session=True)
+        try:
+            out, _ = child.communicate(timeout=left)
+        except BaseException as e:
+            stop(child)
+            if isinstance(e, subprocess.TimeoutExpired):
+                raise Deadline(" ".join(cmd)) from None
+            raise
+        if child.returncode != 0:
+            sys.exit(f"failed ({child.returncode}): {' '.join(cmd)}")
+        return out
+
+    def synthetic_cifar(self):
+        """A small synthetic CIFAR-10 in the scratch folder, written once per run."""
+        self.cifar = self.cifar or synthetic_cifar(os.path.join(self.scratch, "cifar"))
+        return self.cifar
 
 
-def stage_projection(path, bench_args):
-    out = run([sys.executable, os.path.join(HERE, "search_projection.py"), "--",
-               *bench_args, "--json"], stdout=subprocess.PIPE)
-    with open(path, "w") as f:
-        f.write(out)
+def stop(child, grace_s=10):
+    """Stops `child`'s process group: SIGTERM first, so that the benchmark scripts remove their
+    data sets (the search's is 184 MB), then SIGKILL."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(child.pid, signal.SIGTERM)
+    try:
+        child.communicate(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(child.pid, signal.SIGKILL)
+        child.communicate()
 
 
-def stage_profile(path, n):
-    sys.path.insert(0, HERE)
-    from cifar_data import synthetic_cifar
-    from pytorch_steps import cifar_manifest
-    reports = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        synthetic_cifar(tmp)
-        for model in PROFILED:
-            out = run([EVOMAL, "bench", "train", cifar_manifest(tmp, model), "--device", "gpu",
-                       "--steps", "3", "--side-by-side", str(n), "--profile", "--json"],
-                      stdout=subprocess.PIPE)
-            reports[model] = json.loads(out)
-    with open(path, "w") as f:
-        json.dump(reports, f, indent=2)
-
-
-def load(out, stage):
-    path = os.path.join(out, f"{stage}.json")
+def read_json(path):
     if not os.path.exists(path):
         return None
     with open(path) as f:
         return json.load(f)
+
+
+def write_json(path, value):
+    """Writes `value` to a file beside `path` and renames it, so `path` is always whole."""
+    with open(path + ".tmp", "w") as f:
+        json.dump(value, f, indent=2)
+    os.replace(path + ".tmp", path)
+
+
+def partial_path(out, stage):
+    return os.path.join(out, f"{stage}.partial.json")
+
+
+def per_model(run, stage, models, measure):
+    """`measure(model)` for each of `models` not yet in OUT/STAGE.partial.json, each kept there
+    as soon as it is measured; all of them, keyed by model."""
+    path = partial_path(run.args.out, stage)
+    done = read_json(path) or {}
+    for model in models:
+        if model in done:
+            print(f"{stage} {model}: kept in {path}; skipped", flush=True)
+            continue
+        done[model] = measure(model)
+        write_json(path, done)
+    return {m: done[m] for m in models}
+
+
+def steps_rows(per_model_reports, models):
+    """The `steps` stage's figures from its per-model `pytorch_steps.py` reports."""
+    reports = [per_model_reports[m] for m in models if m in per_model_reports]
+    if not reports:
+        return None
+    return {"torch": reports[0]["torch"], "rows": [r for rep in reports for r in rep["rows"]]}
+
+
+def stage_steps(run):
+    args = run.args
+    models = args.models.split(",")
+
+    def measure(model):
+        path = os.path.join(run.scratch, f"steps-{model}.json")
+        run.command([sys.executable, os.path.join(HERE, "pytorch_steps.py"), "--device", "cuda",
+                     "--models", model, "--side-by-side", str(args.side_by_side), "--steps",
+                     str(args.steps), "--evomal", args.evomal, "--json", path])
+        return read_json(path)
+
+    return steps_rows(per_model(run, "steps", models, measure), models)
+
+
+def stage_projection(run, bench_args):
+    out = run.command([sys.executable, os.path.join(HERE, "search_projection.py"), "--evomal",
+                       run.args.evomal, "--", *bench_args, "--json"], capture=True)
+    return json.loads(out)
+
+
+def stage_profile(run):
+    def measure(model):
+        manifest = cifar_manifest(run.synthetic_cifar(), model)
+        out = run.command([run.args.evomal, "bench", "train", manifest, "--device", "gpu",
+                           "--steps", "3", "--side-by-side", str(run.args.side_by_side),
+                           "--profile", "--json"], capture=True)
+        return json.loads(out)
+
+    return per_model(run, "profile", run.args.profile_models.split(","), measure)
 
 
 def duration(seconds):
@@ -169,20 +260,42 @@ def summary_profile(profile, top=6):
     return lines
 
 
-def summary(out):
-    """The summary of the stages' files in `out` that are there."""
-    steps, gpu, cpu, profile = (load(out, s) for s in STAGES)
+def gathered(out, stage, models):
+    """A stage's figures: its file, else what its partial file holds so far (None if nothing),
+    and the models of `models` that the partial file lacks."""
+    whole = read_json(os.path.join(out, f"{stage}.json"))
+    if whole is not None or stage not in ("steps", "profile"):
+        return whole, []
+    parts = read_json(partial_path(out, stage)) or {}
+    have = [m for m in models if m in parts]
+    missing = [m for m in models if m not in parts]
+    if not have:
+        return None, missing
+    if stage == "steps":
+        return steps_rows(parts, models), missing
+    return {m: parts[m] for m in have}, missing
+
+
+def summary(out, models=MODELS, profile_models=PROFILED):
+    """The summary of the stages' files in `out` that are there, whole or partial."""
+    figures, unfinished = {}, []
+    for stage in STAGES:
+        wanted = {"steps": models, "profile": profile_models}.get(stage, "").split(",")
+        figures[stage], missing = gathered(out, stage, wanted)
+        if figures[stage] is None:
+            unfinished.append(stage)
+        elif missing:
+            unfinished.append(f"{stage} ({', '.join(missing)})")
     sections = [["# evomal on the GPU"]]
-    if steps:
-        sections.append(summary_steps(steps))
-    search = summary_search(gpu, cpu)
+    if figures["steps"]:
+        sections.append(summary_steps(figures["steps"]))
+    search = summary_search(figures["gpu"], figures["cpu"])
     if search:
         sections.append(["## The reference search", ""] + search)
-    if profile:
-        sections.append(["## Where a step goes"] + summary_profile(profile))
-    missing = [s for s, v in zip(STAGES, (steps, gpu, cpu, profile)) if v is None]
-    if missing:
-        sections.append([f"Not yet run: {', '.join(missing)}."])
+    if figures["profile"]:
+        sections.append(["## Where a step goes"] + summary_profile(figures["profile"]))
+    if unfinished:
+        sections.append([f"Not yet run: {', '.join(unfinished)}."])
     return "\n\n".join("\n".join(lines) for lines in sections) + "\n"
 
 
@@ -192,31 +305,48 @@ def main():
     ap.add_argument("--side-by-side", type=int, default=25)
     ap.add_argument("--steps", type=int, default=100, help="timed steps per model in `steps`")
     ap.add_argument("--stages", default=",".join(STAGES))
+    ap.add_argument("--models", default=MODELS, help="the models of `steps`")
+    ap.add_argument("--profile-models", default=PROFILED, help="the models of `profile`")
+    ap.add_argument("--deadline-s", type=float,
+                    help="start nothing after this many seconds, and stop what still runs")
+    ap.add_argument("--evomal", default=os.path.join(ROOT, "target", "release", "evomal"))
     ap.add_argument("--summary-only", action="store_true")
     args = ap.parse_args()
     unknown = set(args.stages.split(",")) - set(STAGES)
     if unknown:
         sys.exit(f"--stages: unknown {', '.join(sorted(unknown))} (known: {', '.join(STAGES)})")
     os.makedirs(args.out, exist_ok=True)
-    n, cores = args.side_by_side, os.cpu_count() or 1
+    n, cores = str(args.side_by_side), str(os.cpu_count() or 1)
     todo = {
-        "steps": lambda p: stage_steps(p, n, args.steps),
-        "gpu": lambda p: stage_projection(p, ["--device", "gpu", "--gpu-only",
-                                              "--candidates", str(n)]),
-        "cpu": lambda p: stage_projection(p, ["--device", "cpu", "--candidates", str(cores)]),
-        "profile": lambda p: stage_profile(p, n),
+        "steps": stage_steps,
+        "gpu": lambda run: stage_projection(run, ["--device", "gpu", "--gpu-only",
+                                                  "--candidates", n]),
+        "profile": stage_profile,
+        "cpu": lambda run: stage_projection(run, ["--device", "cpu", "--candidates", cores]),
     }
-    for stage in [] if args.summary_only else args.stages.split(","):
-        path = os.path.join(args.out, f"{stage}.json")
-        if os.path.exists(path):
-            print(f"{stage}: {path} is there; skipped", flush=True)
-            continue
-        todo[stage](path + ".partial")
-        os.replace(path + ".partial", path)
-    text = summary(args.out)
+    stopped = None
+    with tempfile.TemporaryDirectory() as scratch:
+        run = Run(args, scratch)
+        for stage in [] if args.summary_only else args.stages.split(","):
+            path = os.path.join(args.out, f"{stage}.json")
+            if os.path.exists(path):
+                print(f"{stage}: {path} is there; skipped", flush=True)
+                continue
+            try:
+                write_json(path, todo[stage](run))
+            except Deadline as e:
+                stopped = f"{stage}, at `{e}`"
+                break
+            if os.path.exists(partial_path(args.out, stage)):
+                os.remove(partial_path(args.out, stage))
+    text = summary(args.out, args.models, args.profile_models)
     with open(os.path.join(args.out, "summary.md"), "w") as f:
         f.write(text)
     print(text, end="")
+    if stopped:
+        print(f"Stopped at the deadline ({args.deadline_s:g} s) in stage {stopped}; what was "
+              f"finished is in {args.out}: the same command goes on from there.", flush=True)
+        sys.exit(DEADLINE_STATUS)
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ script writes to a temporary folder, cropped and flipped on the CPU and on the G
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -34,10 +35,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from cifar_data import synthetic_cifar
+from cifar_data import cifar_manifest, synthetic_cifar
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-EVOMAL = os.path.join(ROOT, "target", "release", "evomal")
 
 
 def lenet5():
@@ -132,37 +132,16 @@ def torch_steps_per_s(name, threads, steps, device="cpu"):
     return steps / (time.perf_counter() - t)
 
 
-def cifar_manifest(folder, model, augment=True):
-    path = os.path.join(folder, f"{model}.toml")
-    with open(path, "w") as f:
-        f.write(f"""[task]
-plugin = "cifar"
-model = "{model}"
-[task.data]
-data_dir = "{folder}"
-augment = {str(augment).lower()}
-[testing]
-steps = 1000
-batch = 128
-lr = 0.01
-momentum = 0.9
-nesterov = true
-weight_decay = 5e-4
-seeds = [0]
-""")
-    return path
-
-
-def evomal_steps_per_s(manifest, steps):
-    out = subprocess.run([EVOMAL, "bench", "train", manifest, "--steps", str(steps), "--json"],
+def evomal_steps_per_s(evomal, manifest, steps):
+    out = subprocess.run([evomal, "bench", "train", manifest, "--steps", str(steps), "--json"],
                          cwd=ROOT, capture_output=True, text=True)
     if out.returncode != 0:
         sys.exit(f"evomal bench train {manifest} failed:\n{out.stderr}")
     return {row["threads"]: row["steps_per_s"] for row in json.loads(out.stdout)}
 
 
-def evomal_gpu(manifest, steps, side_by_side):
-    out = subprocess.run([EVOMAL, "bench", "train", manifest, "--steps", str(steps), "--device",
+def evomal_gpu(evomal, manifest, steps, side_by_side):
+    out = subprocess.run([evomal, "bench", "train", manifest, "--steps", str(steps), "--device",
                           "gpu", "--side-by-side", str(side_by_side), "--json"],
                          cwd=ROOT, capture_output=True, text=True)
     if out.returncode != 0:
@@ -183,7 +162,7 @@ def cuda_rows(args, tmp):
         if manifest is None:
             data = data or synthetic_cifar(tmp)
             manifest = cifar_manifest(tmp, name)
-        ours = evomal_gpu(manifest, steps_for(name, args.steps), args.side_by_side)
+        ours = evomal_gpu(args.evomal, manifest, steps_for(name, args.steps), args.side_by_side)
         # PyTorch's CUDA steps take milliseconds: all of them, for a steadier rate.
         theirs = torch_steps_per_s(name, 1, args.steps, "cuda")
         one, many = ours["steps_per_s"], ours["model_steps_per_s"]
@@ -200,12 +179,16 @@ def cuda_rows(args, tmp):
 
 
 def main():
+    # Stopped by `gpu_figures.py --deadline-s`: leave through the `with` blocks, which remove
+    # the temporary data sets.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--steps", type=int, default=100)
     ap.add_argument("--models", default="lenet5,mlp,resnet18,vgg11")
     ap.add_argument("--json", help="write the figures to this file")
     ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     ap.add_argument("--side-by-side", type=int, default=25)
+    ap.add_argument("--evomal", default=os.path.join(ROOT, "target", "release", "evomal"))
     args = ap.parse_args()
     cores = os.cpu_count() or 1
     rows = []
@@ -225,7 +208,7 @@ def main():
                 data = data or synthetic_cifar(tmp)
                 manifest = cifar_manifest(tmp, name)
             steps = steps_for(name, args.steps)
-            ours = evomal_steps_per_s(manifest, steps)
+            ours = evomal_steps_per_s(args.evomal, manifest, steps)
             for threads in sorted(ours):
                 theirs = torch_steps_per_s(name, threads, steps)
                 rows.append({"model": name, "threads": threads, "batch": 128,

@@ -15,6 +15,7 @@ of a generation and of the 25 x 50 search (stdlib only; no PyTorch).
 import argparse
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -22,13 +23,16 @@ import tempfile
 from cifar_data import synthetic_cifar
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-EVOMAL = os.path.join(ROOT, "target", "release", "evomal")
 
 
 def main():
+    # Stopped by `gpu_figures.py --deadline-s`: leave through the `with` blocks, which remove
+    # the temporary data sets.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--manifest", default=os.path.join(ROOT, "tasks", "cifar10-resnet18.toml"),
                     help="a CIFAR-10 manifest whose data_dir is replaced")
+    ap.add_argument("--evomal", default=os.path.join(ROOT, "target", "release", "evomal"))
     ap.add_argument("bench_args", nargs="*", help="passed to `evomal bench fitness`")
     args = ap.parse_args()
     with open(args.manifest) as f:
@@ -41,7 +45,7 @@ def main():
         manifest = os.path.join(tmp, "manifest.toml")
         with open(manifest, "w") as f:
             f.write(text)
-        cmd = [EVOMAL, "bench", "fitness", manifest, "--project", *args.bench_args]
+        cmd = [args.evomal, "bench", "fitness", manifest, "--project", *args.bench_args]
         sys.exit(subprocess.run(cmd).returncode)
 
 

@@ -307,35 +307,44 @@ fn plugin_info_lists_models_with_their_settings_and_defaults() {
     }
 }
 
+/// `tests/bench/gpu_figures.py --out OUT ARGS`: its exit status, standard output and standard
+/// error.
+fn gpu_figures(out: &std::path::Path, args: &[&str]) -> (Option<i32>, String, String) {
+    let o = Command::new("python3")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/bench/gpu_figures.py"
+        ))
+        .arg("--out")
+        .arg(out)
+        .args(["--evomal", env!("CARGO_BIN_EXE_evomal")])
+        .args(args)
+        .output()
+        .unwrap();
+    (o.status.code(), stdout(&o), stderr(&o))
+}
+
 /// `tests/bench/gpu_figures.py` summarises the reports of the commands it runs (the real ones,
-/// on small tasks here) against the GPU targets, and never runs a stage whose file is there.
+/// on small tasks here) against the GPU targets, whole or a model at a time, and never runs
+/// again what it has.
 #[test]
 fn the_gpu_figures_script_summarises_the_bench_reports() {
     crate::plugins::build_plugin("evomal-plugin-digits");
     let out = std::env::temp_dir().join(format!("evomal-gpu-figures-{}", std::process::id()));
     std::fs::create_dir_all(&out).unwrap();
-    let write = |stage: &str, v: &serde_json::Value| {
-        std::fs::write(out.join(format!("{stage}.json")), v.to_string()).unwrap()
+    let write = |file: &str, v: &serde_json::Value| {
+        std::fs::write(out.join(format!("{file}.json")), v.to_string()).unwrap()
     };
     let script = |args: &[&str]| {
-        let o = Command::new("python3")
-            .arg(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/tests/bench/gpu_figures.py"
-            ))
-            .arg("--out")
-            .arg(&out)
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{}", stderr(&o));
-        stdout(&o)
+        let (status, text, errors) = gpu_figures(&out, args);
+        assert_eq!(status, Some(0), "{text}{errors}");
+        text
     };
     let fitness = "bench fitness tasks/digits-mlp.toml --project --candidates";
     let gpu = report(&format!("{fitness} 3 --device gpu --gpu-only"));
     write("gpu", &gpu);
     assert!(
-        script(&["--summary-only"]).contains("Not yet run: steps, cpu, profile."),
+        script(&["--summary-only"]).contains("Not yet run: steps, profile, cpu."),
         "only the GPU projection is there"
     );
 
@@ -344,8 +353,9 @@ fn the_gpu_figures_script_summarises_the_bench_reports() {
     let profiled = report(
         "bench train tasks/digits-cnn.toml --device gpu --steps 2 --side-by-side 2 --profile",
     );
-    write("profile", &serde_json::json!({ "cnn": profiled }));
-    // As pytorch_steps.py --device cuda writes its figures (there is no CUDA here).
+    // What the stages keep a model at a time: `bench train --profile`, and
+    // `pytorch_steps.py --device cuda` (there is no CUDA here).
+    write("profile.partial", &serde_json::json!({ "cnn": profiled }));
     let row = serde_json::json!({
         "model": "lenet5", "batch": 128, "device": "a GPU", "torch_device": "a CUDA GPU",
         "evomal_steps_per_s": 50.0, "side_by_side": 25, "evomal_model_steps_per_s": 200.0,
@@ -353,15 +363,32 @@ fn the_gpu_figures_script_summarises_the_bench_reports() {
         "mib_per_model": 1.5,
     });
     write(
-        "steps",
-        &serde_json::json!({ "torch": "2.x", "rows": [row] }),
+        "steps.partial",
+        &serde_json::json!({ "lenet5": { "torch": "2.x", "rows": [row] } }),
     );
-    let text = script(&[]);
-    for stage in ["steps", "gpu", "cpu", "profile"] {
-        assert!(
-            text.contains(&format!("{stage}.json is there; skipped")),
-            "{text}"
-        );
+    let table_row = "| lenet5 | 50.00 | 200.00 | 100.00 | 0.50 (below) | 2.00 (meets) | 1.5 |";
+    let so_far = script(&[
+        "--summary-only",
+        "--models",
+        "lenet5,mlp",
+        "--profile-models",
+        "cnn",
+    ]);
+    assert!(so_far.contains(table_row), "{so_far}");
+    assert!(so_far.contains("Not yet run: steps (mlp)."), "{so_far}");
+
+    let text = script(&["--models", "lenet5", "--profile-models", "cnn"]);
+    for skipped in [
+        "steps lenet5: kept in",
+        "profile cnn: kept in",
+        "gpu.json is there; skipped",
+        "cpu.json is there; skipped",
+    ] {
+        assert!(text.contains(skipped), "{skipped} in {text}");
+    }
+    for (stage, file) in [("steps", "steps.json"), ("profile", "profile.json")] {
+        assert!(out.join(file).exists(), "{stage} whole");
+        assert!(!out.join(format!("{stage}.partial.json")).exists());
     }
     let per_s = |r: &serde_json::Value, device: &str| {
         r["candidates"].as_f64().unwrap() / r[device]["projected"]["generation_s"].as_f64().unwrap()
@@ -377,7 +404,7 @@ fn the_gpu_figures_script_summarises_the_bench_reports() {
         "- per meta step the host drew base-model initialisations for ".into(),
         format!("s for the device: {pace}"),
         format!("{ratio:.2}x; target at least 10x ({met})"),
-        "| lenet5 | 50.00 | 200.00 | 100.00 | 0.50 (below) | 2.00 (meets) | 1.5 |".into(),
+        table_row.into(),
         "(a software rasteriser: not a GPU figure)".into(),
         "One step of 2 cnn models side by side".into(),
     ] {
@@ -391,5 +418,39 @@ fn the_gpu_figures_script_summarises_the_bench_reports() {
             .map(|l| format!("{l}\n"))
             .collect::<String>()
     );
+    std::fs::remove_dir_all(&out).ok();
+}
+
+/// At `--deadline-s`, `gpu_figures.py` stops the command that is running (a ResNet-18 here,
+/// which takes minutes on a software rasteriser), keeps nothing of it, still writes the summary
+/// and says that it stopped.
+#[test]
+fn the_gpu_figures_script_stops_at_its_deadline() {
+    crate::plugins::build_plugin("evomal-plugin-cifar");
+    let out = std::env::temp_dir().join(format!("evomal-gpu-deadline-{}", std::process::id()));
+    let args = [
+        "--stages",
+        "profile",
+        "--profile-models",
+        "resnet18",
+        "--side-by-side",
+        "1",
+        "--deadline-s",
+        "1",
+    ];
+    let (status, text, errors) = gpu_figures(&out, &args);
+    assert_eq!(status, Some(3), "{text}{errors}");
+    assert!(
+        text.contains("Stopped at the deadline (1 s) in stage profile, at `")
+            && text.contains("bench train"),
+        "{text}"
+    );
+    assert!(text.contains("Not yet run: steps, gpu, profile, cpu."));
+    let mut files: Vec<_> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    files.sort();
+    assert_eq!(files, ["summary.md"]);
     std::fs::remove_dir_all(&out).ok();
 }

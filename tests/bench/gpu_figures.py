@@ -19,13 +19,15 @@ same OUT (`--stages` runs some; `--summary-only` runs none). The stages, in this
            kernel (`evomal bench train --device gpu --profile`)
   cpu      the ResNet-18 search on all CPU cores, one candidate per core: the longest stage
 
-`--deadline-s S` starts nothing after S seconds and stops a command still running then (with
-everything it started), for machines lent by the minute: the run then exits with status 3 and
-says so. Either way it writes OUT/summary.md and prints it: the figures so far against the
-targets (per model-step at least 0.8x PyTorch; side by side at least 10x all CPU cores in
-evaluations per second), the seconds per fully evaluated ResNet-18 candidate, the projected time
-of the 25 x 50 search, and what is not yet run. The `summary` functions read only the JSON files
-and need nothing beyond the standard library.
+A command that fails does not stop the run: the stages and models after it still run, its
+standard error goes to OUT/failures.log as well as to the console, and the run exits with
+status 1. `--deadline-s S` starts nothing after S seconds and stops a command still running then
+(with everything it started), for machines lent by the minute: the run then exits with status 3
+(1 if something failed) and says so. Either way it writes OUT/summary.md and prints it: the
+figures so far against the targets (per model-step at least 0.8x PyTorch; side by side at least
+10x all CPU cores in evaluations per second), the seconds per fully evaluated ResNet-18
+candidate, the projected time of the 25 x 50 search, what is not yet run and what failed. The
+`summary` functions read only the JSON files and need nothing beyond the standard library.
 """
 
 import argparse
@@ -44,6 +46,7 @@ STAGES = ["steps", "gpu", "profile", "cpu"]
 MODELS = "lenet5,mlp,resnet18,vgg11"
 PROFILED = "resnet18,vgg11"
 DEADLINE_STATUS = 3
+FAILURES = "failures.log"
 
 sys.path.insert(0, HERE)
 from cifar_data import cifar_manifest, synthetic_cifar  # noqa: E402
@@ -51,6 +54,14 @@ from cifar_data import cifar_manifest, synthetic_cifar  # noqa: E402
 
 class Deadline(Exception):
     """The run's deadline came before `command` finished or started."""
+
+
+class Failed(Exception):
+    """A command exited with an error (its standard error is in OUT/failures.log)."""
+
+
+class Unfinished(Exception):
+    """Some of a stage's models failed (each is in `Run.failures`); the others are kept."""
 
 
 class Run:
@@ -61,6 +72,7 @@ class Run:
         self.scratch = scratch
         self.end = None if args.deadline_s is None else time.monotonic() + args.deadline_s
         self.cifar = None
+        self.failures = []
 
     def command(self, cmd, capture=False):
         """Runs `cmd` from the repository root in a process group of its own, so that at the
@@ -70,16 +82,20 @@ class Run:
             raise Deadline(" ".join(cmd))
         print("$ " + " ".join(cmd), flush=True)
         child = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE if capture else None,
-                                 text=True, start_new_session=True)
+                                 stderr=subprocess.PIPE, text=True, start_new_session=True)
         try:
-            out, _ = child.communicate(timeout=left)
+            out, err = child.communicate(timeout=left)
         except BaseException as e:
             stop(child)
             if isinstance(e, subprocess.TimeoutExpired):
                 raise Deadline(" ".join(cmd)) from None
             raise
+        sys.stderr.write(err)
         if child.returncode != 0:
-            sys.exit(f"failed ({child.returncode}): {' '.join(cmd)}")
+            # Kept apart from the console, whose start a remote machine may not give back.
+            with open(os.path.join(self.args.out, FAILURES), "a") as log:
+                log.write(f"$ {' '.join(cmd)}\nexit status {child.returncode}\n{err}\n")
+            raise Failed(f"`{' '.join(cmd)}` exited with status {child.returncode}")
         return out
 
     def synthetic_cifar(self):
@@ -128,8 +144,14 @@ def per_model(run, stage, models, measure):
         if model in done:
             print(f"{stage} {model}: kept in {path}; skipped", flush=True)
             continue
-        done[model] = measure(model)
+        try:
+            done[model] = measure(model)
+        except Failed as e:
+            run.failures.append(f"{stage} {model}: {e}")
+            continue
         write_json(path, done)
+    if any(m not in done for m in models):
+        raise Unfinished(stage)
     return {m: done[m] for m in models}
 
 
@@ -276,8 +298,9 @@ def gathered(out, stage, models):
     return {m: parts[m] for m in have}, missing
 
 
-def summary(out, models=MODELS, profile_models=PROFILED):
-    """The summary of the stages' files in `out` that are there, whole or partial."""
+def summary(out, models=MODELS, profile_models=PROFILED, failures=()):
+    """The summary of the stages' files in `out` that are there, whole or partial, and of the
+    commands of this run that failed."""
     figures, unfinished = {}, []
     for stage in STAGES:
         wanted = {"steps": models, "profile": profile_models}.get(stage, "").split(",")
@@ -296,6 +319,9 @@ def summary(out, models=MODELS, profile_models=PROFILED):
         sections.append(["## Where a step goes"] + summary_profile(figures["profile"]))
     if unfinished:
         sections.append([f"Not yet run: {', '.join(unfinished)}."])
+    if failures:
+        sections.append([f"Failed in this run (their errors are in {FAILURES}):"] +
+                        [f"- {f}" for f in failures])
     return "\n\n".join("\n".join(lines) for lines in sections) + "\n"
 
 
@@ -316,6 +342,8 @@ def main():
     if unknown:
         sys.exit(f"--stages: unknown {', '.join(sorted(unknown))} (known: {', '.join(STAGES)})")
     os.makedirs(args.out, exist_ok=True)
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(os.path.join(args.out, FAILURES))
     n, cores = str(args.side_by_side), str(os.cpu_count() or 1)
     todo = {
         "steps": stage_steps,
@@ -337,15 +365,23 @@ def main():
             except Deadline as e:
                 stopped = f"{stage}, at `{e}`"
                 break
+            except Failed as e:
+                run.failures.append(f"{stage}: {e}")
+                continue
+            except Unfinished:
+                continue
             if os.path.exists(partial_path(args.out, stage)):
                 os.remove(partial_path(args.out, stage))
-    text = summary(args.out, args.models, args.profile_models)
+    text = summary(args.out, args.models, args.profile_models, run.failures)
     with open(os.path.join(args.out, "summary.md"), "w") as f:
         f.write(text)
     print(text, end="")
     if stopped:
         print(f"Stopped at the deadline ({args.deadline_s:g} s) in stage {stopped}; what was "
               f"finished is in {args.out}: the same command goes on from there.", flush=True)
+    if run.failures:
+        sys.exit(1)
+    if stopped:
         sys.exit(DEADLINE_STATUS)
 
 

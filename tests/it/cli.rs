@@ -421,36 +421,40 @@ fn the_gpu_figures_script_summarises_the_bench_reports() {
     std::fs::remove_dir_all(&out).ok();
 }
 
-/// At `--deadline-s`, `gpu_figures.py` stops the command that is running (a ResNet-18 here,
-/// which takes minutes on a software rasteriser), keeps nothing of it, still writes the summary
-/// and says that it stopped.
+/// A failed command does not stop `gpu_figures.py`, and at `--deadline-s` it stops the command
+/// that is running (a ResNet-18 here, which takes minutes on a software rasteriser), keeps
+/// nothing of it, still writes the summary and says what failed and where it stopped.
 #[test]
-fn the_gpu_figures_script_stops_at_its_deadline() {
+fn the_gpu_figures_script_goes_on_after_a_failure_and_stops_at_its_deadline() {
     crate::plugins::build_plugin("evomal-plugin-cifar");
     let out = std::env::temp_dir().join(format!("evomal-gpu-deadline-{}", std::process::id()));
     let args = [
         "--stages",
         "profile",
         "--profile-models",
-        "resnet18",
+        "nosuch,resnet18",
         "--side-by-side",
         "1",
         "--deadline-s",
-        "1",
+        "30",
     ];
     let (status, text, errors) = gpu_figures(&out, &args);
-    assert_eq!(status, Some(3), "{text}{errors}");
-    assert!(
-        text.contains("Stopped at the deadline (1 s) in stage profile, at `")
-            && text.contains("bench train"),
-        "{text}"
-    );
-    assert!(text.contains("Not yet run: steps, gpu, profile, cpu."));
+    assert_eq!(status, Some(1), "{text}{errors}");
+    for line in [
+        "Stopped at the deadline (30 s) in stage profile, at `",
+        "resnet18.toml --device gpu",
+        "Not yet run: steps, gpu, profile, cpu.",
+        "Failed in this run (their errors are in failures.log):\n- profile nosuch: `",
+    ] {
+        assert!(text.contains(line), "{line} in {text}");
+    }
     let mut files: Vec<_> = std::fs::read_dir(&out)
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
     files.sort();
-    assert_eq!(files, ["summary.md"]);
+    assert_eq!(files, ["failures.log", "summary.md"]);
+    let log = std::fs::read_to_string(out.join("failures.log")).unwrap();
+    assert!(log.contains("has no model `nosuch`"), "{log}");
     std::fs::remove_dir_all(&out).ok();
 }

@@ -210,17 +210,29 @@ def summary_steps(steps):
     rows = steps["rows"]
     n = rows[0]["side_by_side"]
     lines = [f"Steps/s at batch 128 (PyTorch {steps['torch']} on {rows[0]['torch_device']}; "
-             f"evomal on {rows[0]['device']}); target: per model-step at least 0.8x PyTorch.", "",
+             f"evomal on {rows[0]['device']}); target: per model-step at least 0.8x PyTorch "
+             "as users run it (its defaults).", "",
              f"| model | evomal, one | evomal, {n} side by side (per model) | PyTorch CUDA | "
-             "ratio, one | ratio, side by side | MiB per model |",
-             "|---|---|---|---|---|---|---|"]
+             "ratio, one | ratio, side by side | PyTorch CUDA in plain f32 | ratios to it | "
+             "MiB per model |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
+        ieee = r.get("pytorch_ieee_steps_per_s")
+        plain = ("— | —" if ieee is None else
+                 f"{ieee:.2f} | {r['evomal_steps_per_s'] / ieee:.2f}, "
+                 f"{r['evomal_model_steps_per_s'] / ieee:.2f}")
         lines.append(
             f"| {r['model']} | {r['evomal_steps_per_s']:.2f} | "
             f"{r['evomal_model_steps_per_s']:.2f} | {r['pytorch_steps_per_s']:.2f} | "
             f"{r['ratio']:.2f} ({verdict(r['ratio'], 0.8)}) | "
             f"{r['ratio_side_by_side']:.2f} ({verdict(r['ratio_side_by_side'], 0.8)}) | "
-            f"{r['mib_per_model']:.1f} |")
+            f"{plain} | {r['mib_per_model']:.1f} |")
+    settings = rows[0].get("pytorch_f32_settings")
+    if settings:
+        lines += ["", f"PyTorch's defaults here compute f32 convolutions as `{settings['conv']}` "
+                      f"and matrix products as `{settings['matmul']}` (`tf32`: on tensor cores "
+                      "with 10-bit mantissas); evomal's kernels compute in plain f32, as PyTorch "
+                      "does in the plain-f32 column."]
     return lines
 
 

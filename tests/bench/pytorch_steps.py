@@ -14,7 +14,8 @@ loader). Prints a table with the ratio evomal / PyTorch; `--json FILE` keeps the
 
 On a machine with an NVIDIA GPU and a CUDA build of PyTorch, `--device cuda` compares evomal's
 GPU trainer (`evomal bench train --device gpu`: one model, and `--side-by-side` models in the
-same dispatches, per model-step) with PyTorch on CUDA, one model:
+same dispatches, per model-step) with PyTorch on CUDA, one model, timed twice: with its defaults
+(which run cuDNN's f32 convolutions in TF32 on tensor cores) and in plain f32, as evomal computes:
 
     python3 tests/bench/pytorch_steps.py --device cuda [--side-by-side 25]
 
@@ -23,6 +24,7 @@ script writes to a temporary folder, cropped and flipped on the CPU and on the G
 """
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -132,6 +134,48 @@ def torch_steps_per_s(name, threads, steps, device="cpu"):
     return steps / (time.perf_counter() - t)
 
 
+def f32_settings():
+    """Where PyTorch may compute f32 convolutions and matrix products in TF32 on tensor cores
+    (NVIDIA Ampere and later: 10-bit mantissas), by either of its two ways of saying so."""
+    conv = getattr(torch.backends.cudnn, "conv", None)
+    if conv is not None and hasattr(conv, "fp32_precision"):
+        return {"conv": conv.fp32_precision, "matmul": torch.backends.cuda.matmul.fp32_precision}
+    return {"conv": "tf32" if torch.backends.cudnn.allow_tf32 else "ieee",
+            "matmul": "tf32" if torch.backends.cuda.matmul.allow_tf32 else "ieee"}
+
+
+@contextlib.contextmanager
+def ieee_f32():
+    """PyTorch with every f32 product in f32, as evomal's kernels compute; by default its cuDNN
+    convolutions run in TF32."""
+    conv = getattr(torch.backends.cudnn, "conv", None)
+    if conv is not None and hasattr(conv, "fp32_precision"):
+        # PyTorch 2.9 and later: the old flags are deprecated, and mixing the two is an error.
+        saved = conv.fp32_precision, torch.backends.cuda.matmul.fp32_precision
+        conv.fp32_precision = torch.backends.cuda.matmul.fp32_precision = "ieee"
+        try:
+            yield
+        finally:
+            conv.fp32_precision, torch.backends.cuda.matmul.fp32_precision = saved
+        return
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
+
+def ieee_steps_per_s(name, steps):
+    """PyTorch CUDA's steps/s in plain f32, or None (saying why) where it cannot be set."""
+    try:
+        with ieee_f32():
+            return torch_steps_per_s(name, 1, steps, "cuda")
+    except (AttributeError, RuntimeError) as e:
+        print(f"PyTorch in plain f32 not measured: {e}", file=sys.stderr, flush=True)
+        return None
+
+
 def evomal_steps_per_s(evomal, manifest, steps):
     out = subprocess.run([evomal, "bench", "train", manifest, "--steps", str(steps), "--json"],
                          cwd=ROOT, capture_output=True, text=True)
@@ -163,18 +207,23 @@ def cuda_rows(args, tmp):
             data = data or synthetic_cifar(tmp)
             manifest = cifar_manifest(tmp, name)
         ours = evomal_gpu(args.evomal, manifest, steps_for(name, args.steps), args.side_by_side)
-        # PyTorch's CUDA steps take milliseconds: all of them, for a steadier rate.
+        # PyTorch's CUDA steps take milliseconds: all of them, for a steadier rate. Its
+        # defaults are what users get; plain f32 is what evomal computes.
         theirs = torch_steps_per_s(name, 1, args.steps, "cuda")
+        ieee = ieee_steps_per_s(name, args.steps)
         one, many = ours["steps_per_s"], ours["model_steps_per_s"]
         rows.append({"model": name, "batch": 128, "device": ours["device"],
                      "torch_device": torch.cuda.get_device_name(0),
                      "evomal_steps_per_s": one, "side_by_side": args.side_by_side,
                      "evomal_model_steps_per_s": many, "pytorch_steps_per_s": theirs,
+                     "pytorch_f32_settings": f32_settings(),
+                     "pytorch_ieee_steps_per_s": ieee,
                      "ratio": one / theirs, "ratio_side_by_side": many / theirs,
                      "mib_per_model": ours["bytes_per_candidate"] / 2**20})
+        plain = "" if ieee is None else f", {ieee:8.2f} in plain f32"
         print(f"{name:>9}: evomal {one:8.2f} steps/s alone, {many:8.2f} model-steps/s with "
-              f"{args.side_by_side} side by side; PyTorch CUDA {theirs:8.2f} steps/s; ratios "
-              f"{one / theirs:5.2f}, {many / theirs:5.2f}", flush=True)
+              f"{args.side_by_side} side by side; PyTorch CUDA {theirs:8.2f} steps/s{plain}; "
+              f"ratios {one / theirs:5.2f}, {many / theirs:5.2f}", flush=True)
     return rows
 
 

@@ -360,13 +360,14 @@ fn the_gpu_figures_script_summarises_the_bench_reports() {
         "model": "lenet5", "batch": 128, "device": "a GPU", "torch_device": "a CUDA GPU",
         "evomal_steps_per_s": 50.0, "side_by_side": 25, "evomal_model_steps_per_s": 200.0,
         "pytorch_steps_per_s": 100.0, "ratio": 0.5, "ratio_side_by_side": 2.0,
-        "mib_per_model": 1.5,
+        "pytorch_f32_settings": { "conv": "tf32", "matmul": "ieee" },
+        "pytorch_ieee_steps_per_s": 40.0, "mib_per_model": 1.5,
     });
     write(
         "steps.partial",
         &serde_json::json!({ "lenet5": { "torch": "2.x", "rows": [row] } }),
     );
-    let table_row = "| lenet5 | 50.00 | 200.00 | 100.00 | 0.50 (below) | 2.00 (meets) | 1.5 |";
+    let table_row = "| lenet5 | 50.00 | 200.00 | 100.00 | 0.50 (below) | 2.00 (meets) | 40.00 | 1.25, 5.00 | 1.5 |";
     let so_far = script(&[
         "--summary-only",
         "--models",
@@ -405,6 +406,7 @@ fn the_gpu_figures_script_summarises_the_bench_reports() {
         format!("s for the device: {pace}"),
         format!("{ratio:.2}x; target at least 10x ({met})"),
         table_row.into(),
+        "compute f32 convolutions as `tf32` and matrix products as `ieee` (`tf32`: on".into(),
         "(a software rasteriser: not a GPU figure)".into(),
         "One step of 2 cnn models side by side".into(),
     ] {

@@ -438,12 +438,12 @@ fn the_gpu_figures_script_goes_on_after_a_failure_and_stops_at_its_deadline() {
         "--side-by-side",
         "1",
         "--deadline-s",
-        "30",
+        "10",
     ];
     let (status, text, errors) = gpu_figures(&out, &args);
     assert_eq!(status, Some(1), "{text}{errors}");
     for line in [
-        "Stopped at the deadline (30 s) in stage profile, at `",
+        "Stopped at the deadline (10 s) in stage profile, at `",
         "resnet18.toml --device gpu",
         "Not yet run: steps, gpu, profile, cpu.",
         "Failed in this run (their errors are in failures.log):\n- profile nosuch: `",

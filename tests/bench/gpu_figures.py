@@ -295,10 +295,11 @@ def summary_profile(profile, top=6):
 
 
 def gathered(out, stage, models):
-    """A stage's figures: its file, else what its partial file holds so far (None if nothing),
-    and the models of `models` that the partial file lacks."""
+    """A stage's figures: its file, else, for a stage measured a model at a time (`models` not
+    None), what its partial file holds so far (None if nothing); and the models of `models`
+    that the partial file lacks."""
     whole = read_json(os.path.join(out, f"{stage}.json"))
-    if whole is not None or stage not in ("steps", "profile"):
+    if whole is not None or models is None:
         return whole, []
     parts = read_json(partial_path(out, stage)) or {}
     have = [m for m in models if m in parts]
@@ -315,8 +316,8 @@ def summary(out, models=MODELS, profile_models=PROFILED, failures=()):
     commands of this run that failed."""
     figures, unfinished = {}, []
     for stage in STAGES:
-        wanted = {"steps": models, "profile": profile_models}.get(stage, "").split(",")
-        figures[stage], missing = gathered(out, stage, wanted)
+        wanted = {"steps": models, "profile": profile_models}.get(stage)
+        figures[stage], missing = gathered(out, stage, wanted and wanted.split(","))
         if figures[stage] is None:
             unfinished.append(stage)
         elif missing:
@@ -382,7 +383,7 @@ def main():
                 continue
             except Unfinished:
                 continue
-            if os.path.exists(partial_path(args.out, stage)):
+            with contextlib.suppress(FileNotFoundError):
                 os.remove(partial_path(args.out, stage))
     text = summary(args.out, args.models, args.profile_models, run.failures)
     with open(os.path.join(args.out, "summary.md"), "w") as f:

@@ -134,36 +134,43 @@ def torch_steps_per_s(name, threads, steps, device="cpu"):
     return steps / (time.perf_counter() - t)
 
 
-def f32_settings():
-    """Where PyTorch may compute f32 convolutions and matrix products in TF32 on tensor cores
-    (NVIDIA Ampere and later: 10-bit mantissas), by either of its two ways of saying so."""
+def f32_switches():
+    """PyTorch's settings for f32 convolutions and matrix products, each as (object, attribute,
+    its plain-f32 value), by whichever of its two ways of saying so it has: the
+    `fp32_precision` strings since 2.9 (where the old flags are deprecated and mixing the two
+    is an error), the `allow_tf32` flags before."""
     conv = getattr(torch.backends.cudnn, "conv", None)
     if conv is not None and hasattr(conv, "fp32_precision"):
-        return {"conv": conv.fp32_precision, "matmul": torch.backends.cuda.matmul.fp32_precision}
-    return {"conv": "tf32" if torch.backends.cudnn.allow_tf32 else "ieee",
-            "matmul": "tf32" if torch.backends.cuda.matmul.allow_tf32 else "ieee"}
+        return {"conv": (conv, "fp32_precision", "ieee"),
+                "matmul": (torch.backends.cuda.matmul, "fp32_precision", "ieee")}
+    return {"conv": (torch.backends.cudnn, "allow_tf32", False),
+            "matmul": (torch.backends.cuda.matmul, "allow_tf32", False)}
+
+
+def f32_settings():
+    """Where PyTorch may compute f32 convolutions and matrix products in TF32 on tensor cores
+    (NVIDIA Ampere and later: 10-bit mantissas): `tf32`, `ieee` (plain f32) or, since 2.9,
+    `none` (as the setting above it says)."""
+    settings = {}
+    for op, (obj, attr, _) in f32_switches().items():
+        value = getattr(obj, attr)
+        settings[op] = value if isinstance(value, str) else ("tf32" if value else "ieee")
+    return settings
 
 
 @contextlib.contextmanager
 def ieee_f32():
     """PyTorch with every f32 product in f32, as evomal's kernels compute; by default its cuDNN
     convolutions run in TF32."""
-    conv = getattr(torch.backends.cudnn, "conv", None)
-    if conv is not None and hasattr(conv, "fp32_precision"):
-        # PyTorch 2.9 and later: the old flags are deprecated, and mixing the two is an error.
-        saved = conv.fp32_precision, torch.backends.cuda.matmul.fp32_precision
-        conv.fp32_precision = torch.backends.cuda.matmul.fp32_precision = "ieee"
-        try:
-            yield
-        finally:
-            conv.fp32_precision, torch.backends.cuda.matmul.fp32_precision = saved
-        return
-    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    settings = list(f32_switches().values())
+    saved = [getattr(obj, attr) for obj, attr, _ in settings]
+    for obj, attr, plain in settings:
+        setattr(obj, attr, plain)
     try:
         yield
     finally:
-        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+        for (obj, attr, _), value in zip(settings, saved):
+            setattr(obj, attr, value)
 
 
 def ieee_steps_per_s(name, steps):

@@ -174,11 +174,12 @@ fn classification_with_adam_matches_too() {
 
 /// Convolutions (padded, strided, 1x1), max, average and global pooling, batch norm (training
 /// and evaluation), residual blocks (identity and projection shortcuts) and dropout (the
-/// plugin's masks, drawn again on the GPU), on the 8x8 digits:
-/// the trained parameters agree to f32 rounding (measured on lavapipe: below 1e-6 of the
-/// largest), and the validation errors, which use the running statistics, exactly. The ResNet
-/// uses tanh: with ReLU after batch norm, where many values sit near 0, a rounding difference
-/// flips an activation's slope every few tens of steps and the runs part by 1e-3 at once.
+/// plugin's masks, drawn again on the GPU), on the 8x8 digits: the trained parameters agree to
+/// f32 rounding (measured on lavapipe: below 3e-6 of the largest; a kernel off by 1% in one
+/// channel of 40 moves them 5e-5), and so do the validation errors, which use the running
+/// statistics. The ResNet uses tanh: with ReLU after batch norm, where many values sit near 0,
+/// a rounding difference flips an activation's slope every few tens of steps and the runs part
+/// by 1e-3 at once.
 #[test]
 fn convolutional_models_train_on_the_gpu_as_on_the_cpu() {
     let losses = [
@@ -187,27 +188,31 @@ fn convolutional_models_train_on_the_gpu_as_on_the_cpu() {
         "add(mul(-1, mul(y, log(yhat))), 0.3*abs(sub(y, yhat)))",
     ];
     let models = [
-        ("cnn", "{}"),
-        ("lenet5", "{}"),
+        ("cnn", "{}", 40),
+        ("lenet5", "{}", 40),
         (
             "resnet",
             r#"{"dropout": 0.3, "blocks": [1, 1], "activation": "tanh"}"#,
+            40,
         ),
-        // 40 channels: convolutions on the wide tiles too.
+        // 40 channels: convolutions' forward, input- and weight-gradient products on the
+        // 16 x 64 tiles too. Its steps cost lavapipe ten times the others', and a kernel's
+        // error shows from the first.
         (
             "resnet",
             r#"{"width": 40, "blocks": [1], "dropout": 0.3, "activation": "tanh"}"#,
+            8,
         ),
     ];
-    for (model, params) in models {
+    for (model, params, steps) in models {
         for (cpu, gpu, moved) in cpu_and_gpu(
             &shipped("evomal-plugin-digits"),
             model,
             params,
             &losses,
-            &sgd(40, 32, 0.05),
+            &sgd(steps, 32, 0.05),
         ) {
-            assert!(moved <= 1e-4, "{model}: parameters differ by {moved:e}");
+            assert!(moved <= 1e-5, "{model}: parameters differ by {moved:e}");
             assert!(
                 (cpu - gpu).abs() <= 2.0 / 360.0 + 1e-9,
                 "{model}: validation error cpu {cpu}, gpu {gpu}"

@@ -183,20 +183,13 @@ def ieee_steps_per_s(name, steps):
         return None
 
 
-def evomal_steps_per_s(evomal, manifest, steps):
-    out = subprocess.run([evomal, "bench", "train", manifest, "--steps", str(steps), "--json"],
-                         cwd=ROOT, capture_output=True, text=True)
+def bench_train(evomal, manifest, steps, *extra):
+    """`evomal bench train MANIFEST --steps STEPS EXTRA --json`: its report (exits, saying why,
+    when it fails)."""
+    cmd = [evomal, "bench", "train", manifest, "--steps", str(steps), *extra, "--json"]
+    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     if out.returncode != 0:
-        sys.exit(f"evomal bench train {manifest} failed:\n{out.stderr}")
-    return {row["threads"]: row["steps_per_s"] for row in json.loads(out.stdout)}
-
-
-def evomal_gpu(evomal, manifest, steps, side_by_side):
-    out = subprocess.run([evomal, "bench", "train", manifest, "--steps", str(steps), "--device",
-                          "gpu", "--side-by-side", str(side_by_side), "--json"],
-                         cwd=ROOT, capture_output=True, text=True)
-    if out.returncode != 0:
-        sys.exit(f"evomal bench train --device gpu {manifest} failed:\n{out.stderr}")
+        sys.exit(f"`{' '.join(cmd)}` failed:\n{out.stderr}")
     return json.loads(out.stdout)
 
 
@@ -213,7 +206,8 @@ def cuda_rows(args, tmp):
         if manifest is None:
             data = data or synthetic_cifar(tmp)
             manifest = cifar_manifest(tmp, name)
-        ours = evomal_gpu(args.evomal, manifest, steps_for(name, args.steps), args.side_by_side)
+        ours = bench_train(args.evomal, manifest, steps_for(name, args.steps), "--device", "gpu",
+                           "--side-by-side", str(args.side_by_side))
         # PyTorch's CUDA steps take milliseconds: all of them, for a steadier rate. Its
         # defaults are what users get; plain f32 is what evomal computes.
         theirs = torch_steps_per_s(name, 1, args.steps, "cuda")
@@ -264,7 +258,8 @@ def main():
                 data = data or synthetic_cifar(tmp)
                 manifest = cifar_manifest(tmp, name)
             steps = steps_for(name, args.steps)
-            ours = evomal_steps_per_s(args.evomal, manifest, steps)
+            ours = {row["threads"]: row["steps_per_s"]
+                    for row in bench_train(args.evomal, manifest, steps)}
             for threads in sorted(ours):
                 theirs = torch_steps_per_s(name, threads, steps)
                 rows.append({"model": name, "threads": threads, "batch": 128,

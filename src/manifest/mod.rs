@@ -19,10 +19,12 @@ use crate::train::optim::OptimizerConfig;
 /// Problems with a manifest file.
 #[derive(Debug, thiserror::Error)]
 pub enum ManifestError {
-    #[error("cannot read manifest `{path}`: {source}")]
+    /// The system's reason is in the message, not the error's source, so that an error chain
+    /// (`{:#}`) says it once.
+    #[error("cannot read manifest `{path}`: {reason}")]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        reason: std::io::Error,
     },
     /// TOML syntax, an unknown key, or a value of the wrong type (the message names the line).
     #[error("manifest `{path}`: {msg}")]
@@ -392,9 +394,9 @@ impl Manifest {
     /// (so `/dev/zero` or a huge file is refused, not read).
     pub fn read_text(path: &Path) -> Result<String, ManifestError> {
         use std::io::Read;
-        let read_err = |source| ManifestError::Read {
+        let read_err = |reason| ManifestError::Read {
             path: path.to_path_buf(),
-            source,
+            reason,
         };
         let mut bytes = Vec::new();
         std::fs::File::open(path)

@@ -36,6 +36,26 @@ fn refused(args: &str, says: &str) {
     assert!(stderr(&o).contains(says), "{}", stderr(&o));
 }
 
+/// A manifest that cannot be read is one line that names it and gives the system's reason,
+/// once, from every command that reads one (`bench train` through its worker processes).
+#[test]
+fn a_missing_manifest_is_one_line_that_names_it() {
+    let path = std::env::temp_dir().join("evomal-no-such-manifest.toml");
+    let path = path.to_str().unwrap();
+    let reason = std::fs::read(path).unwrap_err();
+    let want = format!("error: cannot read manifest `{path}`: {reason}\n");
+    for args in [
+        vec!["run", path],
+        vec!["train", "--loss", "mse", path],
+        vec!["bench", "train", path],
+        vec!["bench", "fitness", path],
+    ] {
+        let o = evomal(&args);
+        assert!(!o.status.success(), "{args:?}");
+        assert_eq!(stderr(&o), want, "{args:?}");
+    }
+}
+
 #[test]
 fn loss_show_prints_canonical_infix_and_shape() {
     let o = evomal(&["loss", "show", "mul(mul(log(yhat), y), -1)"]);

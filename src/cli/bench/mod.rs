@@ -392,7 +392,10 @@ fn bench_train(
             .output()
             .context("running the benchmark worker")?;
         if !child.status.success() {
-            bail!("{}", String::from_utf8_lossy(&child.stderr).trim());
+            // The worker's error, without the `error: ` that `main` puts before it again.
+            let err = String::from_utf8_lossy(&child.stderr);
+            let err = err.trim();
+            bail!("{}", err.strip_prefix("error: ").unwrap_or(err));
         }
         let mut row: serde_json::Value =
             serde_json::from_slice(&child.stdout).context("reading the worker's report")?;

@@ -246,9 +246,11 @@ mod tests {
 
     #[test]
     fn spikes_are_clipped_and_said_so() {
-        let dir = std::env::temp_dir().join(format!("evomal-plot-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("f.svg");
+        let dir = tempfile::Builder::new()
+            .prefix("evomal-plot-")
+            .tempdir()
+            .unwrap();
+        let path = dir.path().join("f.svg");
         let best: Vec<(f64, f64)> = (0..20).map(|g| (g as f64, 0.5 - g as f64 * 0.01)).collect();
         let mut median = best.clone();
         median[3].1 = 1e9;
@@ -272,6 +274,5 @@ mod tests {
         lines(&path, "fitness", "generation", "mse", &series).unwrap();
         let svg = std::fs::read_to_string(&path).unwrap();
         assert!(!svg.contains("drawn at the top"), "nothing to clip");
-        std::fs::remove_dir_all(&dir).ok();
     }
 }

@@ -180,16 +180,17 @@ impl RunDir {
 mod tests {
     use super::*;
 
-    fn temp(name: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!("evomal-files-{name}-{}", std::process::id()));
-        std::fs::remove_dir_all(&d).ok();
-        std::fs::create_dir_all(&d).unwrap();
-        d
+    fn temp(name: &str) -> tempfile::TempDir {
+        tempfile::Builder::new()
+            .prefix(&format!("evomal-files-{name}-"))
+            .tempdir()
+            .unwrap()
     }
 
     #[test]
     fn writes_replace_regular_files_only_and_leave_no_temporaries() {
         let d = temp("write");
+        let d = d.path();
         let target = d.join("out.json");
         write_atomic(&target, b"one").unwrap();
         write_atomic(&target, b"two").unwrap();
@@ -210,7 +211,7 @@ mod tests {
             );
             assert!(err.contains("`/dev/full` exists and is a device"), "{err}");
         }
-        let names: Vec<_> = std::fs::read_dir(&d)
+        let names: Vec<_> = std::fs::read_dir(d)
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
@@ -220,7 +221,8 @@ mod tests {
 
     #[test]
     fn a_held_directory_is_refused_or_skipped() {
-        let d = temp("lock").join("run");
+        let tmp = temp("lock");
+        let d = tmp.path().join("run");
         let first = RunDir::claim_new(&d, true).unwrap();
         let err = format!("{:#}", RunDir::claim_new(&d, true).err().unwrap());
         assert!(

@@ -40,7 +40,8 @@ fn refused(args: &str, says: &str) {
 /// once, from every command that reads one (`bench train` through its worker processes).
 #[test]
 fn a_missing_manifest_is_one_line_that_names_it() {
-    let path = std::env::temp_dir().join("evomal-no-such-manifest.toml");
+    let dir = crate::scratch("no-manifest");
+    let path = dir.path().join("no-such.toml");
     let path = path.to_str().unwrap();
     let reason = std::fs::read(path).unwrap_err();
     let want = format!("error: cannot read manifest `{path}`: {reason}\n");
@@ -290,20 +291,18 @@ fn bench_train_profiles_each_gpu_kernel_of_a_step() {
 #[test]
 fn the_gpu_probe_prints_no_error_lines() {
     crate::plugins::build_plugin("evomal-plugin-diabetes");
-    let dir = std::env::temp_dir().join(format!("evomal-probe-{}", std::process::id()));
-    std::fs::remove_dir_all(&dir).ok();
+    let dir = crate::scratch("probe");
     let o = Command::new(env!("CARGO_BIN_EXE_evomal"))
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .env_remove("XDG_RUNTIME_DIR")
         .args(["run", "tests/data/tiny.toml", "--quiet", "--out-dir"])
-        .arg(&dir)
+        .arg(dir.path())
         .output()
         .unwrap();
     let err = stderr(&o);
     assert!(o.status.success(), "{err}");
     assert!(!err.contains("error"), "{err}");
     assert!(err.lines().count() <= 1, "one notice at most:\n{err}");
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
@@ -350,13 +349,13 @@ fn gpu_figures(out: &std::path::Path, args: &[&str]) -> (Option<i32>, String, St
 #[test]
 fn the_gpu_figures_script_summarises_the_bench_reports() {
     crate::plugins::build_plugin("evomal-plugin-digits");
-    let out = std::env::temp_dir().join(format!("evomal-gpu-figures-{}", std::process::id()));
-    std::fs::create_dir_all(&out).unwrap();
+    let out = crate::scratch("gpu-figures");
+    let out = out.path();
     let write = |file: &str, v: &serde_json::Value| {
         std::fs::write(out.join(format!("{file}.json")), v.to_string()).unwrap()
     };
     let script = |args: &[&str]| {
-        let (status, text, errors) = gpu_figures(&out, args);
+        let (status, text, errors) = gpu_figures(out, args);
         assert_eq!(status, Some(0), "{text}{errors}");
         text
     };
@@ -440,7 +439,6 @@ fn the_gpu_figures_script_summarises_the_bench_reports() {
             .map(|l| format!("{l}\n"))
             .collect::<String>()
     );
-    std::fs::remove_dir_all(&out).ok();
 }
 
 /// A failed command does not stop `gpu_figures.py`, and at `--deadline-s` it stops the command
@@ -449,7 +447,8 @@ fn the_gpu_figures_script_summarises_the_bench_reports() {
 #[test]
 fn the_gpu_figures_script_goes_on_after_a_failure_and_stops_at_its_deadline() {
     crate::plugins::build_plugin("evomal-plugin-cifar");
-    let out = std::env::temp_dir().join(format!("evomal-gpu-deadline-{}", std::process::id()));
+    let out = crate::scratch("gpu-deadline");
+    let out = out.path();
     let args = [
         "--stages",
         "profile",
@@ -460,7 +459,7 @@ fn the_gpu_figures_script_goes_on_after_a_failure_and_stops_at_its_deadline() {
         "--deadline-s",
         "10",
     ];
-    let (status, text, errors) = gpu_figures(&out, &args);
+    let (status, text, errors) = gpu_figures(out, &args);
     assert_eq!(status, Some(1), "{text}{errors}");
     for line in [
         "Stopped at the deadline (10 s) in stage profile, at `",
@@ -470,7 +469,7 @@ fn the_gpu_figures_script_goes_on_after_a_failure_and_stops_at_its_deadline() {
     ] {
         assert!(text.contains(line), "{line} in {text}");
     }
-    let mut files: Vec<_> = std::fs::read_dir(&out)
+    let mut files: Vec<_> = std::fs::read_dir(out)
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
@@ -478,5 +477,4 @@ fn the_gpu_figures_script_goes_on_after_a_failure_and_stops_at_its_deadline() {
     assert_eq!(files, ["failures.log", "summary.md"]);
     let log = std::fs::read_to_string(out.join("failures.log")).unwrap();
     assert!(log.contains("has no model `nosuch`"), "{log}");
-    std::fs::remove_dir_all(&out).ok();
 }

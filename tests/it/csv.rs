@@ -14,13 +14,6 @@ fn evomal(args: &[&str]) -> Output {
         .unwrap()
 }
 
-fn temp_dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("evomal-csv-{name}-{}", std::process::id()));
-    std::fs::remove_dir_all(&d).ok();
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
 /// `evomal train MANIFEST --loss LOSS`: the report's test metric per seed.
 fn train(manifest: &Path, loss: &str, dir: &Path) -> Result<Vec<f64>, String> {
     let out = dir.join(format!("{loss}.json"));
@@ -60,10 +53,11 @@ fn manifest(dir: &Path, data: &str, model: &str) -> PathBuf {
 fn the_diabetes_table_through_csv_trains_exactly_as_its_own_plugin() {
     build_plugin("evomal-plugin-csv");
     build_plugin("evomal-plugin-diabetes");
-    let dir = temp_dir("diabetes");
+    let dir = crate::scratch("csv-diabetes");
+    let dir = dir.path();
     let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("plugins/diabetes/data");
     let m = manifest(
-        &dir,
+        dir,
         &format!(
             "train = {:?}\nvalid = {:?}\ntest = {:?}\ntarget = \"target\"\nkind = \"regression\"",
             data.join("train.csv"),
@@ -78,20 +72,20 @@ fn the_diabetes_table_through_csv_trains_exactly_as_its_own_plugin() {
         "[task]\nplugin = \"diabetes\"\nmodel = \"linear\"\n[testing]\nsteps = 500\n",
     )
     .unwrap();
-    let via_csv = train(&m, "mse", &dir).unwrap();
-    assert_eq!(via_csv, train(&own, "mse", &dir).unwrap());
-    std::fs::remove_dir_all(&dir).ok();
+    let via_csv = train(&m, "mse", dir).unwrap();
+    assert_eq!(via_csv, train(&own, "mse", dir).unwrap());
 }
 
 #[test]
 fn two_classes_train_alike_as_a_softmax_or_a_sigmoid() {
     build_plugin("evomal-plugin-csv");
-    let dir = temp_dir("binary");
+    let dir = crate::scratch("csv-binary");
+    let dir = dir.path();
     let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("plugins/csv/examples/breast_cancer.csv");
     let data = format!("file = {file:?}\ntarget = \"diagnosis\"\nkind = \"classification\"");
-    let softmax = train(&manifest(&dir, &data, "linear"), "ce", &dir).unwrap();
-    let sigmoid = manifest(&dir, &format!("{data}\nbinary = \"sigmoid\""), "linear");
-    let sigmoid = train(&sigmoid, "ce", &dir).unwrap();
+    let softmax = train(&manifest(dir, &data, "linear"), "ce", dir).unwrap();
+    let sigmoid = manifest(dir, &format!("{data}\nbinary = \"sigmoid\""), "linear");
+    let sigmoid = train(&sigmoid, "ce", dir).unwrap();
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
     // With the one-output cross-entropy ignoring the negative examples, the sigmoid model
     // erred on 7% of the test set against 2.4% for the softmax.
@@ -100,13 +94,13 @@ fn two_classes_train_alike_as_a_softmax_or_a_sigmoid() {
         (mean(&sigmoid) - mean(&softmax)).abs() < 0.02,
         "sigmoid {sigmoid:?} vs softmax {softmax:?}"
     );
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
 fn bad_rows_and_settings_are_named() {
     build_plugin("evomal-plugin-csv");
-    let dir = temp_dir("bad");
+    let dir = crate::scratch("csv-bad");
+    let dir = dir.path();
     let table = dir.join("t.csv");
     let rows: String = (0..40)
         .map(|i| format!("{i},{}\n", ["a", "b"][i % 2]))
@@ -140,9 +134,8 @@ fn bad_rows_and_settings_are_named() {
     ];
     for (text, data, expect) in cases {
         std::fs::write(&table, text).unwrap();
-        let err = train(&manifest(&dir, data, "linear"), "ce", &dir).unwrap_err();
+        let err = train(&manifest(dir, data, "linear"), "ce", dir).unwrap_err();
         assert!(err.contains(expect), "expected `{expect}` in: {err}");
         assert!(!err.contains("panicked"), "{err}");
     }
-    std::fs::remove_dir_all(&dir).ok();
 }

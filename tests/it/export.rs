@@ -106,9 +106,8 @@ fn every_export_target_agrees_with_the_interpreter() {
     if ready.is_empty() {
         return;
     }
-    let dir = std::env::temp_dir().join(format!("evomal-export-{}", std::process::id()));
-    std::fs::remove_dir_all(&dir).ok();
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = crate::scratch("export");
+    let dir = dir.path();
     let mut rng = ChaCha8Rng::seed_from_u64(5);
     let mut points: Vec<(f64, f64, bool)> = EDGES
         .iter()
@@ -166,7 +165,6 @@ fn every_export_target_agrees_with_the_interpreter() {
     );
     assert!(o.status.success(), "{text}");
     eprintln!("{text}");
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]

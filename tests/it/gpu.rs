@@ -266,16 +266,15 @@ fn a_meta_test_on_the_gpu_matches_the_cpus() {
     }
     assert_ne!(on_gpu[0].test, on_gpu[1].test, "two seeds, two runs");
 
-    let dir = std::env::temp_dir().join(format!("evomal-gpu-train-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let manifest = dir.join("cnn.toml");
+    let dir = crate::scratch("gpu-train");
+    let manifest = dir.path().join("cnn.toml");
     let text = std::fs::read_to_string(
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tasks/digits-cnn.toml"),
     )
     .unwrap()
     .replace("steps = 2000", "steps = 40");
     std::fs::write(&manifest, text).unwrap();
-    let out = dir.join("train.json");
+    let out = dir.path().join("train.json");
     let o = std::process::Command::new(env!("CARGO_BIN_EXE_evomal"))
         .args([
             "train", "--quiet", "--loss", "ce", "--seeds", "0", "--device", "gpu",
@@ -288,7 +287,6 @@ fn a_meta_test_on_the_gpu_matches_the_cpus() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
     assert_eq!(report["device"].as_str().unwrap(), gpu().describe());
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 /// Candidates beyond what fits side by side train in turns, each as it would have together.

@@ -37,13 +37,6 @@ fn assert_clean_failure(o: &Output, expected: &str) {
     assert!(err.contains(expected), "expected `{expected}` in:\n{err}");
 }
 
-fn temp_dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("evomal-hard-{name}-{}", std::process::id()));
-    std::fs::remove_dir_all(&d).ok();
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
 /// The corpus: each file's first line is `# expect: TEXT`, the text its error must contain.
 fn corpus(dir: &str) -> Vec<(PathBuf, String)> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
@@ -93,8 +86,9 @@ fn the_binary_refuses_malformed_manifests_before_loading_anything() {
         ("gamma_nan", "`testing.gamma` must be a positive number"),
     ] {
         let path = format!("tests/data/bad_manifests/{case}.toml");
-        let dir = temp_dir(case);
-        let o = run_into(&path, &dir);
+        let dir = crate::scratch(&format!("hard-{case}"));
+        let dir = dir.path();
+        let o = run_into(&path, dir);
         assert_clean_failure(&o, expect);
         assert!(stderr(&o).contains(&path), "{}", stderr(&o));
     }
@@ -102,7 +96,8 @@ fn the_binary_refuses_malformed_manifests_before_loading_anything() {
 
 #[test]
 fn a_manifest_over_the_size_limit_is_refused_unread() {
-    let dir = temp_dir("big-manifest");
+    let dir = crate::scratch("hard-big-manifest");
+    let dir = dir.path();
     let path = dir.join("big.toml");
     let comment = format!("# {}\n", "x".repeat(2 << 20));
     std::fs::write(
@@ -135,8 +130,9 @@ fn every_damaged_or_contradicting_checkpoint_is_refused() {
         let case = case.unwrap().path();
         let expect = std::fs::read_to_string(case.join("expect.txt")).unwrap();
         let name = case.file_name().unwrap().to_string_lossy().into_owned();
-        let dir = temp_dir(&format!("cp-{name}"));
-        copy_dir(&case, &dir);
+        let dir = crate::scratch(&format!("hard-cp-{name}"));
+        let dir = dir.path();
+        copy_dir(&case, dir);
         let o = evomal(&["run", "--quiet", "--resume", dir.to_str().unwrap()]);
         assert_clean_failure(&o, expect.trim());
         assert!(
@@ -148,7 +144,6 @@ fn every_damaged_or_contradicting_checkpoint_is_refused() {
             !dir.join("run.json").exists(),
             "{name}: nothing was written"
         );
-        std::fs::remove_dir_all(&dir).ok();
         n += 1;
     }
     assert!(n >= 10, "{n} cases");
@@ -157,15 +152,16 @@ fn every_damaged_or_contradicting_checkpoint_is_refused() {
 #[test]
 fn a_results_directory_serves_one_run_at_a_time_and_is_never_overwritten() {
     crate::plugins::build_plugin("evomal-plugin-diabetes");
-    let dir = temp_dir("busy");
+    let dir = crate::scratch("hard-busy");
+    let dir = dir.path();
     // Another run holds the directory (this test, through the same advisory lock).
     let lock = std::fs::File::create(dir.join(".evomal.lock")).unwrap();
     lock.try_lock().unwrap();
-    let o = run_into("tests/data/tiny.toml", &dir);
+    let o = run_into("tests/data/tiny.toml", dir);
     assert_clean_failure(&o, "is in use by another evomal run");
     drop(lock);
 
-    let o = run_into("tests/data/tiny.toml", &dir);
+    let o = run_into("tests/data/tiny.toml", dir);
     assert!(o.status.success(), "{}", stderr(&o));
     // This tiny search finds nothing better than MSE on validation: the selection keeps the
     // baseline, and says so.
@@ -177,7 +173,7 @@ fn a_results_directory_serves_one_run_at_a_time_and_is_never_overwritten() {
         String::from_utf8_lossy(&o.stdout)
     );
     let first = std::fs::read(dir.join("run.json")).unwrap();
-    let o = run_into("tests/data/tiny.toml", &dir);
+    let o = run_into("tests/data/tiny.toml", dir);
     assert_clean_failure(&o, "already holds a run (its checkpoint.json)");
     assert_eq!(std::fs::read(dir.join("run.json")).unwrap(), first);
 
@@ -190,13 +186,12 @@ fn a_results_directory_serves_one_run_at_a_time_and_is_never_overwritten() {
     ]);
     assert_eq!(o.status.code(), Some(2), "a usage error: {}", stderr(&o));
     assert!(stderr(&o).contains("cannot be used with"), "{}", stderr(&o));
-    let leftovers: Vec<_> = std::fs::read_dir(&dir)
+    let leftovers: Vec<_> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .filter(|n| n.ends_with(".tmp"))
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 /// `tests/data/tiny.toml` on the fixtures plugin with `data` as its `[task.data]`.
@@ -237,8 +232,9 @@ fn a_careless_plugin_cannot_crash_the_host() {
         ("train = 0", "its training split is empty"),
     ];
     for (i, (data, expect)) in cases.into_iter().enumerate() {
-        let dir = temp_dir(&format!("careless-{i}"));
-        let manifest = fixtures_manifest(&dir, data);
+        let dir = crate::scratch(&format!("hard-careless-{i}"));
+        let dir = dir.path();
+        let manifest = fixtures_manifest(dir, data);
         let out = dir.join("out");
         let o = run_into(manifest.to_str().unwrap(), &out);
         assert_clean_failure(&o, expect);
@@ -247,7 +243,6 @@ fn a_careless_plugin_cannot_crash_the_host() {
             "{}",
             stderr(&o)
         );
-        std::fs::remove_dir_all(&dir).ok();
     }
 }
 
@@ -268,8 +263,9 @@ fn augmentation_a_device_cannot_take_is_refused_with_the_reason() {
         ),
     ];
     for (augments, device, expect) in cases {
-        let dir = temp_dir(&format!("augments-{augments}"));
-        let manifest = fixtures_manifest(&dir, &format!("augments = {augments:?}"));
+        let dir = crate::scratch(&format!("hard-augments-{augments}"));
+        let dir = dir.path();
+        let manifest = fixtures_manifest(dir, &format!("augments = {augments:?}"));
         let out = dir.join("train.json");
         let o = evomal(&[
             "train",
@@ -283,11 +279,11 @@ fn augmentation_a_device_cannot_take_is_refused_with_the_reason() {
             out.to_str().unwrap(),
         ]);
         assert_clean_failure(&o, expect);
-        std::fs::remove_dir_all(&dir).ok();
     }
     // With its own augmentation the CPU trains it.
-    let dir = temp_dir("augments-own-cpu");
-    let manifest = fixtures_manifest(&dir, "augments = \"own\"");
+    let dir = crate::scratch("hard-augments-own-cpu");
+    let dir = dir.path();
+    let manifest = fixtures_manifest(dir, "augments = \"own\"");
     let out = dir.join("train.json");
     let args = [
         "train",
@@ -299,14 +295,14 @@ fn augmentation_a_device_cannot_take_is_refused_with_the_reason() {
     ];
     let o = evomal(&[&args[..], &["--quiet", "--out", out.to_str().unwrap()]].concat());
     assert!(o.status.success(), "{}", stderr(&o));
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
 fn broken_plugin_files_are_errors_not_signals() {
     let lib = crate::plugins::build_plugin("evomal-plugin-diabetes");
     let bytes = std::fs::read(&lib).unwrap();
-    let dir = temp_dir("broken-plugins");
+    let dir = crate::scratch("hard-broken-plugins");
+    let dir = dir.path();
     let mut cases = Vec::new();
     for cut in [4096, 300_000, bytes.len() / 2] {
         let path = dir.join(format!("trunc{cut}.so"));
@@ -316,7 +312,7 @@ fn broken_plugin_files_are_errors_not_signals() {
     let text = dir.join("text.so");
     std::fs::write(&text, "not a library\n").unwrap();
     cases.push((text, "not a shared library"));
-    cases.push((dir.clone(), "is a directory, not a plugin library"));
+    cases.push((dir.to_path_buf(), "is a directory, not a plugin library"));
     cases.push((
         PathBuf::from("/dev/null"),
         "is a device, FIFO or socket, not a plugin library",
@@ -335,14 +331,14 @@ fn broken_plugin_files_are_errors_not_signals() {
             path.display()
         );
     }
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
 fn a_model_too_large_to_allocate_is_refused_by_name() {
     crate::plugins::build_plugin("evomal-plugin-diabetes");
-    let dir = temp_dir("huge-model");
-    let manifest = crate::run::tiny_manifest(&dir, &[("hidden = [32]", "hidden = [100000000]")]);
+    let dir = crate::scratch("hard-huge-model");
+    let dir = dir.path();
+    let manifest = crate::run::tiny_manifest(dir, &[("hidden = [32]", "hidden = [100000000]")]);
     let out = dir.join("out");
     let o = run_into(manifest.to_str().unwrap(), &out);
     assert_clean_failure(&o, "the model has 1200000001 parameters");
@@ -351,7 +347,6 @@ fn a_model_too_large_to_allocate_is_refused_by_name() {
         "{}",
         stderr(&o)
     );
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 /// A balanced tree of `height` with leaves y and yhat, without spaces.
@@ -402,7 +397,8 @@ fn long_expressions_are_shown_in_a_window_and_big_ones_still_evaluate() {
 #[test]
 fn train_refuses_a_baseline_of_the_wrong_kind_and_a_loss_without_yhat() {
     crate::plugins::build_plugin("evomal-plugin-diabetes");
-    let dir = temp_dir("train-loss");
+    let dir = crate::scratch("hard-train-loss");
+    let dir = dir.path();
     let out = dir.join("r.json");
     for (loss, expect) in [
         (
@@ -423,12 +419,12 @@ fn train_refuses_a_baseline_of_the_wrong_kind_and_a_loss_without_yhat() {
         assert_clean_failure(&o, expect);
         assert!(!out.exists());
     }
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
 fn outputs_replace_regular_files_only_and_name_the_users_path() {
-    let dir = temp_dir("outputs");
+    let dir = crate::scratch("hard-outputs");
+    let dir = dir.path();
     let taken = dir.join("taken");
     std::fs::create_dir(&taken).unwrap();
     let targets = [
@@ -461,10 +457,9 @@ fn outputs_replace_regular_files_only_and_name_the_users_path() {
         file.to_str().unwrap(),
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
-    let names: Vec<String> = std::fs::read_dir(&dir)
+    let names: Vec<String> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     assert_eq!(names.len(), 2, "no temporaries left: {names:?}");
-    std::fs::remove_dir_all(&dir).ok();
 }

@@ -14,9 +14,9 @@ const IMAGE: usize = 3 * 32 * 32;
 /// A CIFAR-10 binary tree (`cifar-10-batches-bin/` with five training files of `per_file`
 /// records and a test file of `per_file`), whose class `c` images are brighter in one channel
 /// and one quadrant, so a CNN can learn them.
-fn cifar10(name: &str, per_file: usize) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("evomal-cifar-{name}-{}", std::process::id()));
-    let bin = dir.join("cifar-10-batches-bin");
+fn cifar10(name: &str, per_file: usize) -> tempfile::TempDir {
+    let dir = crate::scratch(&format!("cifar-{name}"));
+    let bin = dir.path().join("cifar-10-batches-bin");
     std::fs::create_dir_all(&bin).unwrap();
     let file = |path: &Path, offset: usize| {
         let mut bytes = Vec::new();
@@ -64,6 +64,7 @@ fn open(tag: &str, data: serde_json::Value) -> Result<TaskPlugin, String> {
 #[test]
 fn cifar10_files_load_with_a_stratified_split_and_seeded_augmentation() {
     let dir = cifar10("load", 30);
+    let dir = dir.path();
     let p = open("load", serde_json::json!({ "data_dir": dir })).unwrap();
     // 150 training images, 15 per class: 2 per class held out (10%, rounded).
     assert_eq!(p.info().split_sizes, [130, 20, 30]);
@@ -86,7 +87,6 @@ fn cifar10_files_load_with_a_stratified_split_and_seeded_augmentation() {
         pass(&mut m, 1, Mode::Train { seed: 1 }),
         pass(&mut m, 1, Mode::Eval)
     );
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 /// The GPU crops and flips training images as the CPU does, image for image (the SDK's
@@ -97,6 +97,7 @@ fn cifar10_files_load_with_a_stratified_split_and_seeded_augmentation() {
 fn the_gpu_crops_and_flips_as_the_cpu_does() {
     use evomal_sdk::abi::AUGMENT_CROP_FLIP;
     let dir = cifar10("gpu", 100);
+    let dir = dir.path();
     let p = open("gpu", serde_json::json!({ "data_dir": dir })).unwrap();
     assert_eq!(p.info().augments, AUGMENT_CROP_FLIP);
     assert_eq!((p.info().crop_flip.pad, p.info().crop_flip.flip), (4, 1));
@@ -112,7 +113,6 @@ fn the_gpu_crops_and_flips_as_the_cpu_does() {
         );
     }
     crate::gpu::meta_gradients_agree(&p, "mlp", mlp, &losses);
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
@@ -122,6 +122,8 @@ fn missing_and_malformed_files_are_errors_that_name_them() {
     assert!(err.contains("cs.toronto.edu"), "{err}");
 
     let dir = cifar10("bad", 3);
+
+    let dir = dir.path();
     let err = open(
         "badkey",
         serde_json::json!({ "data_dir": dir, "datset": "svhn" }),
@@ -145,7 +147,6 @@ fn missing_and_malformed_files_are_errors_that_name_them() {
         err.contains("data_batch_3.bin: 6156 bytes is not a whole number of 3073-byte records"),
         "{err}"
     );
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 /// `evomal train` on a small ResNet-18 (batch norm, residual blocks, augmentation) learns the
@@ -154,6 +155,7 @@ fn missing_and_malformed_files_are_errors_that_name_them() {
 fn evomal_train_learns_synthetic_cifar_with_a_small_resnet() {
     build_plugin("evomal-plugin-cifar");
     let dir = cifar10("train", 60);
+    let dir = dir.path();
     let manifest = dir.join("cifar.toml");
     std::fs::write(
         &manifest,
@@ -197,5 +199,4 @@ seeds = [0]
     let test = json["test"]["mean"].as_f64().unwrap();
     // Chance is 0.9 error.
     assert!(test < 0.5, "test error {test}");
-    std::fs::remove_dir_all(&dir).ok();
 }

@@ -21,3 +21,12 @@ mod shaders;
 mod strategies;
 mod text;
 mod train;
+
+/// A new directory under the system's temporary one, named `evomal-NAME-…`: it goes when the
+/// value is dropped, also when the test fails, so a test run leaves nothing behind.
+fn scratch(name: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("evomal-{name}-"))
+        .tempdir()
+        .expect("a temporary directory")
+}

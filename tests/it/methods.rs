@@ -24,12 +24,6 @@ fn ok(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
-fn temp_dir(name: &str) -> std::path::PathBuf {
-    let d = std::env::temp_dir().join(format!("evomal-methods-{name}-{}", std::process::id()));
-    std::fs::remove_dir_all(&d).ok();
-    d
-}
-
 fn report(dir: &Path) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(dir.join("run.json")).unwrap()).unwrap()
 }
@@ -57,8 +51,9 @@ fn run(manifest: &Path, out: &Path) -> String {
 #[test]
 fn ml3_saves_its_network_which_trains_again_to_the_same_result() {
     build_plugin("evomal-plugin-diabetes");
-    let dir = temp_dir("ml3");
-    let m = tiny_manifest(&dir, &[("method = \"evomal\"", "method = \"ml3\"")]);
+    let dir = crate::scratch("methods-ml3");
+    let dir = dir.path();
+    let m = tiny_manifest(dir, &[("method = \"evomal\"", "method = \"ml3\"")]);
     let out = dir.join("run");
     let stdout = run(&m, &out);
     assert!(stdout.contains("ML3: 10 meta steps"), "{stdout}");
@@ -110,14 +105,14 @@ fn ml3_saves_its_network_which_trains_again_to_the_same_result() {
     ]);
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("has 2"));
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
 fn taylorglo_is_deterministic_for_a_seed_and_resumes_by_replay() {
     build_plugin("evomal-plugin-diabetes");
-    let dir = temp_dir("taylorglo");
-    let m = tiny_manifest(&dir, &[("method = \"evomal\"", "method = \"taylorglo\"")]);
+    let dir = crate::scratch("methods-taylorglo");
+    let dir = dir.path();
+    let m = tiny_manifest(dir, &[("method = \"evomal\"", "method = \"taylorglo\"")]);
     let (a, b) = (dir.join("a"), dir.join("b"));
     let stdout = run(&m, &a);
     assert!(
@@ -156,14 +151,14 @@ fn taylorglo_is_deterministic_for_a_seed_and_resumes_by_replay() {
     let d = dir.join("d");
     run(&m2, &d);
     assert_ne!(report(&d)["taylorglo"]["params"], r["taylorglo"]["params"]);
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
 fn compare_tabulates_two_methods_on_two_seeds_and_skips_finished_runs() {
     build_plugin("evomal-plugin-diabetes");
-    let dir = temp_dir("compare");
-    let m = tiny_manifest(&dir, &[]);
+    let dir = crate::scratch("methods-compare");
+    let dir = dir.path();
+    let m = tiny_manifest(dir, &[]);
     let out = dir.join("cmp");
     let args = [
         "compare",
@@ -251,5 +246,4 @@ fn compare_tabulates_two_methods_on_two_seeds_and_skips_finished_runs() {
 
     let o = evomal(&["compare", m.to_str().unwrap(), "--methods", "gplfl,ml4"]);
     assert!(String::from_utf8_lossy(&o.stderr).contains("unknown method `ml4`"));
-    std::fs::remove_dir_all(&dir).ok();
 }

@@ -352,8 +352,8 @@ fn a_plugin_without_jvp_gets_a_finite_difference_once_announced() {
 /// `evomal new-plugin` writes a crate that builds outside this repository and runs first time.
 #[test]
 fn a_new_plugin_builds_outside_the_repository_and_runs() {
-    let dir = std::env::temp_dir().join(format!("evomal-new-plugin-{}", std::process::id()));
-    std::fs::remove_dir_all(&dir).ok();
+    let dir = crate::scratch("new-plugin");
+    let dir = dir.path();
     let crate_dir = dir.join("my-task");
     let evomal = |args: &[&str]| {
         Command::new(env!("CARGO_BIN_EXE_evomal"))
@@ -396,7 +396,7 @@ fn a_new_plugin_builds_outside_the_repository_and_runs() {
     assert!(built.success(), "the template builds");
     // From another directory: the manifest's plugin path is relative to the manifest.
     let o = Command::new(env!("CARGO_BIN_EXE_evomal"))
-        .current_dir(&dir)
+        .current_dir(dir)
         .args(["run", "my-task/task.toml", "--quiet"])
         .output()
         .unwrap();
@@ -404,5 +404,4 @@ fn a_new_plugin_builds_outside_the_repository_and_runs() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(stdout.contains("my-task / mlp"), "{stdout}");
     assert!(dir.join("results/task/run.json").is_file());
-    std::fs::remove_dir_all(&dir).ok();
 }

@@ -41,17 +41,12 @@ pub fn tiny_manifest(dir: &Path, edits: &[(&str, &str)]) -> std::path::PathBuf {
     path
 }
 
-fn temp_dir(name: &str) -> std::path::PathBuf {
-    let d = std::env::temp_dir().join(format!("evomal-run-{name}-{}", std::process::id()));
-    std::fs::remove_dir_all(&d).ok();
-    d
-}
-
 #[test]
 fn quick_manifest_runs_end_to_end_and_beats_its_baseline_on_validation() {
     build_plugin("evomal-plugin-diabetes");
-    let dir = temp_dir("quick");
-    let o = run("tasks/quick.toml", &dir);
+    let dir = crate::scratch("run-quick");
+    let dir = dir.path();
+    let o = run("tasks/quick.toml", dir);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let report: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.join("run.json")).unwrap()).unwrap();
@@ -173,15 +168,17 @@ fn quick_manifest_runs_end_to_end_and_beats_its_baseline_on_validation() {
     );
 
     // Same seed, same search, whatever the number of worker threads.
-    let again = temp_dir("quick-again");
+    let again = crate::scratch("run-quick-again");
+    let again = again.path();
     assert!(
-        run_with("tasks/quick.toml", &again, &["--threads", "1"])
+        run_with("tasks/quick.toml", again, &["--threads", "1"])
             .status
             .success()
     );
-    let threes = temp_dir("quick-three");
+    let threes = crate::scratch("run-quick-three");
+    let threes = threes.path();
     assert!(
-        run_with("tasks/quick.toml", &threes, &["--threads", "3"])
+        run_with("tasks/quick.toml", threes, &["--threads", "3"])
             .status
             .success()
     );
@@ -189,7 +186,6 @@ fn quick_manifest_runs_end_to_end_and_beats_its_baseline_on_validation() {
         serde_json::from_slice(&std::fs::read(threes.join("run.json")).unwrap()).unwrap();
     assert_eq!(report3["best"], report["best"]);
     assert_eq!(report3["generations"].as_array().map(|g| g.len()), Some(20));
-    std::fs::remove_dir_all(&threes).ok();
     let report2: serde_json::Value =
         serde_json::from_slice(&std::fs::read(again.join("run.json")).unwrap()).unwrap();
     assert_eq!(report2["best"], report["best"]);
@@ -217,28 +213,26 @@ fn quick_manifest_runs_end_to_end_and_beats_its_baseline_on_validation() {
             .output()
             .unwrap()
     };
-    let o = transfer(&dir);
+    let o = transfer(dir);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let t: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.join("transfer-sine.json")).unwrap()).unwrap();
     assert_eq!(t["meta_test"][0]["loss"], report["best"]["loss"]);
     assert_eq!(t["to"]["task"], "sine");
     assert_eq!(t["meta_test"][1]["seeds"].as_array().unwrap().len(), 2);
-    let o = transfer(&std::env::temp_dir());
+    let o = transfer(crate::scratch("no-run").path());
     assert!(!o.status.success());
     assert!(
         String::from_utf8_lossy(&o.stderr).contains("run.json"),
         "{}",
         String::from_utf8_lossy(&o.stderr)
     );
-    std::fs::remove_dir_all(&dir).ok();
-    std::fs::remove_dir_all(&again).ok();
 }
 
 #[test]
 fn search_settings_are_validated_with_the_field_named() {
-    let dir = temp_dir("bad");
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = crate::scratch("run-bad");
+    let dir = dir.path();
     let cases = [
         ("[search]\npopulation = -5\n", "population"),
         (
@@ -277,13 +271,13 @@ fn search_settings_are_validated_with_the_field_named() {
             "the file is named: {err}"
         );
     }
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
 fn a_killed_run_resumes_to_the_same_result() {
     build_plugin("evomal-plugin-diabetes");
-    let killed = temp_dir("killed");
+    let killed = crate::scratch("run-killed");
+    let killed = killed.path();
     let mut child = Command::new(env!("CARGO_BIN_EXE_evomal"))
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .args([
@@ -325,8 +319,9 @@ fn a_killed_run_resumes_to_the_same_result() {
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let whole = temp_dir("whole");
-    assert!(run("tasks/quick.toml", &whole).status.success());
+    let whole = crate::scratch("run-whole");
+    let whole = whole.path();
+    assert!(run("tasks/quick.toml", whole).status.success());
     // Byte for byte the same report, bar the timings (each on a line of its own).
     let read = |d: &Path| -> String {
         std::fs::read_to_string(d.join("run.json"))
@@ -337,12 +332,10 @@ fn a_killed_run_resumes_to_the_same_result() {
             .join("\n")
     };
     assert_eq!(
-        read(&killed),
-        read(&whole),
+        read(killed),
+        read(whole),
         "killed after {at_kill} generations"
     );
-    std::fs::remove_dir_all(&killed).ok();
-    std::fs::remove_dir_all(&whole).ok();
 }
 
 #[test]
@@ -361,8 +354,8 @@ fn every_shipped_manifest_loads() {
 #[test]
 fn a_search_where_every_candidate_is_rejected_still_finishes() {
     let lib = build_plugin("evomal-test-fixtures");
-    let dir = temp_dir("all-rejected");
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = crate::scratch("run-all-rejected");
+    let dir = dir.path();
     // Every prediction is right from the start (input 0 gives output 0, class 0), so no loss can
     // improve the error rate: every candidate is rejected.
     let manifest = dir.join("m.toml");
@@ -390,14 +383,13 @@ fn a_search_where_every_candidate_is_rejected_still_finishes() {
             .contains("note: fitness.batch = 128 is larger than the training split (1 examples)"),
         "batch sizes beyond the data are not clamped silently"
     );
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
 fn a_model_without_jvp_is_searched_with_finite_differences_and_says_so_once() {
     let lib = build_plugin("evomal-test-fixtures");
-    let dir = temp_dir("no-jvp");
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = crate::scratch("run-no-jvp");
+    let dir = dir.path();
     let manifest = dir.join("m.toml");
     let text = format!(
         "[task]\nplugin = {:?}\nmodel = \"no-jvp\"\n[search]\npopulation = 4\ngenerations = 2\n\
@@ -410,7 +402,6 @@ fn a_model_without_jvp_is_searched_with_finite_differences_and_says_so_once() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "{err}");
     assert_eq!(err.matches("offers no JVP").count(), 1, "{err}");
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 /// `--device gpu` trains the fitness runs on the adapter (lavapipe on CI), records it, and a
@@ -420,8 +411,8 @@ fn a_model_without_jvp_is_searched_with_finite_differences_and_says_so_once() {
 fn the_device_is_chosen_recorded_and_kept_on_resume() {
     build_plugin("evomal-plugin-diabetes");
     build_plugin("evomal-plugin-digits");
-    let dir = temp_dir("device");
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = crate::scratch("run-device");
+    let dir = dir.path();
     let manifest = dir.join("tiny.toml");
     let text =
         std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tasks/quick.toml"))
@@ -501,7 +492,6 @@ fn the_device_is_chosen_recorded_and_kept_on_resume() {
             && stderr.contains("does not describe itself"),
         "{stderr}"
     );
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 /// `robust_selection = true`, trained as the fitness is and without the baseline: the best
@@ -509,9 +499,10 @@ fn the_device_is_chosen_recorded_and_kept_on_resume() {
 #[test]
 fn robust_selection_keeps_the_best_mean_of_the_finalists() {
     build_plugin("evomal-plugin-diabetes");
-    let dir = temp_dir("robust");
+    let dir = crate::scratch("run-robust");
+    let dir = dir.path();
     let manifest = tiny_manifest(
-        &dir,
+        dir,
         &[(
             "seed = 0\n",
             "seed = 0\nrobust_selection = true\nrobust_candidates = 3\nrobust_training = \"fitness\"\nrobust_baseline = false\n",
@@ -550,7 +541,6 @@ fn robust_selection_keeps_the_best_mean_of_the_finalists() {
         String::from_utf8_lossy(&o.stdout)
             .contains("robust selection: 3 finalists trained 4 times each")
     );
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 /// The default selection: finalists trained as in the meta-test, the baseline among them; the
@@ -559,8 +549,9 @@ fn robust_selection_keeps_the_best_mean_of_the_finalists() {
 fn the_default_selection_scores_the_baseline_too_and_keeps_it_when_nothing_beats_it() {
     build_plugin("evomal-plugin-diabetes");
     for (seed, name) in [(0, "default-0"), (1, "default-1"), (2, "default-2")] {
-        let dir = temp_dir(name);
-        let manifest = tiny_manifest(&dir, &[("seed = 0\n", &format!("seed = {seed}\n"))]);
+        let dir = crate::scratch(&format!("run-{name}"));
+        let dir = dir.path();
+        let manifest = tiny_manifest(dir, &[("seed = 0\n", &format!("seed = {seed}\n"))]);
         let o = run(manifest.to_str().unwrap(), &dir.join("out"));
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         let stdout = String::from_utf8_lossy(&o.stdout);
@@ -592,7 +583,6 @@ fn the_default_selection_scores_the_baseline_too_and_keeps_it_when_nothing_beats
         } else {
             assert!(means[chosen] <= means[finalists.len() - 1]);
         }
-        std::fs::remove_dir_all(&dir).ok();
     }
 }
 
@@ -601,9 +591,10 @@ fn the_default_selection_scores_the_baseline_too_and_keeps_it_when_nothing_beats
 #[test]
 fn without_robust_selection_the_best_single_fitness_is_kept() {
     build_plugin("evomal-plugin-diabetes");
-    let dir = temp_dir("no-robust");
+    let dir = crate::scratch("run-no-robust");
+    let dir = dir.path();
     let manifest = tiny_manifest(
-        &dir,
+        dir,
         &[("seed = 0\n", "seed = 0\nrobust_selection = false\n")],
     );
     let o = run(manifest.to_str().unwrap(), &dir.join("out"));
@@ -622,5 +613,4 @@ fn without_robust_selection_the_best_single_fitness_is_kept() {
         best_of_generations
     );
     assert!(!String::from_utf8_lossy(&o.stdout).contains("robust selection"));
-    std::fs::remove_dir_all(&dir).ok();
 }

@@ -6,12 +6,8 @@ use std::process::{Command, Output};
 use crate::plugins::build_plugin;
 
 fn train(args: &[&str]) -> (Output, serde_json::Value) {
-    let dir = std::env::temp_dir().join(format!(
-        "evomal-train-{}-{}",
-        std::process::id(),
-        args.join("_").len()
-    ));
-    let out = dir.join("result.json");
+    let dir = crate::scratch("train");
+    let out = dir.path().join("result.json");
     let o = Command::new(env!("CARGO_BIN_EXE_evomal"))
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .arg("train")
@@ -23,7 +19,6 @@ fn train(args: &[&str]) -> (Output, serde_json::Value) {
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
         .unwrap_or_default();
-    std::fs::remove_dir_all(&dir).ok();
     (o, json)
 }
 
@@ -85,8 +80,8 @@ fn a_diverging_loss_is_reported_not_a_crash() {
 fn bad_manifests_and_plugins_are_clear_errors() {
     build_plugin("evomal-plugin-diabetes");
     build_plugin("evomal-plugin-mnist");
-    let dir = std::env::temp_dir().join(format!("evomal-manifests-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = crate::scratch("manifests");
+    let dir = dir.path();
     let write = |name: &str, text: &str| {
         let p = dir.join(name);
         std::fs::write(&p, text).unwrap();
@@ -163,5 +158,4 @@ fn bad_manifests_and_plugins_are_clear_errors() {
     );
     let (o, _) = train(&["tasks/diabetes-linear.toml", "--loss", "mul(y, yhat"]);
     assert!(stderr(&o).contains("expected `,` or `)`"), "{}", stderr(&o));
-    std::fs::remove_dir_all(&dir).ok();
 }

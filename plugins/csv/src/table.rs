@@ -195,10 +195,15 @@ pub fn infer_classes(tables: &[&Table]) -> Vec<String> {
 mod tests {
     use super::*;
 
-    fn file(name: &str, text: &str) -> std::path::PathBuf {
-        let dir = std::env::temp_dir().join(format!("evomal-csv-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join(name);
+    fn scratch() -> tempfile::TempDir {
+        tempfile::Builder::new()
+            .prefix("evomal-csv-")
+            .tempdir()
+            .unwrap()
+    }
+
+    fn file(dir: &tempfile::TempDir, name: &str, text: &str) -> std::path::PathBuf {
+        let path = dir.path().join(name);
         std::fs::write(&path, text).unwrap();
         path
     }
@@ -214,7 +219,8 @@ mod tests {
             targets: &t,
             features: None,
         };
-        let path = file("ok.csv", "a,y,b\n1,cat,2\n\n\"3\",dog,4\n");
+        let dir = scratch();
+        let path = file(&dir, "ok.csv", "a,y,b\n1,cat,2\n\n\"3\",dog,4\n");
         let (table, names) = Table::read(&path, &cols).unwrap();
         assert_eq!(names, ["a", "b"]);
         assert_eq!(table.features, [[1.0, 2.0], [3.0, 4.0]]);
@@ -228,7 +234,7 @@ mod tests {
             "{err}"
         );
 
-        let path = file("bad.csv", "a,y\n1,0\nx,1\n");
+        let path = file(&dir, "bad.csv", "a,y\n1,0\nx,1\n");
         let err = Table::read(&path, &cols).err().unwrap();
         assert!(
             err.ends_with("bad.csv`, line 3, column `a`: `x` is not a finite number"),
@@ -247,7 +253,7 @@ mod tests {
             err.contains("has no column `z`; its columns: a, y"),
             "{err}"
         );
-        let path = file("nan.csv", "a,y\nnan,0\n");
+        let path = file(&dir, "nan.csv", "a,y\nnan,0\n");
         assert!(Table::read(&path, &cols).is_err());
     }
 
@@ -258,7 +264,8 @@ mod tests {
             targets: &t,
             features: None,
         };
-        let path = file("num.csv", "a,y\n1,10\n2,9\n3,10\n");
+        let dir = scratch();
+        let path = file(&dir, "num.csv", "a,y\n1,10\n2,9\n3,10\n");
         let (table, _) = Table::read(&path, &cols).unwrap();
         assert_eq!(infer_classes(&[&table]), ["9", "10"]);
         assert_eq!(table.numeric_targets(&t).unwrap(), [10.0, 9.0, 10.0]);

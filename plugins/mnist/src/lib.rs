@@ -209,7 +209,11 @@ mod tests {
 
     #[test]
     fn idx_files_plain_or_gzipped_load_and_bad_ones_are_named() {
-        let base = std::env::temp_dir().join(format!("evomal-mnist-idx-{}", std::process::id()));
+        let base = tempfile::Builder::new()
+            .prefix("evomal-mnist-idx-")
+            .tempdir()
+            .unwrap();
+        let base = base.path();
         for gz in [false, true] {
             let dir = base.join(if gz { "gz" } else { "plain" });
             write_idx(&dir, 70, 20, gz);
@@ -238,6 +242,5 @@ mod tests {
             err.contains("train-images-idx3-ubyte: expected 70 images of 28x28"),
             "{err}"
         );
-        std::fs::remove_dir_all(&base).ok();
     }
 }

@@ -34,6 +34,12 @@ pub enum GpuError {
     },
     #[error("the GPU trainer does not support {0}")]
     Unsupported(String),
+    #[error("`{var}={value}`: {why}")]
+    Setting {
+        var: &'static str,
+        value: String,
+        why: String,
+    },
 }
 
 /// Where training and loss kernels run (`--device`).

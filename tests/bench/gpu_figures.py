@@ -4,10 +4,10 @@ r"""Every GPU figure of evomal in one run: the GPU trainer against PyTorch CUDA 
 On a machine with an NVIDIA GPU, a CUDA build of PyTorch and evomal built in release mode:
 
     python3 tests/bench/gpu_figures.py --out gpu-figures [--side-by-side 25] [--steps 100] \
-        [--stages steps,gpu,profile,cpu] [--deadline-s S] [--summary-only]
+        [--stages steps,gpu,profile,cpu,tune] [--deadline-s S] [--summary-only]
 
-Each stage writes OUT/STAGE.json and is skipped when that file is there; `steps` and `profile`
-also keep each model's figures in OUT/STAGE.partial.json as they come. So a run that was cut
+Each stage writes OUT/STAGE.json and is skipped when that file is there; `steps`, `profile` and
+`tune` also keep each model's figures in OUT/STAGE.partial.json as they come. So a run that was cut
 short, by `--deadline-s` or by anything else, goes on where it stopped when run again with the
 same OUT (`--stages` runs some; `--summary-only` runs none). The stages, in this order:
 
@@ -18,6 +18,10 @@ same OUT (`--stages` runs some; `--summary-only` runs none). The stages, in this
   profile  where one step of N ResNet-18s and of N VGG-11s side by side spends its time, per
            kernel (`evomal bench train --device gpu --profile`)
   cpu      the ResNet-18 search on all CPU cores, one candidate per core: the longest stage
+  tune     the profiled models' steps/s, one and N side by side, at other sizes of the matrix
+           products' tiles and of the weight gradients' chunks (`EVOMAL_GPU_TILES`,
+           `EVOMAL_GPU_MIN_CHUNK`): what the adapter's defaults are to be chosen from; last,
+           since the targets need none of it
 
 A command that fails does not stop the run: the stages and models after it still run, its
 standard error goes to OUT/failures.log as well as to the console, and the run exits with
@@ -42,9 +46,23 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
-STAGES = ["steps", "gpu", "profile", "cpu"]
+STAGES = ["steps", "gpu", "profile", "cpu", "tune"]
 MODELS = "lenet5,mlp,resnet18,vgg11"
 PROFILED = "resnet18,vgg11"
+# The `tune` stage's settings, by name: the three tilings (`TMxTNxTK/PMxPN` each: outputs and
+# depth per workgroup, outputs per invocation) and the shortest chunk. The adapter's own come
+# first; each other changes one thing.
+TUNINGS = {
+    "adapter": {},
+    "wide128x64": {"EVOMAL_GPU_TILES": "128x64x8/8x4,16x64x16/1x4,8x16x16/1x1"},
+    "wide64x128": {"EVOMAL_GPU_TILES": "64x128x8/4x8,16x64x16/1x4,8x16x16/1x1"},
+    "depth8": {"EVOMAL_GPU_TILES": "64x64x8/4x4,16x64x16/1x4,8x16x16/1x1"},
+    "depth32": {"EVOMAL_GPU_TILES": "64x64x32/4x4,16x64x16/1x4,8x16x16/1x1"},
+    "rows32": {"EVOMAL_GPU_TILES": "64x64x16/4x4,32x64x16/2x4,8x16x16/1x1"},
+    "small16": {"EVOMAL_GPU_TILES": "64x64x16/4x4,16x64x16/1x4,16x16x16/1x1"},
+    "chunk256": {"EVOMAL_GPU_MIN_CHUNK": "256"},
+    "chunk4096": {"EVOMAL_GPU_MIN_CHUNK": "4096"},
+}
 DEADLINE_STATUS = 3
 FAILURES = "failures.log"
 
@@ -74,28 +92,31 @@ class Run:
         self.cifar = None
         self.failures = []
 
-    def command(self, cmd, capture=False):
+    def command(self, cmd, capture=False, env=None):
         """Runs `cmd` from the repository root in a process group of its own, so that at the
-        deadline its children (evomal under a benchmark script) stop with it."""
+        deadline its children (evomal under a benchmark script) stop with it; `env` adds to the
+        environment."""
         left = None if self.end is None else self.end - time.monotonic()
         if left is not None and left <= 0:
             raise Deadline(" ".join(cmd))
-        print("$ " + " ".join(cmd), flush=True)
+        shown = " ".join([f"{k}={v}" for k, v in (env or {}).items()] + cmd)
+        print("$ " + shown, flush=True)
         child = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE if capture else None,
-                                 stderr=subprocess.PIPE, text=True, start_new_session=True)
+                                 stderr=subprocess.PIPE, text=True, start_new_session=True,
+                                 env={**os.environ, **(env or {})})
         try:
             out, err = child.communicate(timeout=left)
         except BaseException as e:
             stop(child)
             if isinstance(e, subprocess.TimeoutExpired):
-                raise Deadline(" ".join(cmd)) from None
+                raise Deadline(shown) from None
             raise
         sys.stderr.write(err)
         if child.returncode != 0:
             # Kept apart from the console, whose start a remote machine may not give back.
             with open(os.path.join(self.args.out, FAILURES), "a") as log:
-                log.write(f"$ {' '.join(cmd)}\nexit status {child.returncode}\n{err}\n")
-            raise Failed(f"`{' '.join(cmd)}` exited with status {child.returncode}")
+                log.write(f"$ {shown}\nexit status {child.returncode}\n{err}\n")
+            raise Failed(f"`{shown}` exited with status {child.returncode}")
         return out
 
     def synthetic_cifar(self):
@@ -192,6 +213,24 @@ def stage_profile(run):
         return json.loads(out)
 
     return per_model(run, "profile", run.args.profile_models.split(","), measure)
+
+
+def tune_keys(profile_models, tunings):
+    """The `tune` stage's measurements: `MODEL TUNING` for each model and setting."""
+    return [f"{m} {t}" for m in profile_models.split(",") for t in tunings.split(",")]
+
+
+def stage_tune(run):
+    def measure(key):
+        model, tuning = key.split(" ")
+        manifest = cifar_manifest(run.synthetic_cifar(), model)
+        out = run.command([run.args.evomal, "bench", "train", manifest, "--device", "gpu",
+                           "--steps", str(run.args.tune_steps), "--side-by-side",
+                           str(run.args.side_by_side), "--json"],
+                          capture=True, env=TUNINGS[tuning])
+        return json.loads(out)
+
+    return per_model(run, "tune", tune_keys(run.args.profile_models, run.args.tunings), measure)
 
 
 def duration(seconds):
@@ -294,6 +333,38 @@ def summary_profile(profile, top=6):
     return lines
 
 
+def summary_tune(tune):
+    """Per model, each setting's model-steps/s side by side against the adapter's own."""
+    models = list(dict.fromkeys(key.split(" ")[0] for key in tune))
+    tunings = list(dict.fromkeys(key.split(" ")[1] for key in tune))
+    first = next(iter(tune.values()))
+    lines = [f"Steps/s of {first['side_by_side']} models side by side, per model (in brackets: "
+             "one model alone), at each setting of the products' tiles "
+             "(`EVOMAL_GPU_TILES`) and the weight gradients' shortest chunk "
+             "(`EVOMAL_GPU_MIN_CHUNK`); against the adapter's own settings.", "",
+             "| setting | tiles | chunk | " + " | ".join(models) + " |",
+             "|---|---|---|" + "---|" * len(models)]
+    for t in tunings:
+        reports = [tune.get(f"{m} {t}") for m in models]
+        known = next(r for r in reports if r)
+        cells = []
+        for m, r in zip(models, reports):
+            base = tune.get(f"{m} adapter")
+            if r is None:
+                cells.append("—")
+                continue
+            ratio = "" if base is None else \
+                f", {r['model_steps_per_s'] / base['model_steps_per_s']:.2f}x"
+            cells.append(f"{r['model_steps_per_s']:.2f} ({r['steps_per_s']:.2f}){ratio}")
+        lines.append(f"| {t} | {','.join(known['tiles'])} | {known['min_chunk']} | "
+                     + " | ".join(cells) + " |")
+    for m in models:
+        mine = {t: tune[f"{m} {t}"] for t in tunings if f"{m} {t}" in tune}
+        best = max(mine, key=lambda t: mine[t]["model_steps_per_s"])
+        lines.append(f"\nFastest for {m} side by side: {best}.")
+    return lines
+
+
 def gathered(out, stage, models):
     """A stage's figures: its file, else, for a stage measured a model at a time (`models` not
     None), what its partial file holds so far (None if nothing); and the models of `models`
@@ -311,13 +382,15 @@ def gathered(out, stage, models):
     return {m: parts[m] for m in have}, missing
 
 
-def summary(out, models=MODELS, profile_models=PROFILED, failures=()):
+def summary(out, models=MODELS, profile_models=PROFILED, tunings=",".join(TUNINGS),
+            failures=()):
     """The summary of the stages' files in `out` that are there, whole or partial, and of the
     commands of this run that failed."""
     figures, unfinished = {}, []
     for stage in STAGES:
-        wanted = {"steps": models, "profile": profile_models}.get(stage)
-        figures[stage], missing = gathered(out, stage, wanted and wanted.split(","))
+        wanted = {"steps": models.split(","), "profile": profile_models.split(","),
+                  "tune": tune_keys(profile_models, tunings)}.get(stage)
+        figures[stage], missing = gathered(out, stage, wanted)
         if figures[stage] is None:
             unfinished.append(stage)
         elif missing:
@@ -330,6 +403,8 @@ def summary(out, models=MODELS, profile_models=PROFILED, failures=()):
         sections.append(["## The reference search", ""] + search)
     if figures["profile"]:
         sections.append(["## Where a step goes"] + summary_profile(figures["profile"]))
+    if figures["tune"]:
+        sections.append(["## Tile and chunk sizes", ""] + summary_tune(figures["tune"]))
     if unfinished:
         sections.append([f"Not yet run: {', '.join(unfinished)}."])
     if failures:
@@ -345,7 +420,11 @@ def main():
     ap.add_argument("--steps", type=int, default=100, help="timed steps per model in `steps`")
     ap.add_argument("--stages", default=",".join(STAGES))
     ap.add_argument("--models", default=MODELS, help="the models of `steps`")
-    ap.add_argument("--profile-models", default=PROFILED, help="the models of `profile`")
+    ap.add_argument("--profile-models", default=PROFILED,
+                    help="the models of `profile` and `tune`")
+    ap.add_argument("--tunings", default=",".join(TUNINGS),
+                    help=f"the settings `tune` times (known: {', '.join(TUNINGS)})")
+    ap.add_argument("--tune-steps", type=int, default=10, help="timed steps per setting in `tune`")
     ap.add_argument("--deadline-s", type=float,
                     help="start nothing after this many seconds, and stop what still runs")
     ap.add_argument("--evomal", default=os.path.join(ROOT, "target", "release", "evomal"))
@@ -354,6 +433,10 @@ def main():
     unknown = set(args.stages.split(",")) - set(STAGES)
     if unknown:
         sys.exit(f"--stages: unknown {', '.join(sorted(unknown))} (known: {', '.join(STAGES)})")
+    unknown = set(args.tunings.split(",")) - set(TUNINGS)
+    if unknown:
+        sys.exit(f"--tunings: unknown {', '.join(sorted(unknown))} "
+                 f"(known: {', '.join(TUNINGS)})")
     os.makedirs(args.out, exist_ok=True)
     with contextlib.suppress(FileNotFoundError):
         os.remove(os.path.join(args.out, FAILURES))
@@ -363,6 +446,7 @@ def main():
         "gpu": lambda run: stage_projection(run, ["--device", "gpu", "--gpu-only",
                                                   "--candidates", n]),
         "profile": stage_profile,
+        "tune": stage_tune,
         "cpu": lambda run: stage_projection(run, ["--device", "cpu", "--candidates", cores]),
     }
     stopped = None
@@ -385,7 +469,7 @@ def main():
                 continue
             with contextlib.suppress(FileNotFoundError):
                 os.remove(partial_path(args.out, stage))
-    text = summary(args.out, args.models, args.profile_models, run.failures)
+    text = summary(args.out, args.models, args.profile_models, args.tunings, run.failures)
     with open(os.path.join(args.out, "summary.md"), "w") as f:
         f.write(text)
     print(text, end="")

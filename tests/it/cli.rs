@@ -19,10 +19,16 @@ fn stderr(o: &Output) -> String {
 
 /// `evomal ARGS --json` (`args` split at spaces) from the repository root: its report.
 fn report(args: &str) -> serde_json::Value {
+    report_with(args, &[])
+}
+
+/// [`report`] with `vars` set in evomal's environment.
+fn report_with(args: &str, vars: &[(&str, &str)]) -> serde_json::Value {
     let o = Command::new(env!("CARGO_BIN_EXE_evomal"))
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .args(args.split(' '))
         .arg("--json")
+        .envs(vars.iter().copied())
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
@@ -326,6 +332,39 @@ fn plugin_info_lists_models_with_their_settings_and_defaults() {
     }
 }
 
+/// Tile and chunk sizes set in the environment that the adapter or the kernels cannot take are
+/// refused in one line that names the variable.
+#[test]
+fn gpu_sizes_the_adapter_cannot_take_are_refused_by_name() {
+    crate::plugins::build_plugin("evomal-plugin-digits");
+    for (var, value, why) in [
+        (
+            "EVOMAL_GPU_TILES",
+            "64x64x16/4x4",
+            "it takes 3 tilings, not 1",
+        ),
+        (
+            "EVOMAL_GPU_TILES",
+            "64x64x16/4x4,16x64x16/1x4,8x16x48/1x1",
+            "8x16x48/1x1: its depth does not divide 64",
+        ),
+        (
+            "EVOMAL_GPU_MIN_CHUNK",
+            "0",
+            "it takes a whole number from 1 to 16777216",
+        ),
+    ] {
+        let o = Command::new(env!("CARGO_BIN_EXE_evomal"))
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env(var, value)
+            .args(["bench", "train", "tasks/digits-cnn.toml", "--device", "gpu"])
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+        assert_eq!(stderr(&o), format!("error: `{var}={value}`: {why}\n"));
+    }
+}
+
 /// `tests/bench/gpu_figures.py --out OUT ARGS`: its exit status, standard output and standard
 /// error.
 fn gpu_figures(out: &std::path::Path, args: &[&str]) -> (Option<i32>, String, String) {
@@ -363,7 +402,7 @@ fn the_gpu_figures_script_summarises_the_bench_reports() {
     let gpu = report(&format!("{fitness} 3 --device gpu --gpu-only"));
     write("gpu", &gpu);
     assert!(
-        script(&["--summary-only"]).contains("Not yet run: steps, profile, cpu."),
+        script(&["--summary-only"]).contains("Not yet run: steps, profile, cpu, tune."),
         "only the GPU projection is there"
     );
 
@@ -375,6 +414,51 @@ fn the_gpu_figures_script_summarises_the_bench_reports() {
     // What the stages keep a model at a time: `bench train --profile`, and
     // `pytorch_steps.py --device cuda` (there is no CUDA here).
     write("profile.partial", &serde_json::json!({ "cnn": profiled }));
+    // `tune`'s reports: the same at the adapter's sizes and at other ones.
+    let bench = "bench train tasks/digits-cnn.toml --device gpu --steps 2 --side-by-side 2";
+    let depth8 = "64x64x8/4x4,16x64x16/1x4,8x16x16/1x1";
+    let tuned = report_with(bench, &[("EVOMAL_GPU_TILES", depth8)]);
+    assert_eq!(tuned["tiles"].as_array().unwrap().len(), 3);
+    assert_eq!(tuned["tiles"][0], "64x64x8/4x4");
+    let chunked = report_with(bench, &[("EVOMAL_GPU_MIN_CHUNK", "256")]);
+    assert_eq!(chunked["min_chunk"], 256);
+    let adapter = report(bench);
+    write(
+        "tune",
+        &serde_json::json!({ "cnn adapter": adapter, "cnn depth8": tuned,
+                             "cnn chunk256": chunked }),
+    );
+    let per_s = |r: &serde_json::Value| r["model_steps_per_s"].as_f64().unwrap();
+    let tune_row = |name: &str, r: &serde_json::Value| {
+        let tiles: Vec<&str> = r["tiles"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t.as_str().unwrap())
+            .collect();
+        format!(
+            "| {name} | {} | {} | {:.2} ({:.2}), {:.2}x |",
+            tiles.join(","),
+            r["min_chunk"],
+            per_s(r),
+            r["steps_per_s"].as_f64().unwrap(),
+            per_s(r) / per_s(&adapter)
+        )
+    };
+    let fastest = [
+        ("adapter", &adapter),
+        ("depth8", &tuned),
+        ("chunk256", &chunked),
+    ]
+    .into_iter()
+    .fold(("", f64::MIN), |best, (name, r)| {
+        if per_s(r) > best.1 {
+            (name, per_s(r))
+        } else {
+            best
+        }
+    })
+    .0;
     let row = serde_json::json!({
         "model": "lenet5", "batch": 128, "device": "a GPU", "torch_device": "a CUDA GPU",
         "evomal_steps_per_s": 50.0, "side_by_side": 25, "evomal_model_steps_per_s": 200.0,
@@ -397,11 +481,19 @@ fn the_gpu_figures_script_summarises_the_bench_reports() {
     assert!(so_far.contains(table_row), "{so_far}");
     assert!(so_far.contains("Not yet run: steps (mlp)."), "{so_far}");
 
-    let text = script(&["--models", "lenet5", "--profile-models", "cnn"]);
+    let text = script(&[
+        "--models",
+        "lenet5",
+        "--profile-models",
+        "cnn",
+        "--tunings",
+        "adapter,depth8,chunk256",
+    ]);
     for skipped in [
         "steps lenet5: kept in",
         "profile cnn: kept in",
         "gpu.json is there; skipped",
+        "tune.json is there; skipped",
         "cpu.json is there; skipped",
     ] {
         assert!(text.contains(skipped), "{skipped} in {text}");
@@ -428,6 +520,11 @@ fn the_gpu_figures_script_summarises_the_bench_reports() {
         "compute f32 convolutions as `tf32` and matrix products as `ieee` (`tf32`: on".into(),
         "(a software rasteriser: not a GPU figure)".into(),
         "One step of 2 cnn models side by side".into(),
+        "| setting | tiles | chunk | cnn |".into(),
+        tune_row("adapter", &adapter),
+        tune_row("depth8", &tuned),
+        tune_row("chunk256", &chunked),
+        format!("Fastest for cnn side by side: {fastest}."),
     ] {
         assert!(text.contains(&line), "{line} in {text}");
     }
@@ -443,7 +540,8 @@ fn the_gpu_figures_script_summarises_the_bench_reports() {
 
 /// A failed command does not stop `gpu_figures.py`, and at `--deadline-s` it stops the command
 /// that is running (a ResNet-18 here, which takes minutes on a software rasteriser), keeps
-/// nothing of it, still writes the summary and says what failed and where it stopped.
+/// nothing of it, still writes the summary and says what failed and where it stopped, with the
+/// settings it ran the command with.
 #[test]
 fn the_gpu_figures_script_goes_on_after_a_failure_and_stops_at_its_deadline() {
     crate::plugins::build_plugin("evomal-plugin-cifar");
@@ -451,9 +549,11 @@ fn the_gpu_figures_script_goes_on_after_a_failure_and_stops_at_its_deadline() {
     let out = out.path();
     let args = [
         "--stages",
-        "profile",
+        "tune",
         "--profile-models",
         "nosuch,resnet18",
+        "--tunings",
+        "depth8",
         "--side-by-side",
         "1",
         "--deadline-s",
@@ -461,13 +561,16 @@ fn the_gpu_figures_script_goes_on_after_a_failure_and_stops_at_its_deadline() {
     ];
     let (status, text, errors) = gpu_figures(out, &args);
     assert_eq!(status, Some(1), "{text}{errors}");
+    let depth8 = "EVOMAL_GPU_TILES=64x64x8/4x4,16x64x16/1x4,8x16x16/1x1";
     for line in [
-        "Stopped at the deadline (10 s) in stage profile, at `",
-        "resnet18.toml --device gpu",
-        "Not yet run: steps, gpu, profile, cpu.",
-        "Failed in this run (their errors are in failures.log):\n- profile nosuch: `",
+        format!("Stopped at the deadline (10 s) in stage tune, at `{depth8} "),
+        "resnet18.toml --device gpu".into(),
+        "Not yet run: steps, gpu, profile, cpu, tune.".into(),
+        format!(
+            "Failed in this run (their errors are in failures.log):\n- tune nosuch depth8: `{depth8} "
+        ),
     ] {
-        assert!(text.contains(line), "{line} in {text}");
+        assert!(text.contains(&line), "{line} in {text}");
     }
     let mut files: Vec<_> = std::fs::read_dir(out)
         .unwrap()

@@ -11,7 +11,7 @@ use evomal::backend::jit;
 use evomal::expr::LossExpr;
 use evomal::gp::{self, GpConfig};
 use evomal::gpu::Gpu;
-use evomal::gpu::population::{GpuMetaGradient, PopulationTrainer};
+use evomal::gpu::population::{GpuMetaGradient, PopulationTrainer, Tuning};
 use evomal::plugin::{PluginModel, TaskPlugin};
 use evomal::search::local::{LocalSearchConfig, MetaGradient, MetaStep, local_search};
 use evomal::train::meta_test::meta_test;
@@ -318,6 +318,60 @@ fn candidates_in_turns_train_as_they_do_side_by_side() {
             .unwrap()
     };
     assert_eq!(runs(1), runs(2));
+}
+
+/// The products' sizes leave training as it was: other tilings train bit for bit as the
+/// adapter's (each output's sum runs in the same order), shorter chunks of a convolution's
+/// weight gradient (more partial sums, in another order) to within f32 rounding.
+#[test]
+fn other_tile_and_chunk_sizes_train_as_the_adapters() {
+    let p = shipped("evomal-plugin-digits");
+    let task = Task::new(&p);
+    let mut m = p.create_model("cnn", "{}").unwrap();
+    let mut init = vec![0.0f32; m.n_params()];
+    m.initial_params(5, &mut init).unwrap();
+    let losses: Vec<LossExpr> = ["mul(-1, mul(y, log(yhat)))", "square(sub(y, yhat))"]
+        .iter()
+        .map(|l| l.parse().unwrap())
+        .collect();
+    let cfg = sgd(10, 64, 0.05);
+    let run = |tiles: Option<&str>, min_chunk: Option<&str>| {
+        let tuning = Tuning::with(gpu().limits(), tiles, min_chunk).unwrap();
+        let trainer = PopulationTrainer::new(gpu(), &task, &m, 2, 1)
+            .unwrap()
+            .tuned(tuning)
+            .unwrap();
+        assert_eq!(trainer.tuning(), tuning);
+        let runs = trainer
+            .train(&losses, &init, &cfg, 5, task.metric())
+            .unwrap();
+        (runs, trainer.bytes_per_candidate(&cfg))
+    };
+    let (adapters, bytes) = run(None, None);
+    // Each tiling three times over, so that every product runs in it.
+    for tiling in ["128x64x8/8x4", "32x32x16/2x2", "8x32x8/1x4"] {
+        let tiles = [tiling; 3].join(",");
+        assert_eq!(
+            run(Some(&tiles), None),
+            (adapters.clone(), bytes),
+            "{tiles}"
+        );
+    }
+    // Memory is reckoned for the evaluation's chunks of 256 rows, where the second
+    // convolution's partial sums take the most room: 16 x (8 x 9 + 1) parameters' worth per
+    // chunk, over 256 x 4 x 4 pixels in 4 chunks of 1024, or 64 of 64.
+    let (short, more_bytes) = run(None, Some("64"));
+    assert_eq!(more_bytes - bytes, 4 * (64 - 4) * 16 * (8 * 9 + 1));
+    for (a, s) in adapters.iter().zip(&short) {
+        let scale = a.params.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+        let moved = a
+            .params
+            .iter()
+            .zip(&s.params)
+            .fold(0.0f32, |m, (x, y)| m.max((x - y).abs()));
+        assert!(moved <= 1e-5 * scale, "parameters differ by {moved:e}");
+        assert_eq!(a.outcome, s.outcome);
+    }
 }
 
 #[test]

@@ -100,6 +100,8 @@ pub fn bench_train_gpu(
         "bytes_per_candidate": trainer.bytes_per_candidate(&cfg),
         "data_bytes": trainer.data_bytes(),
         "device_memory_bytes": gpu.memory(),
+        "tiles": trainer.tuning().tiles.map(|t| t.to_string()),
+        "min_chunk": trainer.tuning().min_chunk,
     });
     if profile {
         report["profile"] = kernels

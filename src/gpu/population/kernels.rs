@@ -4,6 +4,7 @@ use std::fmt::Write;
 
 use wgpu::util::DeviceExt;
 
+use super::tuning::{TILINGS, Tiles, Tuning};
 use crate::backend::wgsl;
 use crate::expr::LossExpr;
 use crate::gpu::{Binding, Gpu, GpuError};
@@ -87,86 +88,6 @@ pub struct Strides {
     pub col: u32,
 }
 
-/// The tilings each product's kernel is compiled for.
-pub const TILINGS: usize = 3;
-
-/// A product's tiling: `tile_m x tile_n` outputs per workgroup, `per_m x per_n` per invocation,
-/// over slices of `tile_k`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Tiles {
-    pub tile_m: u32,
-    pub tile_n: u32,
-    pub tile_k: u32,
-    pub per_m: u32,
-    pub per_n: u32,
-}
-
-impl Tiles {
-    const fn new(tile_m: u32, tile_n: u32, tile_k: u32, per_m: u32, per_n: u32) -> Tiles {
-        Tiles {
-            tile_m,
-            tile_n,
-            tile_k,
-            per_m,
-            per_n,
-        }
-    }
-
-    /// The tilings the device's limits allow, from the widest: 64 x 64 outputs per workgroup
-    /// (4 x 4 per invocation), 16 x 64 (1 x 4) for products of few rows, 8 x 16 (1 x 1) for
-    /// small ones (a small convolution's weight gradient); or halves of them.
-    pub fn for_limits(limits: &wgpu::Limits) -> [Tiles; TILINGS] {
-        let fits = |t: &Tiles| {
-            let (x, y) = (t.tile_n / t.per_n, t.tile_m / t.per_m);
-            // `tiled.wgsl` loads each invocation's B entries from one column, A's at one
-            // offset into the slice.
-            (x * y) % t.tile_n == 0
-                && (x * y) % t.tile_k == 0
-                && x * y <= limits.max_compute_invocations_per_workgroup
-                && x <= limits.max_compute_workgroup_size_x
-                && y <= limits.max_compute_workgroup_size_y
-                && (t.tile_m + t.tile_n) * t.tile_k * 4 <= limits.max_compute_workgroup_storage_size
-        };
-        let pick = |choices: [Tiles; 2]| {
-            choices
-                .into_iter()
-                .find(fits)
-                .unwrap_or(Tiles::new(8, 8, 8, 1, 1))
-        };
-        [
-            pick([Tiles::new(64, 64, 16, 4, 4), Tiles::new(32, 32, 8, 4, 4)]),
-            pick([Tiles::new(16, 64, 16, 1, 4), Tiles::new(8, 32, 8, 1, 4)]),
-            pick([Tiles::new(8, 16, 16, 1, 1), Tiles::new(8, 8, 8, 1, 1)]),
-        ]
-    }
-
-    /// A product of `m x n` outputs' cost in this tiling, in units of one multiply-add per
-    /// entry of the sum: its outputs rounded up to whole tiles, each multiply-add with its
-    /// share of the tiles' loads from memory (which count four: an index computation each).
-    fn cost(&self, m: u32, n: u32) -> f64 {
-        let padded =
-            m.next_multiple_of(self.tile_m) as f64 * n.next_multiple_of(self.tile_n) as f64;
-        let loads = (self.tile_m + self.tile_n) as f64 / (self.tile_m * self.tile_n) as f64;
-        padded * (1.0 + 4.0 * loads)
-    }
-
-    /// A product's kernel `src` (`gemm.wgsl`, `conv_*.wgsl`) with the tile loop at these sizes.
-    fn shader(&self, src: &str) -> String {
-        let n = |v: u32| v.to_string();
-        format!("{src}\n{TILED}")
-            .replace("{{tile_m}}", &n(self.tile_m))
-            .replace("{{tile_n}}", &n(self.tile_n))
-            .replace("{{tile_k}}", &n(self.tile_k))
-            .replace("{{per_m}}", &n(self.per_m))
-            .replace("{{per_n}}", &n(self.per_n))
-            .replace("{{wg_x}}", &n(self.tile_n / self.per_n))
-            .replace("{{wg_y}}", &n(self.tile_m / self.per_m))
-            .replace("{{a_tile}}", &n(self.tile_m * self.tile_k))
-            .replace("{{b_tile}}", &n(self.tile_k * self.tile_n))
-            .replace("{{acc}}", &n(self.per_m * self.per_n))
-    }
-}
-
 /// The optimiser shader's `Opt` uniform (`shaders/train/optimizer.wgsl`).
 #[repr(C)]
 #[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
@@ -244,7 +165,7 @@ pub struct Kernels {
     pub conv_gemm: [wgpu::ComputePipeline; TILINGS],
     pub conv_grad_input: [wgpu::ComputePipeline; TILINGS],
     pub conv_grad_weights: [wgpu::ComputePipeline; TILINGS],
-    pub tiles: [Tiles; TILINGS],
+    pub tuning: Tuning,
     /// The most workgroups a dispatch has along one dimension.
     pub max_groups: u32,
     /// Each pipeline above with its name, for profiles.
@@ -252,7 +173,7 @@ pub struct Kernels {
 }
 
 impl Kernels {
-    pub fn new(gpu: &Gpu) -> Result<Kernels, GpuError> {
+    pub fn new(gpu: &Gpu, tuning: Tuning) -> Result<Kernels, GpuError> {
         use Binding::{Read as R, Uniform as U, Write as W};
         let names = std::cell::RefCell::new(Vec::new());
         let make = |label: &str, src: &str, bindings: &[Binding]| {
@@ -263,7 +184,7 @@ impl Kernels {
                 .push((pipeline.clone(), label.to_string()));
             Ok::<_, GpuError>(pipeline)
         };
-        let tiles = Tiles::for_limits(gpu.limits());
+        let tiles = tuning.tiles;
         // A kernel, with the source of a shared helper appended where it takes one.
         macro_rules! kernel {
             ($name:literal, $bindings:expr) => {
@@ -289,11 +210,11 @@ impl Kernels {
         macro_rules! tiled {
             ($name:literal, $bindings:expr) => {{
                 let src = include_str!(concat!("../../../shaders/train/", $name, ".wgsl"));
-                let label = |t: &Tiles| format!("{} {}x{}", $name, t.tile_m, t.tile_n);
+                let label = |t: &Tiles| format!("{} {t}", $name);
                 [
-                    make(&label(&tiles[0]), &tiles[0].shader(src), &$bindings)?,
-                    make(&label(&tiles[1]), &tiles[1].shader(src), &$bindings)?,
-                    make(&label(&tiles[2]), &tiles[2].shader(src), &$bindings)?,
+                    make(&label(&tiles[0]), &tiles[0].shader(src, TILED), &$bindings)?,
+                    make(&label(&tiles[1]), &tiles[1].shader(src, TILED), &$bindings)?,
+                    make(&label(&tiles[2]), &tiles[2].shader(src, TILED), &$bindings)?,
                 ]
             }};
         }
@@ -322,7 +243,7 @@ impl Kernels {
             conv_gemm: tiled!("conv_gemm", [R, R, R, W, U]),
             conv_grad_input: tiled!("conv_grad_input", [R, R, W, U]),
             conv_grad_weights: tiled!("conv_grad_weights", [R, R, W, U]),
-            tiles,
+            tuning,
             max_groups: gpu.limits().max_compute_workgroups_per_dimension,
             names: names.into_inner(),
         })
@@ -341,12 +262,13 @@ impl Kernels {
     /// tie).
     pub fn tiling(&self, m: u32, n: u32) -> (usize, Tiles) {
         let mut best = 0;
-        for (i, t) in self.tiles.iter().enumerate() {
-            if t.cost(m, n) < self.tiles[best].cost(m, n) {
+        let tiles = &self.tuning.tiles;
+        for (i, t) in tiles.iter().enumerate() {
+            if t.cost(m, n) < tiles[best].cost(m, n) {
                 best = i;
             }
         }
-        (best, self.tiles[best])
+        (best, tiles[best])
     }
 }
 

@@ -16,9 +16,11 @@ mod meta_test;
 mod net;
 mod profile;
 mod split;
+mod tuning;
 
 pub use meta::{GpuMetaGradient, MetaHostTime};
 pub use profile::KernelTime;
+pub use tuning::Tuning;
 
 use std::sync::Mutex;
 
@@ -166,7 +168,8 @@ impl Augment {
 
 impl<'g> PopulationTrainer<'g> {
     /// Uploads the training split and `eval_split` of `task`, for up to `capacity` copies of
-    /// `model` side by side (more candidates train in turns).
+    /// `model` side by side (more candidates train in turns), with the products' sizes the
+    /// adapter's limits and the environment choose ([`Tuning::from_env`]).
     pub fn new(
         gpu: &'g Gpu,
         task: &Task<'_>,
@@ -203,7 +206,7 @@ impl<'g> PopulationTrainer<'g> {
         );
         Ok(PopulationTrainer {
             gpu,
-            kernels: Kernels::new(gpu)?,
+            kernels: Kernels::new(gpu, Tuning::from_env(gpu.limits())?)?,
             layers,
             kind: task.kind,
             n_out: task.n_out,
@@ -218,6 +221,17 @@ impl<'g> PopulationTrainer<'g> {
             spare_models: Mutex::new(Vec::new()),
             meta_host: Mutex::new(MetaHostTime::default()),
         })
+    }
+
+    /// The products' sizes.
+    pub fn tuning(&self) -> Tuning {
+        self.kernels.tuning
+    }
+
+    /// The same trainer with its products at other sizes.
+    pub fn tuned(mut self, tuning: Tuning) -> Result<PopulationTrainer<'g>, GpuError> {
+        self.kernels = Kernels::new(self.gpu, tuning)?;
+        Ok(self)
     }
 
     /// Bytes of the training and evaluation splits on the device.

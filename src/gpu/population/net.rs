@@ -5,8 +5,9 @@
 
 mod passes;
 
-use super::kernels::{Dims, Gemm, Image, Kernels, Op, Strides, TILINGS};
+use super::kernels::{Dims, Gemm, Image, Kernels, Op, Strides};
 use super::layers::{GpuLayer, ImageOp, row_floats, state_len};
+use super::tuning::{CHUNK_ALIGN, TILINGS};
 use crate::gpu::{Gpu, GpuError};
 
 /// Which statistics a forward pass normalises with (the batch-norm shaders' `kind`).
@@ -543,21 +544,18 @@ impl<'a> Net<'a> {
     }
 }
 
-/// The shortest chunk a convolution's weight gradient splits its sum into: long enough that a
-/// workgroup's loads outweigh writing its partial sums.
-const MIN_CHUNK: u32 = 1024;
-
 /// How a convolution's weight gradient over `rows` rows splits its sum over examples and output
-/// pixels for `p` candidates: into chunks of at least [`MIN_CHUNK`], in whole tile depths, as
-/// many as `room` floats of partial sums per candidate hold and one dispatch's workgroups
-/// allow. Returns the chunks' length and number.
+/// pixels for `p` candidates: into chunks of at least the tuning's `min_chunk`, in whole
+/// multiples of [`CHUNK_ALIGN`], as many as `room` floats of partial sums per candidate hold
+/// and one dispatch's workgroups allow. Returns the chunks' length and number.
 fn split_sum(image: &Image, rows: usize, room: usize, p: usize, kernels: &Kernels) -> (u32, u32) {
     let len = (rows as u32 * image.oh * image.ow).max(1);
-    let cols = image.c * image.kh * image.kw + image.bias;
-    let (_, tiles) = kernels.tiling(image.c_out, cols);
     let fits = (room / partial_len(image)).min(kernels.max_groups as usize / p.max(1));
-    let splits = len.div_ceil(MIN_CHUNK).min(fits as u32).max(1);
-    let chunk = len.div_ceil(splits).next_multiple_of(tiles.tile_k);
+    let splits = len
+        .div_ceil(kernels.tuning.min_chunk)
+        .min(fits as u32)
+        .max(1);
+    let chunk = len.div_ceil(splits).next_multiple_of(CHUNK_ALIGN);
     (chunk, len.div_ceil(chunk))
 }
 

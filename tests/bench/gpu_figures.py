@@ -338,10 +338,10 @@ def summary_tune(tune):
     models = list(dict.fromkeys(key.split(" ")[0] for key in tune))
     tunings = list(dict.fromkeys(key.split(" ")[1] for key in tune))
     first = next(iter(tune.values()))
-    lines = [f"Steps/s of {first['side_by_side']} models side by side, per model (in brackets: "
-             "one model alone), at each setting of the products' tiles "
+    lines = [f"Model-steps/s of {first['side_by_side']} models side by side (in brackets: the "
+             "steps/s of one model alone) at each setting of the products' tiles "
              "(`EVOMAL_GPU_TILES`) and the weight gradients' shortest chunk "
-             "(`EVOMAL_GPU_MIN_CHUNK`); against the adapter's own settings.", "",
+             "(`EVOMAL_GPU_MIN_CHUNK`), and the ratio to the adapter's own settings.", "",
              "| setting | tiles | chunk | " + " | ".join(models) + " |",
              "|---|---|---|" + "---|" * len(models)]
     for t in tunings:

@@ -49,22 +49,28 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 STAGES = ["steps", "gpu", "profile", "cpu", "tune"]
 MODELS = "lenet5,mlp,resnet18,vgg11"
 PROFILED = "resnet18,vgg11"
-# The `tune` stage's settings, by name: the three tilings (`TMxTNxTK/PMxPN` each: outputs and
-# depth per workgroup, outputs per invocation) and the shortest chunk. The adapter's own come
-# first; each other changes one thing.
+DEADLINE_STATUS = 3
+FAILURES = "failures.log"
+
+
+def tiles(wide="64x64x16/4x4", few_rows="16x64x16/1x4", small="8x16x16/1x1"):
+    """`EVOMAL_GPU_TILES` with the three tilings (`TMxTNxTK/PMxPN` each: outputs and depth per
+    workgroup, outputs per invocation); the defaults are the adapter's own on GPUs."""
+    return {"EVOMAL_GPU_TILES": ",".join([wide, few_rows, small])}
+
+
+# The `tune` stage's settings, by name: the adapter's own first, then each changes one thing.
 TUNINGS = {
     "adapter": {},
-    "wide128x64": {"EVOMAL_GPU_TILES": "128x64x8/8x4,16x64x16/1x4,8x16x16/1x1"},
-    "wide64x128": {"EVOMAL_GPU_TILES": "64x128x8/4x8,16x64x16/1x4,8x16x16/1x1"},
-    "depth8": {"EVOMAL_GPU_TILES": "64x64x8/4x4,16x64x16/1x4,8x16x16/1x1"},
-    "depth32": {"EVOMAL_GPU_TILES": "64x64x32/4x4,16x64x16/1x4,8x16x16/1x1"},
-    "rows32": {"EVOMAL_GPU_TILES": "64x64x16/4x4,32x64x16/2x4,8x16x16/1x1"},
-    "small16": {"EVOMAL_GPU_TILES": "64x64x16/4x4,16x64x16/1x4,16x16x16/1x1"},
+    "wide128x64": tiles(wide="128x64x8/8x4"),
+    "wide64x128": tiles(wide="64x128x8/4x8"),
+    "depth8": tiles(wide="64x64x8/4x4"),
+    "depth32": tiles(wide="64x64x32/4x4"),
+    "rows32": tiles(few_rows="32x64x16/2x4"),
+    "small16": tiles(small="16x16x16/1x1"),
     "chunk256": {"EVOMAL_GPU_MIN_CHUNK": "256"},
     "chunk4096": {"EVOMAL_GPU_MIN_CHUNK": "4096"},
 }
-DEADLINE_STATUS = 3
-FAILURES = "failures.log"
 
 sys.path.insert(0, HERE)
 from cifar_data import cifar_manifest, synthetic_cifar  # noqa: E402
@@ -96,10 +102,10 @@ class Run:
         """Runs `cmd` from the repository root in a process group of its own, so that at the
         deadline its children (evomal under a benchmark script) stop with it; `env` adds to the
         environment."""
+        shown = " ".join([f"{k}={v}" for k, v in (env or {}).items()] + cmd)
         left = None if self.end is None else self.end - time.monotonic()
         if left is not None and left <= 0:
-            raise Deadline(" ".join(cmd))
-        shown = " ".join([f"{k}={v}" for k, v in (env or {}).items()] + cmd)
+            raise Deadline(shown)
         print("$ " + shown, flush=True)
         child = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE if capture else None,
                                  stderr=subprocess.PIPE, text=True, start_new_session=True,

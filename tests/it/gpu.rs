@@ -81,13 +81,7 @@ pub fn cpu_and_gpu(
                 (a, b) => assert_eq!(a, b, "{e}: outcome on the CPU and on the GPU"),
             }
             let cpu = task.evaluate(&mut m, 1, task.metric()).unwrap();
-            let trained = &m.snapshot().unwrap()[..m.n_params()];
-            let scale = trained.iter().fold(0.0f32, |a, x| a.max(x.abs()));
-            let moved = trained
-                .iter()
-                .zip(&g.params)
-                .fold(0.0f32, |a, (x, y)| a.max((x - y).abs()))
-                / scale;
+            let moved = relative_difference(&m.snapshot().unwrap()[..m.n_params()], &g.params);
             eprintln!(
                 "{plugin} {model} {e}: validation {} cpu {cpu:.6} gpu {:.6}; parameters differ by {moved:e}",
                 task.metric().name(),
@@ -96,6 +90,17 @@ pub fn cpu_and_gpu(
             (cpu, g.metric, moved)
         })
         .collect()
+}
+
+/// The largest difference between `reference` and `other`, relative to the largest value of
+/// `reference`.
+fn relative_difference(reference: &[f32], other: &[f32]) -> f32 {
+    let scale = reference.iter().fold(0.0f32, |a, x| a.max(x.abs()));
+    let moved = reference
+        .iter()
+        .zip(other)
+        .fold(0.0f32, |a, (x, y)| a.max((x - y).abs()));
+    moved / scale
 }
 
 pub fn sgd(steps: usize, batch: usize, lr: f32) -> TrainConfig {
@@ -337,10 +342,7 @@ fn other_tile_and_chunk_sizes_train_as_the_adapters() {
     let cfg = sgd(10, 64, 0.05);
     let run = |tiles: Option<&str>, min_chunk: Option<&str>| {
         let tuning = Tuning::with(gpu().limits(), tiles, min_chunk).unwrap();
-        let trainer = PopulationTrainer::new(gpu(), &task, &m, 2, 1)
-            .unwrap()
-            .tuned(tuning)
-            .unwrap();
+        let trainer = PopulationTrainer::with_tuning(gpu(), &task, &m, 2, 1, tuning).unwrap();
         assert_eq!(trainer.tuning(), tuning);
         let runs = trainer
             .train(&losses, &init, &cfg, 5, task.metric())
@@ -363,13 +365,11 @@ fn other_tile_and_chunk_sizes_train_as_the_adapters() {
     let (short, more_bytes) = run(None, Some("64"));
     assert_eq!(more_bytes - bytes, 4 * (64 - 4) * 16 * (8 * 9 + 1));
     for (a, s) in adapters.iter().zip(&short) {
-        let scale = a.params.iter().fold(0.0f32, |m, x| m.max(x.abs()));
-        let moved = a
-            .params
-            .iter()
-            .zip(&s.params)
-            .fold(0.0f32, |m, (x, y)| m.max((x - y).abs()));
-        assert!(moved <= 1e-5 * scale, "parameters differ by {moved:e}");
+        let moved = relative_difference(&a.params, &s.params);
+        assert!(
+            moved <= 1e-5,
+            "parameters differ by {moved:e} of the largest"
+        );
         assert_eq!(a.outcome, s.outcome);
     }
 }

@@ -177,6 +177,19 @@ impl<'g> PopulationTrainer<'g> {
         capacity: usize,
         eval_split: u32,
     ) -> Result<PopulationTrainer<'g>, TrainError> {
+        let tuning = Tuning::from_env(gpu.limits())?;
+        Self::with_tuning(gpu, task, model, capacity, eval_split, tuning)
+    }
+
+    /// [`Self::new`] with the products at these sizes.
+    pub fn with_tuning(
+        gpu: &'g Gpu,
+        task: &Task<'_>,
+        model: &PluginModel,
+        capacity: usize,
+        eval_split: u32,
+        tuning: Tuning,
+    ) -> Result<PopulationTrainer<'g>, TrainError> {
         if task.kind.loss_width(task.n_out) != task.n_out {
             return Err(GpuError::Unsupported(
                 "one-output classifiers (give the model two outputs, one per class)".into(),
@@ -206,7 +219,7 @@ impl<'g> PopulationTrainer<'g> {
         );
         Ok(PopulationTrainer {
             gpu,
-            kernels: Kernels::new(gpu, Tuning::from_env(gpu.limits())?)?,
+            kernels: Kernels::new(gpu, tuning)?,
             layers,
             kind: task.kind,
             n_out: task.n_out,
@@ -226,12 +239,6 @@ impl<'g> PopulationTrainer<'g> {
     /// The products' sizes.
     pub fn tuning(&self) -> Tuning {
         self.kernels.tuning
-    }
-
-    /// The same trainer with its products at other sizes.
-    pub fn tuned(mut self, tuning: Tuning) -> Result<PopulationTrainer<'g>, GpuError> {
-        self.kernels = Kernels::new(self.gpu, tuning)?;
-        Ok(self)
     }
 
     /// Bytes of the training and evaluation splits on the device.

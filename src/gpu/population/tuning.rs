@@ -129,14 +129,8 @@ impl Tiles {
 /// `TMxTNxTK/PMxPN`, as [`TILES_VAR`] takes it.
 impl fmt::Display for Tiles {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let Tiles {
-            tile_m,
-            tile_n,
-            tile_k,
-            per_m,
-            per_n,
-        } = self;
-        write!(f, "{tile_m}x{tile_n}x{tile_k}/{per_m}x{per_n}")
+        let (m, n, k) = (self.tile_m, self.tile_n, self.tile_k);
+        write!(f, "{m}x{n}x{k}/{}x{}", self.per_m, self.per_n)
     }
 }
 

@@ -112,7 +112,7 @@ fn the_gpu_crops_and_flips_as_the_cpu_does() {
             "cpu {cpu}, gpu {gpu}"
         );
     }
-    crate::gpu::meta_gradients_agree(&p, "mlp", mlp, &losses);
+    crate::gpu_meta::meta_gradients_agree(&p, "mlp", mlp, &losses);
 }
 
 #[test]

@@ -10,6 +10,7 @@ mod filters;
 mod fuzz;
 mod gpu;
 mod gpu_loss;
+mod gpu_meta;
 mod hardening;
 mod images;
 mod local_search;

@@ -85,9 +85,11 @@ const LOCK: &str = ".evomal.lock";
 const RUN_FILES: [&str; 2] = ["checkpoint.json", "run.json"];
 
 /// A results directory this process holds (an advisory lock, released when dropped or when
-/// the process dies, `kill -9` included).
+/// the process dies, `kill -9` included). A directory the claim created goes again when it is
+/// dropped with nothing in it, so a run that fails before writing leaves no empty directory.
 pub struct RunDir {
     pub path: PathBuf,
+    created: bool,
     _lock: File,
 }
 
@@ -135,14 +137,35 @@ impl RunDir {
     }
 
     fn lock(path: &Path) -> anyhow::Result<RunDir> {
-        std::fs::create_dir_all(path).with_context(|| format!("creating `{}`", path.display()))?;
         let lock_path = path.join(LOCK);
+        // A run dropping the directory it created unlinks the lock file before releasing it: a
+        // lock won on that file is no claim, so the claim tries again on the file now there.
+        for _ in 0..3 {
+            let created = create_dir(path)?;
+            let lock = RunDir::lock_file(&lock_path)?;
+            if same_file(&lock, &lock_path) {
+                return Ok(RunDir {
+                    path: path.to_path_buf(),
+                    created,
+                    _lock: lock,
+                });
+            }
+        }
+        bail!(
+            "`{}` is in use by another evomal run; choose another --out-dir",
+            path.display()
+        )
+    }
+
+    /// Opens and locks `lock_path`, and writes this process into it.
+    fn lock_file(lock_path: &Path) -> anyhow::Result<File> {
+        let path = lock_path.parent().unwrap_or(Path::new("."));
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
-            .open(&lock_path)
+            .open(lock_path)
             .with_context(|| format!("opening `{}`", lock_path.display()))?;
         match file.try_lock() {
             Ok(()) => {}
@@ -169,11 +192,55 @@ impl RunDir {
         file.set_len(0)
             .and_then(|()| file.write_all(holder.as_bytes()))
             .with_context(|| format!("writing `{}`", lock_path.display()))?;
-        Ok(RunDir {
-            path: path.to_path_buf(),
-            _lock: file,
-        })
+        Ok(file)
     }
+}
+
+impl Drop for RunDir {
+    fn drop(&mut self) {
+        let only_the_lock = || {
+            std::fs::read_dir(&self.path).is_ok_and(|entries| {
+                entries
+                    .map(|e| e.map(|e| e.file_name()))
+                    .collect::<Result<Vec<_>, _>>()
+                    .is_ok_and(|names| names == [LOCK])
+            })
+        };
+        // Still holding the lock, so no other run can be writing here.
+        if self.created && only_the_lock() {
+            std::fs::remove_file(self.path.join(LOCK)).ok();
+            std::fs::remove_dir(&self.path).ok();
+        }
+    }
+}
+
+/// Creates `path` and its parents; whether this call made `path` itself.
+fn create_dir(path: &Path) -> anyhow::Result<bool> {
+    let made = match path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        Some(parent) => std::fs::create_dir_all(parent).and_then(|()| std::fs::create_dir(path)),
+        None => std::fs::create_dir(path),
+    };
+    match made {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && path.is_dir() => Ok(false),
+        Err(e) => Err(e).with_context(|| format!("creating `{}`", path.display())),
+    }
+}
+
+/// Whether `path` still names the file `file` is open on.
+#[cfg(unix)]
+fn same_file(file: &File, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (file.metadata(), std::fs::metadata(path)) {
+        (Ok(a), Ok(b)) => (a.dev(), a.ino()) == (b.dev(), b.ino()),
+        _ => false,
+    }
+}
+
+/// Without inode numbers, a lock is taken as a claim (a race with a failing run remains).
+#[cfg(not(unix))]
+fn same_file(_: &File, path: &Path) -> bool {
+    path.is_file()
 }
 
 #[cfg(test)]
@@ -238,5 +305,38 @@ mod tests {
         let third = RunDir::claim_new(&d, false).unwrap();
         assert!(third.path.ends_with("run-3"), "{}", third.path.display());
         assert!(RunDir::claim_existing(&third.path).is_err());
+    }
+
+    #[test]
+    fn a_directory_the_claim_made_goes_when_dropped_empty() {
+        let tmp = temp("empty");
+        let fresh = tmp.path().join("fresh");
+        drop(RunDir::claim_new(&fresh, true).unwrap());
+        assert!(!fresh.exists());
+        let written = RunDir::claim_new(&fresh, true).unwrap();
+        std::fs::write(fresh.join("run.json"), "{}").unwrap();
+        drop(written);
+        assert!(fresh.join("run.json").is_file());
+        // The user's own empty directory stays.
+        let own = tmp.path().join("own");
+        std::fs::create_dir(&own).unwrap();
+        drop(RunDir::claim_new(&own, true).unwrap());
+        assert!(own.is_dir());
+    }
+
+    #[test]
+    fn a_lock_won_on_a_file_that_was_unlinked_is_no_claim() {
+        let tmp = temp("unlinked");
+        let d = tmp.path().join("run");
+        let first = RunDir::claim_new(&d, true).unwrap();
+        // A second run opened the lock file just before the first dropped the directory it
+        // made: its lock is then won on a file that is no longer there.
+        let stale = OpenOptions::new().read(true).open(d.join(LOCK)).unwrap();
+        drop(first);
+        assert!(!d.exists());
+        stale.try_lock().unwrap();
+        assert!(!same_file(&stale, &d.join(LOCK)));
+        let second = RunDir::claim_new(&d, true).unwrap();
+        assert!(same_file(&second._lock, &d.join(LOCK)));
     }
 }

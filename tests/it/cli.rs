@@ -363,6 +363,24 @@ fn gpu_sizes_the_adapter_cannot_take_are_refused_by_name() {
         assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
         assert_eq!(stderr(&o), format!("error: `{var}={value}`: {why}\n"));
     }
+    // `run` claims its results directory before the GPU reads the settings: refused, it
+    // leaves no empty directory behind.
+    let scratch = crate::scratch("gpu-sizes");
+    let out_dir = scratch.path().join("run");
+    let o = Command::new(env!("CARGO_BIN_EXE_evomal"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("EVOMAL_GPU_MIN_CHUNK", "0")
+        .args(["run", "tasks/digits-cnn.toml", "--device", "gpu", "--quiet"])
+        .arg("--out-dir")
+        .arg(&out_dir)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o)
+            .ends_with("`EVOMAL_GPU_MIN_CHUNK=0`: it takes a whole number from 1 to 16777216\n")
+    );
+    assert!(!out_dir.exists());
 }
 
 /// `tests/bench/gpu_figures.py --out OUT ARGS`: its exit status, standard output and standard

@@ -243,6 +243,7 @@ fn a_careless_plugin_cannot_crash_the_host() {
             "{}",
             stderr(&o)
         );
+        assert!(!out.exists(), "the failed run leaves no results directory");
     }
 }
 

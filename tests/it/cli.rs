@@ -602,3 +602,36 @@ fn the_gpu_figures_script_goes_on_after_a_failure_and_stops_at_its_deadline() {
     let log = std::fs::read_to_string(out.join("failures.log")).unwrap();
     assert!(log.contains("has no model `nosuch`"), "{log}");
 }
+
+/// Without a GPU adapter `gpu_figures.py` runs nothing: it says why at once instead of failing
+/// every command (on a machine lent by the minute), and how to name an NVIDIA driver's manifest.
+#[test]
+fn the_gpu_figures_script_starts_nothing_without_an_adapter() {
+    let out = crate::scratch("gpu-no-adapter");
+    let out = out.path();
+    let o = Command::new("python3")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/bench/gpu_figures.py"
+        ))
+        .arg("--out")
+        .arg(out)
+        .args([
+            "--evomal",
+            env!("CARGO_BIN_EXE_evomal"),
+            "--stages",
+            "gpu,tune",
+        ])
+        .env("VK_DRIVER_FILES", out.join("no_icd.json"))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    for line in [
+        "evomal finds no GPU adapter, so there is no GPU figure to take:\nerror: no GPU adapter found",
+        "name its manifest: VK_DRIVER_FILES=/path/to/nvidia_icd.json)",
+    ] {
+        assert!(stderr(&o).contains(line), "{line} in {}", stderr(&o));
+    }
+    assert_eq!(stdout(&o), "");
+    assert_eq!(std::fs::read_dir(out).unwrap().count(), 0);
+}

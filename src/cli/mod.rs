@@ -81,7 +81,31 @@ pub fn learned_source(source: &str) -> anyhow::Result<LearnedLoss> {
     if !dir.is_dir() {
         return learned_arg(source);
     }
-    learned_in_run(dir, &read_json(&dir.join("run.json"))?)
+    learned_in_run(dir, &run_report(dir)?)
+}
+
+/// The run.json of the results directory `dir`, or what `dir` holds instead.
+pub fn run_report(dir: &std::path::Path) -> anyhow::Result<serde_json::Value> {
+    let path = dir.join("run.json");
+    if !dir.is_dir() {
+        anyhow::bail!(
+            "`{}` is not a directory: a results directory of `evomal run` is wanted",
+            dir.display()
+        );
+    }
+    if !path.exists() {
+        if dir.join("checkpoint.json").is_file() {
+            anyhow::bail!(
+                "the run in `{0}` has not finished (it holds a checkpoint.json, but no run.json yet): finish it with `evomal run --resume {0}`",
+                dir.display()
+            );
+        }
+        anyhow::bail!(
+            "`{}` holds no run.json: it is not the results directory of an `evomal run`",
+            dir.display()
+        );
+    }
+    read_json(&path)
 }
 
 /// The learned loss of the run in `dir`, whose run.json is `report`.

@@ -29,7 +29,7 @@ pub struct TransferArgs {
 }
 
 pub fn run(args: TransferArgs, out: &mut dyn Write) -> anyhow::Result<()> {
-    let report = super::read_json(&args.run_dir.join("run.json"))?;
+    let report = super::run_report(&args.run_dir)?;
     let learned = super::learned_in_run(&args.run_dir, &report)?;
     let manifest = Manifest::load(&args.manifest)?;
     let plugin = TaskPlugin::open(&manifest.plugin(), &manifest.data_json())?;

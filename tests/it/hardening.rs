@@ -464,3 +464,33 @@ fn outputs_replace_regular_files_only_and_name_the_users_path() {
         .collect();
     assert_eq!(names.len(), 2, "no temporaries left: {names:?}");
 }
+
+/// `export`, `emit-shader` and `transfer` take a finished run's directory; given an
+/// unfinished run, another directory or a file, they say which it is.
+#[test]
+fn commands_that_read_a_run_name_what_they_were_given_instead() {
+    let dir = crate::scratch("hard-not-a-run");
+    let dir = dir.path();
+    let unfinished = dir.join("unfinished");
+    std::fs::create_dir(&unfinished).unwrap();
+    std::fs::write(unfinished.join("checkpoint.json"), "{}").unwrap();
+    let (unfinished, other) = (unfinished.to_str().unwrap(), dir.to_str().unwrap());
+    let resume = format!(
+        "the run in `{unfinished}` has not finished (it holds a checkpoint.json, but no run.json yet): finish it with `evomal run --resume {unfinished}`"
+    );
+    let no_run = format!("`{other}` holds no run.json: it is not the results directory");
+    for (source, expect) in [(unfinished, &resume), (other, &no_run)] {
+        for args in [
+            vec!["export", source, "--to", "numpy"],
+            vec!["emit-shader", source],
+            vec!["transfer", source, "tasks/quick.toml"],
+        ] {
+            assert_clean_failure(&evomal(&args), expect);
+        }
+    }
+    let o = evomal(&["transfer", "tasks/quick.toml", "tasks/quick.toml"]);
+    assert_clean_failure(
+        &o,
+        "`tasks/quick.toml` is not a directory: a results directory of `evomal run` is wanted",
+    );
+}

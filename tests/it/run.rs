@@ -614,3 +614,27 @@ fn without_robust_selection_the_best_single_fitness_is_kept() {
     );
     assert!(!String::from_utf8_lossy(&o.stdout).contains("robust selection"));
 }
+
+/// Resuming a finished run changes nothing and trains nothing: it says the run has finished.
+#[test]
+fn a_finished_run_is_not_resumed() {
+    build_plugin("evomal-plugin-diabetes");
+    let dir = crate::scratch("run-finished");
+    let out = dir.path().join("out");
+    assert!(run("tests/data/tiny.toml", &out).status.success());
+    let before = std::fs::read(out.join("run.json")).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_evomal"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["run", "--quiet", "--resume", out.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        format!(
+            "the run in `{}` has finished (its run.json is written): nothing to resume\n",
+            out.display()
+        )
+    );
+    assert_eq!(std::fs::read(out.join("run.json")).unwrap(), before);
+}

@@ -79,6 +79,16 @@ pub struct Job {
 
 pub fn run(args: RunArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     let job = match (&args.resume, &args.manifest) {
+        // Its run.json, written last, marks a finished run: resuming it would only train the
+        // finalists and meta-test again (hours on CIFAR) to write the same results.
+        (Some(dir), _) if dir.join("run.json").is_file() => {
+            writeln!(
+                out,
+                "the run in `{}` has finished (its run.json is written): nothing to resume",
+                dir.display()
+            )?;
+            return Ok(());
+        }
         (Some(dir), _) => resume_job(dir, args.options)?,
         (None, Some(path)) => Job {
             manifest_path: path.clone(),

@@ -10,13 +10,14 @@ use evomal::expr::interp::{self, FullBatchMut};
 use evomal::expr::{LossExpr, NodeId, structural_hash};
 use serde_json::json;
 
-use super::loss_arg;
+use super::loss_source;
 
 #[derive(Subcommand)]
 pub enum LossCommand {
     /// Print an expression's canonical form, infix rendering, height, size and weights.
     Show {
-        /// The loss, e.g. 'mul(-1, mul(y, log(yhat)))', or `@FILE` for the one in a file.
+        /// The loss, e.g. 'mul(-1, mul(y, log(yhat)))', `@FILE` for the one in a file, or a
+        /// results directory of `evomal run` (its best loss).
         expr: String,
         /// Print JSON instead of text.
         #[arg(long)]
@@ -24,7 +25,7 @@ pub enum LossCommand {
     },
     /// Evaluate the loss and all its derivatives at given points.
     Eval {
-        /// The loss, or `@FILE` for the one in a file.
+        /// The loss, `@FILE` for the one in a file, or a results directory of `evomal run`.
         expr: String,
         /// Targets, comma-separated.
         #[arg(
@@ -63,7 +64,7 @@ pub enum Backend {
 
 pub fn run(cmd: LossCommand, out: &mut dyn Write) -> anyhow::Result<()> {
     match cmd {
-        LossCommand::Show { expr, json } => show(&loss_arg(&expr)?, json, out),
+        LossCommand::Show { expr, json } => show(&loss_source(&expr)?, json, out),
         LossCommand::Eval {
             expr,
             y,
@@ -72,7 +73,7 @@ pub fn run(cmd: LossCommand, out: &mut dyn Write) -> anyhow::Result<()> {
             backend,
             json,
         } => {
-            let mut e = loss_arg(&expr)?;
+            let mut e = loss_source(&expr)?;
             if y.len() != yhat.len() {
                 bail!("--y has {} values but --yhat has {}", y.len(), yhat.len());
             }

@@ -79,7 +79,14 @@ pub fn loss_source(source: &str) -> anyhow::Result<LossExpr> {
 pub fn learned_source(source: &str) -> anyhow::Result<LearnedLoss> {
     let dir = std::path::Path::new(source);
     if !dir.is_dir() {
-        return learned_arg(source);
+        let loss = learned_arg(source);
+        let a_path = !source.starts_with('@')
+            && source.contains(std::path::MAIN_SEPARATOR)
+            && !source.contains('(');
+        return match a_path {
+            true => loss.with_context(|| format!("`{source}` is no directory, nor a loss")),
+            false => loss,
+        };
     }
     learned_in_run(dir, &run_report(dir)?)
 }

@@ -25,8 +25,8 @@ use evomal::train::objective::{CE, MSE};
 pub struct TrainArgs {
     /// The experiment manifest (TOML).
     manifest: PathBuf,
-    /// The loss: an expression, `@FILE` for the one in a file (a run's `best_loss.txt`), or
-    /// `mse` / `ce` for the baselines.
+    /// The loss: an expression, `@FILE` for the one in a file (a run's `best_loss.txt`), a
+    /// results directory of `evomal run` (its best loss), or `mse` / `ce` for the baselines.
     #[arg(long)]
     loss: String,
     /// Seeds to train from (default: the manifest's `[testing] seeds`).
@@ -58,7 +58,7 @@ pub fn run(args: TrainArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     let loss = match args.loss.as_str() {
         "mse" => LearnedLoss::Expr(parse_expr(MSE)?),
         "ce" => LearnedLoss::Expr(parse_expr(CE)?),
-        other => super::learned_arg(other)?,
+        other => super::learned_source(other)?,
     };
     if !loss.uses_yhat() {
         anyhow::bail!(

@@ -465,8 +465,8 @@ fn outputs_replace_regular_files_only_and_name_the_users_path() {
     assert_eq!(names.len(), 2, "no temporaries left: {names:?}");
 }
 
-/// `export`, `emit-shader` and `transfer` take a finished run's directory; given an
-/// unfinished run, another directory or a file, they say which it is.
+/// The commands that take a finished run's directory (`export`, `emit-shader`, `transfer`,
+/// `loss`, `train --loss`), given an unfinished run, another directory or a file, say which.
 #[test]
 fn commands_that_read_a_run_name_what_they_were_given_instead() {
     let dir = crate::scratch("hard-not-a-run");
@@ -484,10 +484,18 @@ fn commands_that_read_a_run_name_what_they_were_given_instead() {
             vec!["export", source, "--to", "numpy"],
             vec!["emit-shader", source],
             vec!["transfer", source, "tasks/quick.toml"],
+            vec!["loss", "show", source],
+            vec!["train", "tests/data/tiny.toml", "--loss", source],
         ] {
             assert_clean_failure(&evomal(&args), expect);
         }
     }
+    // A path that is no directory is taken for an expression, and the error says both.
+    let missing = format!("{other}/missing");
+    assert_clean_failure(
+        &evomal(&["loss", "show", &missing]),
+        &format!("`{missing}` is no directory, nor a loss: cannot parse the loss expression"),
+    );
     let o = evomal(&["transfer", "tasks/quick.toml", "tasks/quick.toml"]);
     assert_clean_failure(
         &o,

@@ -637,4 +637,17 @@ fn a_finished_run_is_not_resumed() {
         )
     );
     assert_eq!(std::fs::read(out.join("run.json")).unwrap(), before);
+    // `loss` takes the run's directory for its best loss, as `export` does.
+    let best = std::fs::read_to_string(out.join("best_loss.txt")).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_evomal"))
+        .args(["loss", "show", out.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let shown = String::from_utf8_lossy(&o.stdout).into_owned();
+    let first = best.lines().next().unwrap();
+    assert_eq!(
+        shown.lines().next(),
+        Some(format!("expression  {first}").as_str())
+    );
 }

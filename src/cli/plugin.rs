@@ -138,7 +138,9 @@ pub fn new(args: NewPluginArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         write_atomic(&dir.join(file), fill(template).as_bytes())?;
     }
     writeln!(out, "created {}", dir.display())?;
-    writeln!(out, "  cd {} && cargo build --release", dir.display())?;
-    writeln!(out, "  evomal run {}", dir.join("task.toml").display())?;
+    // One step a line, so that the lines run as they are, pasted together or one by one.
+    writeln!(out, "  cd {}", dir.display())?;
+    writeln!(out, "  cargo build --release")?;
+    writeln!(out, "  evomal run task.toml")?;
     Ok(())
 }

@@ -368,6 +368,11 @@ fn a_new_plugin_builds_outside_the_repository_and_runs() {
         crate_dir.to_str().unwrap(),
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let shown = crate_dir.display();
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        format!("created {shown}\n  cd {shown}\n  cargo build --release\n  evomal run task.toml\n")
+    );
     let o = evomal(&[
         "new-plugin",
         "my-task",

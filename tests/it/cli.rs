@@ -383,10 +383,10 @@ fn gpu_sizes_the_adapter_cannot_take_are_refused_by_name() {
     assert!(!out_dir.exists());
 }
 
-/// `tests/bench/gpu_figures.py --out OUT ARGS`: its exit status, standard output and standard
-/// error.
-fn gpu_figures(out: &std::path::Path, args: &[&str]) -> (Option<i32>, String, String) {
-    let o = Command::new("python3")
+/// `tests/bench/gpu_figures.py --out OUT ARGS` with this evomal.
+fn gpu_figures_command(out: &std::path::Path, args: &[&str]) -> Command {
+    let mut command = Command::new("python3");
+    command
         .arg(concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/tests/bench/gpu_figures.py"
@@ -394,9 +394,13 @@ fn gpu_figures(out: &std::path::Path, args: &[&str]) -> (Option<i32>, String, St
         .arg("--out")
         .arg(out)
         .args(["--evomal", env!("CARGO_BIN_EXE_evomal")])
-        .args(args)
-        .output()
-        .unwrap();
+        .args(args);
+    command
+}
+
+/// [`gpu_figures_command`]'s exit status, standard output and standard error.
+fn gpu_figures(out: &std::path::Path, args: &[&str]) -> (Option<i32>, String, String) {
+    let o = gpu_figures_command(out, args).output().unwrap();
     (o.status.code(), stdout(&o), stderr(&o))
 }
 
@@ -609,19 +613,7 @@ fn the_gpu_figures_script_goes_on_after_a_failure_and_stops_at_its_deadline() {
 fn the_gpu_figures_script_starts_nothing_without_an_adapter() {
     let out = crate::scratch("gpu-no-adapter");
     let out = out.path();
-    let o = Command::new("python3")
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/bench/gpu_figures.py"
-        ))
-        .arg("--out")
-        .arg(out)
-        .args([
-            "--evomal",
-            env!("CARGO_BIN_EXE_evomal"),
-            "--stages",
-            "gpu,tune",
-        ])
+    let o = gpu_figures_command(out, &["--stages", "gpu,tune"])
         .env("VK_DRIVER_FILES", out.join("no_icd.json"))
         .output()
         .unwrap();

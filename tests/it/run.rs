@@ -11,6 +11,15 @@ fn run(manifest: &str, dir: &Path) -> Output {
     run_with(manifest, dir, &[])
 }
 
+/// `evomal run --quiet --resume DIR`.
+fn resume(dir: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_evomal"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["run", "--quiet", "--resume", dir.to_str().unwrap()])
+        .output()
+        .unwrap()
+}
+
 fn run_with(manifest: &str, dir: &Path, extra: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_evomal"))
         .current_dir(env!("CARGO_MANIFEST_DIR"))
@@ -313,11 +322,7 @@ fn a_killed_run_resumes_to_the_same_result() {
         "the run finished before the kill"
     );
 
-    let o = Command::new(env!("CARGO_BIN_EXE_evomal"))
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args(["run", "--quiet", "--resume", killed.to_str().unwrap()])
-        .output()
-        .unwrap();
+    let o = resume(killed);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let whole = crate::scratch("run-whole");
     let whole = whole.path();
@@ -435,11 +440,7 @@ fn the_device_is_chosen_recorded_and_kept_on_resume() {
         serde_json::from_slice(&std::fs::read(out.join("checkpoint.json")).unwrap()).unwrap();
     assert_eq!(cp["device"], "gpu");
     std::fs::remove_file(out.join("run.json")).unwrap();
-    let o = Command::new(env!("CARGO_BIN_EXE_evomal"))
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args(["run", "--quiet", "--resume", out.to_str().unwrap()])
-        .output()
-        .unwrap();
+    let o = resume(&out);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(read()["fitness_device"].as_str().unwrap(), device);
 
@@ -623,11 +624,7 @@ fn a_finished_run_is_not_resumed() {
     let out = dir.path().join("out");
     assert!(run("tests/data/tiny.toml", &out).status.success());
     let before = std::fs::read(out.join("run.json")).unwrap();
-    let o = Command::new(env!("CARGO_BIN_EXE_evomal"))
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args(["run", "--quiet", "--resume", out.to_str().unwrap()])
-        .output()
-        .unwrap();
+    let o = resume(&out);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(
         String::from_utf8_lossy(&o.stdout),

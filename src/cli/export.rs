@@ -10,7 +10,8 @@ use super::write_atomic;
 
 #[derive(Args)]
 pub struct ExportArgs {
-    /// A results directory of `evomal run` (its best loss), `@FILE`, or a loss expression.
+    /// A results directory of `evomal run` (its best loss), `@FILE`, a loss expression, or
+    /// `mse` / `ce`.
     source: String,
     /// What to write.
     #[arg(long, value_enum)]

@@ -16,8 +16,8 @@ use super::loss_source;
 pub enum LossCommand {
     /// Print an expression's canonical form, infix rendering, height, size and weights.
     Show {
-        /// The loss, e.g. 'mul(-1, mul(y, log(yhat)))', `@FILE` for the one in a file, or a
-        /// results directory of `evomal run` (its best loss).
+        /// The loss, e.g. 'mul(-1, mul(y, log(yhat)))' (`mse` and `ce` name the baselines),
+        /// `@FILE` for the one in a file, or a results directory of `evomal run` (its best loss).
         expr: String,
         /// Print JSON instead of text.
         #[arg(long)]
@@ -25,7 +25,8 @@ pub enum LossCommand {
     },
     /// Evaluate the loss and all its derivatives at given points.
     Eval {
-        /// The loss, `@FILE` for the one in a file, or a results directory of `evomal run`.
+        /// The loss (`mse`, `ce`, an expression), `@FILE` for the one in a file, or a results
+        /// directory of `evomal run`.
         expr: String,
         /// Targets, comma-separated.
         #[arg(

@@ -26,15 +26,18 @@ pub fn parse_expr(text: &str) -> anyhow::Result<LossExpr> {
     })
 }
 
-/// A loss given on the command line: an expression, or `@FILE` for the expression in a file —
-/// its lines other than blank ones and `#` comments, joined (so a run's `best_loss.txt` is
-/// reusable as it is).
+/// A loss given on the command line: an expression, `mse` or `ce`, or `@FILE` for the
+/// expression in a file — its lines other than blank ones and `#` comments, joined (so a run's
+/// `best_loss.txt` is reusable as it is).
 pub fn loss_arg(arg: &str) -> anyhow::Result<LossExpr> {
     expression(learned_arg(arg)?, arg)
 }
 
 /// [`loss_arg`], where a file may also hold an ML3 loss network (a run's `best_loss.ml3.json`).
 pub fn learned_arg(arg: &str) -> anyhow::Result<LearnedLoss> {
+    if let Some(expr) = baseline_named(arg) {
+        return Ok(LearnedLoss::Expr(parse_expr(expr)?));
+    }
     let Some(path) = arg.strip_prefix('@') else {
         return Ok(LearnedLoss::Expr(parse_expr(arg)?));
     };
@@ -51,6 +54,16 @@ pub fn learned_arg(arg: &str) -> anyhow::Result<LearnedLoss> {
         .collect();
     let e = parse_expr(&expr.join(" ")).with_context(|| format!("the loss in `{path}`"))?;
     Ok(LearnedLoss::Expr(e))
+}
+
+/// The baselines by name: `mse` and `ce` (cross-entropy).
+fn baseline_named(name: &str) -> Option<&'static str> {
+    use evomal::train::objective::{CE, MSE};
+    match name {
+        "mse" => Some(MSE),
+        "ce" => Some(CE),
+        _ => None,
+    }
 }
 
 /// A JSON file of evomal's (run.json, a checkpoint); the error names the file.
@@ -70,7 +83,7 @@ fn read_limited(path: &std::path::Path) -> std::io::Result<String> {
 }
 
 /// A loss from wherever a command takes one: a results directory of `evomal run` (its best
-/// loss), `@FILE`, or an expression.
+/// loss), `@FILE`, an expression, or `mse` / `ce` (names before directories).
 pub fn loss_source(source: &str) -> anyhow::Result<LossExpr> {
     expression(learned_source(source)?, source)
 }
@@ -78,7 +91,7 @@ pub fn loss_source(source: &str) -> anyhow::Result<LossExpr> {
 /// [`loss_source`], ML3 networks included.
 pub fn learned_source(source: &str) -> anyhow::Result<LearnedLoss> {
     let dir = std::path::Path::new(source);
-    if !dir.is_dir() {
+    if !dir.is_dir() || baseline_named(source).is_some() {
         let loss = learned_arg(source);
         let a_path = !source.starts_with('@')
             && source.contains(std::path::MAIN_SEPARATOR)

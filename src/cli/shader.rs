@@ -12,8 +12,8 @@ use super::write_atomic;
 
 #[derive(Args)]
 pub struct ShaderArgs {
-    /// A loss expression, `@FILE` for the one in a file, or a results directory of
-    /// `evomal run` (its best loss).
+    /// A loss expression (`mse` and `ce` name the baselines), `@FILE` for the one in a file, or
+    /// a results directory of `evomal run` (its best loss).
     source: String,
     /// Write the shader here instead of standard output.
     #[arg(short, long)]

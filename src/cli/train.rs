@@ -17,9 +17,7 @@ use evomal::train::{Metric, Outcome, Task, TrainConfig, TrainError};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::json;
 
-use super::{parse_expr, write_atomic};
-
-use evomal::train::objective::{CE, MSE};
+use super::write_atomic;
 
 #[derive(Args)]
 pub struct TrainArgs {
@@ -55,11 +53,7 @@ pub fn run(args: TrainArgs, out: &mut dyn Write) -> anyhow::Result<()> {
             plugin.name()
         );
     }
-    let loss = match args.loss.as_str() {
-        "mse" => LearnedLoss::Expr(parse_expr(MSE)?),
-        "ce" => LearnedLoss::Expr(parse_expr(CE)?),
-        other => super::learned_source(other)?,
-    };
+    let loss = super::learned_source(&args.loss)?;
     if !loss.uses_yhat() {
         anyhow::bail!(
             "the loss `{}` does not use yhat: its gradient is zero, so training would not move the model",

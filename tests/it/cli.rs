@@ -627,3 +627,34 @@ fn the_gpu_figures_script_starts_nothing_without_an_adapter() {
     assert_eq!(stdout(&o), "");
     assert_eq!(std::fs::read_dir(out).unwrap().count(), 0);
 }
+
+/// `mse` and `ce` name the baselines wherever a loss is taken, before a directory of that name.
+#[test]
+fn the_baselines_are_named_wherever_a_loss_is_taken() {
+    let here = crate::scratch("baseline-names");
+    std::fs::create_dir(here.path().join("mse")).unwrap();
+    let evomal = |args: &[&str]| {
+        let o = Command::new(env!("CARGO_BIN_EXE_evomal"))
+            .current_dir(here.path())
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+        stdout(&o)
+    };
+    for (name, expr) in [
+        ("mse", "square(sub(y, yhat))"),
+        ("ce", "mul(-1, mul(y, log(yhat)))"),
+    ] {
+        for (before, after) in [
+            (&["loss", "show"][..], &[][..]),
+            (&["loss", "eval"], &["--y", "1,0", "--yhat", "0.3,0.7"]),
+            (&["export"], &["--to", "sympy"]),
+            (&["emit-shader"], &["--kind", "loss-grad"]),
+        ] {
+            let by_name = [before, &[name], after].concat();
+            let by_expr = [before, &[expr], after].concat();
+            assert_eq!(evomal(&by_name), evomal(&by_expr), "{by_name:?}");
+        }
+    }
+}

@@ -49,6 +49,11 @@ impl Table {
             .iter()
             .map(str::to_string)
             .collect();
+        if header.is_empty() {
+            return Err(format!(
+                "`{name}` is empty: its first line names the columns"
+            ));
+        }
         let find = |col: &String| {
             header.iter().position(|h| h == col).ok_or_else(|| {
                 format!(
@@ -231,6 +236,13 @@ mod tests {
         let err = table.class_indices(&columns("cat")).unwrap_err();
         assert!(
             err.ends_with("line 4: label `dog` is not one of the classes [cat]"),
+            "{err}"
+        );
+
+        let empty = file(&dir, "empty.csv", "");
+        let err = Table::read(&empty, &cols).err().unwrap();
+        assert!(
+            err.ends_with("empty.csv` is empty: its first line names the columns"),
             "{err}"
         );
 

@@ -89,18 +89,22 @@ fn sample() -> Result<Mnist, String> {
 
 /// The standard IDX files in `dir`.
 fn idx(dir: &Path) -> Result<Mnist, String> {
-    let read = |name: &str| -> Result<Vec<u8>, String> {
+    // The bytes of file `name` (or of `name.gz`, unpacked), and its path for errors.
+    let read = |name: &str| -> Result<(Vec<u8>, String), String> {
         let plain = dir.join(name);
         let gz = PathBuf::from(format!("{}.gz", plain.display()));
         if plain.is_file() {
-            std::fs::read(&plain).map_err(|e| format!("{}: {e}", plain.display()))
+            let shown = plain.display().to_string();
+            let bytes = std::fs::read(&plain).map_err(|e| format!("`{shown}`: {e}"))?;
+            Ok((bytes, shown))
         } else if gz.is_file() {
+            let shown = gz.display().to_string();
             let mut out = Vec::new();
-            let file = std::fs::File::open(&gz).map_err(|e| format!("{}: {e}", gz.display()))?;
+            let file = std::fs::File::open(&gz).map_err(|e| format!("`{shown}`: {e}"))?;
             flate2::read::GzDecoder::new(file)
                 .read_to_end(&mut out)
-                .map_err(|e| format!("{}: {e}", gz.display()))?;
-            Ok(out)
+                .map_err(|e| format!("`{shown}`: {e}"))?;
+            Ok((out, shown))
         } else {
             Err(format!(
                 "MNIST data_dir `{}` has no `{name}` (nor `{name}.gz`); it needs the four standard files: {}",
@@ -109,10 +113,12 @@ fn idx(dir: &Path) -> Result<Mnist, String> {
             ))
         }
     };
-    let train_x = images(&read(IDX_FILES[0])?, IDX_FILES[0])?;
-    let train_y = labels(&read(IDX_FILES[1])?, IDX_FILES[1])?;
-    let test_x = images(&read(IDX_FILES[2])?, IDX_FILES[2])?;
-    let test_y = labels(&read(IDX_FILES[3])?, IDX_FILES[3])?;
+    let images_in = |name| read(name).and_then(|(b, shown)| images(&b, &shown));
+    let labels_in = |name| read(name).and_then(|(b, shown)| labels(&b, &shown));
+    let train_x = images_in(IDX_FILES[0])?;
+    let train_y = labels_in(IDX_FILES[1])?;
+    let test_x = images_in(IDX_FILES[2])?;
+    let test_y = labels_in(IDX_FILES[3])?;
     if train_x.len() != train_y.len() * PIXELS || test_x.len() != test_y.len() * PIXELS {
         return Err("MNIST image and label files disagree on the number of examples".into());
     }
@@ -137,10 +143,25 @@ fn be_u32(b: &[u8], at: usize) -> u32 {
     u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
 }
 
-fn images(b: &[u8], name: &str) -> Result<Vec<f32>, String> {
-    if b.len() < 16 || be_u32(b, 0) != 0x0803 {
-        return Err(format!("{name}: not an IDX image file (magic 0x00000803)"));
+/// Why `b` does not begin as an IDX file of this `magic` does, if it does not.
+fn idx_header(b: &[u8], shown: &str, magic: u32, header: usize, what: &str) -> Result<(), String> {
+    if b.len() < header {
+        return Err(format!(
+            "`{shown}`: not an IDX {what} file: {} bytes, shorter than its {header}-byte header",
+            b.len()
+        ));
     }
+    if be_u32(b, 0) != magic {
+        return Err(format!(
+            "`{shown}`: not an IDX {what} file: it begins 0x{:08x}, not 0x{magic:08x}",
+            be_u32(b, 0)
+        ));
+    }
+    Ok(())
+}
+
+fn images(b: &[u8], shown: &str) -> Result<Vec<f32>, String> {
+    idx_header(b, shown, 0x0803, 16, "image")?;
     let (n, rows, cols) = (
         be_u32(b, 4) as usize,
         be_u32(b, 8) as usize,
@@ -148,16 +169,21 @@ fn images(b: &[u8], name: &str) -> Result<Vec<f32>, String> {
     );
     if (rows, cols) != (SIDE, SIDE) || b.len() != 16 + n * PIXELS {
         return Err(format!(
-            "{name}: expected {n} images of 28x28, found {rows}x{cols} and {} bytes",
+            "`{shown}`: expected {n} images of 28x28, found {rows}x{cols} and {} bytes (cut short?)",
             b.len()
         ));
     }
     Ok(b[16..].iter().map(|&p| p as f32 / 255.0).collect())
 }
 
-fn labels(b: &[u8], name: &str) -> Result<Vec<f32>, String> {
-    if b.len() < 8 || be_u32(b, 0) != 0x0801 || b.len() != 8 + be_u32(b, 4) as usize {
-        return Err(format!("{name}: not an IDX label file (magic 0x00000801)"));
+fn labels(b: &[u8], shown: &str) -> Result<Vec<f32>, String> {
+    idx_header(b, shown, 0x0801, 8, "label")?;
+    let n = be_u32(b, 4) as usize;
+    if b.len() != 8 + n {
+        return Err(format!(
+            "`{shown}`: its header says {n} labels, but it holds {} (cut short?)",
+            b.len() - 8
+        ));
     }
     b[8..]
         .iter()
@@ -165,7 +191,7 @@ fn labels(b: &[u8], name: &str) -> Result<Vec<f32>, String> {
             if (l as usize) < CLASSES {
                 Ok(l as f32)
             } else {
-                Err(format!("{name}: label {l} is not a digit"))
+                Err(format!("`{shown}`: label {l} is not a digit"))
             }
         })
         .collect()
@@ -233,13 +259,29 @@ mod tests {
         assert!(err.contains("label 10 is not a digit"), "{err}");
         std::fs::write(&labels, &bad[..20]).unwrap();
         let err = idx(&dir).err().unwrap();
-        assert!(err.contains("not an IDX label file"), "{err}");
+        let shown = labels.display();
+        assert_eq!(
+            err,
+            format!("`{shown}`: its header says 70 labels, but it holds 12 (cut short?)")
+        );
+        std::fs::write(&labels, b"junk").unwrap();
+        let err = idx(&dir).err().unwrap();
+        assert_eq!(
+            err,
+            format!("`{shown}`: not an IDX label file: 4 bytes, shorter than its 8-byte header")
+        );
+        std::fs::write(&labels, b"junk and more").unwrap();
+        let err = idx(&dir).err().unwrap();
+        assert_eq!(
+            err,
+            format!("`{shown}`: not an IDX label file: it begins 0x6a756e6b, not 0x00000801")
+        );
         let images = dir.join(IDX_FILES[0]);
         let img = std::fs::read(&images).unwrap();
         std::fs::write(&images, &img[..1000]).unwrap();
         let err = idx(&dir).err().unwrap();
         assert!(
-            err.contains("train-images-idx3-ubyte: expected 70 images of 28x28"),
+            err.contains("train-images-idx3-ubyte`: expected 70 images of 28x28"),
             "{err}"
         );
     }

@@ -26,7 +26,8 @@ same OUT (`--stages` runs some; `--summary-only` runs none). The stages, in this
 Before a GPU stage it asks evomal which adapter it takes (a second) and names it; when evomal
 finds none, it says why and runs nothing. A command that fails does not stop the run: the
 stages and models after it still run, its standard error goes to OUT/failures.log as well as to
-the console, and the run exits with status 1. `--deadline-s S` starts nothing after S seconds and stops a command still running then
+the console, and the run exits with status 1. `--deadline-s S` starts nothing after S seconds
+and stops a command still running then
 (with everything it started), for machines lent by the minute: the run then exits with status 3
 (1 if something failed) and says so. Either way it writes OUT/summary.md and prints it: the
 figures so far against the targets (per model-step at least 0.8x PyTorch; side by side at least
@@ -240,10 +241,10 @@ def stage_tune(run):
     return per_model(run, "tune", tune_keys(run.args.profile_models, run.args.tunings), measure)
 
 
-def gpu_adapter(evomal):
-    """The adapter evomal's `--device gpu` takes, as `{name, software}`, from a `bench loss` of
-    a thousand elements (a second); exits, saying why, when it finds none, so that a machine lent
-    by the minute is not spent on commands that all fail the same way."""
+def name_gpu_adapter(evomal):
+    """Prints the adapter evomal's `--device gpu` takes, from a `bench loss` of a thousand
+    elements (a second); exits, saying why, when it finds none, so that a machine lent by the
+    minute is not spent on commands that all fail the same way."""
     if not os.path.exists(evomal):
         sys.exit(f"{evomal} is not there: build it first (cargo build --release --workspace)")
     probe = subprocess.run([evomal, "bench", "loss", "--device", "gpu", "--elements", "1000",
@@ -257,7 +258,6 @@ def gpu_adapter(evomal):
     software = " (a software rasteriser: its figures are not GPU figures)"
     print(f"evomal's GPU: {device['name']}{software if device['software'] else ''}",
           file=sys.stderr, flush=True)
-    return device
 
 
 def duration(seconds):
@@ -478,7 +478,7 @@ def main():
     }
     stages = [] if args.summary_only else args.stages.split(",")
     if any(s != "cpu" and not os.path.exists(os.path.join(args.out, f"{s}.json")) for s in stages):
-        gpu_adapter(args.evomal)
+        name_gpu_adapter(args.evomal)
     stopped = None
     with tempfile.TemporaryDirectory() as scratch:
         run = Run(args, scratch)

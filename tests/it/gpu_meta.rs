@@ -17,14 +17,7 @@ use crate::plugins::build_plugin;
 pub fn meta_gradients_agree(p: &TaskPlugin, model: &str, params: &str, losses: &[&str]) {
     let task = Task::new(p);
     let mut m = p.create_model(model, params).unwrap();
-    let cfg = LocalSearchConfig {
-        lr: 0.05,
-        momentum: 0.9,
-        nesterov: true,
-        weight_decay: 5e-4,
-        batch: 16,
-        ..LocalSearchConfig::default()
-    };
+    let cfg = crate::local_search::cfg();
     let losses: Vec<LossExpr> = losses.iter().map(|l| l.parse().unwrap()).collect();
     let trainer = PopulationTrainer::new(gpu(), &task, &m, losses.len(), 1).unwrap();
     let mut on_gpu = GpuMetaGradient::new(&trainer, &losses, &cfg).unwrap();

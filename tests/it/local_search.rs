@@ -9,7 +9,8 @@ use evomal::train::Task;
 
 use crate::plugins::build_plugin;
 
-fn cfg() -> LocalSearchConfig {
+/// The local search's settings the meta-gradient tests share (CPU and GPU).
+pub fn cfg() -> LocalSearchConfig {
     // Nesterov and weight decay on, so lr_eff = lr (1 + momentum) is exercised.
     LocalSearchConfig {
         lr: 0.05,
